@@ -1,0 +1,106 @@
+// Top-k selection shared by every index.
+//
+// Scores are "lower is better" everywhere inside annx (similarities are negated by
+// the caller) and ties are broken by the lower id, so results are deterministic no
+// matter how the work was split across threads.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "annx/common/types.h"
+
+namespace annx {
+
+/// A bounded max-heap keeping the k best (score, id) pairs seen so far.
+class TopK {
+ public:
+  explicit TopK(size_t k) : k_(k) {
+    score_.reserve(k);
+    id_.reserve(k);
+  }
+
+  size_t k() const { return k_; }
+  size_t size() const { return score_.size(); }
+  /// Worst kept score, or +inf while fewer than k are kept: a score above it can be
+  /// skipped without calling push (an equal score may still win on a lower id).
+  float threshold() const {
+    return score_.size() < k_ ? std::numeric_limits<float>::infinity() : score_[0];
+  }
+
+  void push(float s, idx_t id) {
+    if (score_.size() < k_) {
+      score_.push_back(s);
+      id_.push_back(id);
+      sift_up(score_.size() - 1);
+    } else if (k_ > 0 && better(s, id, score_[0], id_[0])) {
+      score_[0] = s;
+      id_[0] = id;
+      sift_down(0);
+    }
+  }
+
+  /// Merges another heap's contents into this one.
+  void merge(const TopK& other) {
+    for (size_t i = 0; i < other.score_.size(); ++i) push(other.score_[i], other.id_[i]);
+  }
+
+  /// Writes the kept pairs best-first into (scores, ids) and pads to k with
+  /// (+inf, -1). Empties the heap.
+  void drain_sorted(float* scores, idx_t* ids) {
+    const size_t m = score_.size();
+    std::vector<std::pair<float, idx_t>> v(m);
+    for (size_t i = 0; i < m; ++i) v[i] = {score_[i], id_[i]};
+    std::sort(v.begin(), v.end());
+    for (size_t i = 0; i < m; ++i) {
+      scores[i] = v[i].first;
+      ids[i] = v[i].second;
+    }
+    for (size_t i = m; i < k_; ++i) {
+      scores[i] = std::numeric_limits<float>::infinity();
+      ids[i] = -1;
+    }
+    score_.clear();
+    id_.clear();
+  }
+
+  void clear() {
+    score_.clear();
+    id_.clear();
+  }
+
+ private:
+  static bool better(float s, idx_t id, float s2, idx_t id2) {
+    return s < s2 || (s == s2 && id < id2);
+  }
+  void sift_up(size_t i) {
+    while (i > 0) {
+      const size_t p = (i - 1) / 2;
+      if (!better(score_[p], id_[p], score_[i], id_[i])) break;
+      std::swap(score_[p], score_[i]);
+      std::swap(id_[p], id_[i]);
+      i = p;
+    }
+  }
+  void sift_down(size_t i) {
+    const size_t n = score_.size();
+    for (;;) {
+      size_t w = i;
+      const size_t l = 2 * i + 1, r = l + 1;
+      if (l < n && better(score_[w], id_[w], score_[l], id_[l])) w = l;
+      if (r < n && better(score_[w], id_[w], score_[r], id_[r])) w = r;
+      if (w == i) return;
+      std::swap(score_[w], score_[i]);
+      std::swap(id_[w], id_[i]);
+      i = w;
+    }
+  }
+
+  size_t k_;
+  std::vector<float> score_;  // max-heap on (score, id)
+  std::vector<idx_t> id_;
+};
+
+}  // namespace annx

@@ -1,0 +1,59 @@
+// FlatIndex: exact search by scanning every stored vector.
+//
+// Storage is one dense array of codes (F32, F16, BF16 or SQ8) in slot order; removal
+// moves the last vector into the freed slot, so scans never skip tombstones.
+// Search strategies (chosen per call):
+// - F32 with many queries: a blocked many-to-many kernel (query block x base block of
+//   inner products, norms added for L2), then the exact distances of the k winners
+//   are recomputed in direct form so the returned values do not depend on the path;
+// - few queries over many vectors: one query at a time, split across threads by base
+//   blocks, per-block top-k merged;
+// - otherwise: the one-to-many kernel per query, queries split across threads;
+// - with a filter: the gather kernel over the allowed slots only.
+#pragma once
+
+#include "annx/common/shared_array.h"
+#include "annx/index/index.h"
+#include "annx/index/vector_codec.h"
+
+namespace annx {
+
+class FlatIndex final : public Index {
+ public:
+  FlatIndex(int d, Metric metric, CodecKind codec);
+
+  std::string spec() const override;
+  bool is_trained() const override { return codec_.is_trained(); }
+  size_t memory_bytes() const override;
+  double bytes_per_vector() const override;
+  const VectorCodec& codec() const { return codec_; }
+
+ protected:
+  void train_impl(const float* x, size_t n) override;
+  void add_impl(const float* x, size_t n) override;
+  void search_impl(const float* q, size_t nq, size_t k, const SearchParams& params,
+                   const std::vector<slot_t>* allowed, float* D, idx_t* I) const override;
+  void range_impl(const float* q, size_t nq, float score_radius, const SearchParams& params,
+                  const std::vector<slot_t>* allowed, RangeResult& out) const override;
+  void remove_slot_impl(slot_t s) override;
+  void reconstruct_impl(const slot_t* slots, size_t n, float* out) const override;
+  void write_impl(io::Manifest& manifest, std::vector<Section>& sections,
+                  std::vector<std::vector<uint8_t>>& scratch) const override;
+  void read_impl(const io::ContainerReader& r, const io::Manifest& m, size_t ntotal) override;
+
+ private:
+  size_t count() const { return idmap_.size(); }
+  bool use_norms() const { return codec_.kind() == CodecKind::F32 && metric_ == Metric::L2; }
+  void search_blocked_f32(const float* q, size_t nq, size_t k, int threads, float* D,
+                          idx_t* I) const;
+  void search_intra_query(const float* q, size_t nq, size_t k, int threads,
+                          const std::vector<slot_t>* allowed, float* D, idx_t* I) const;
+  void search_per_query(const float* q, size_t nq, size_t k, int threads,
+                        const std::vector<slot_t>* allowed, float* D, idx_t* I) const;
+
+  VectorCodec codec_;
+  SharedArray<uint8_t> codes_;  // count() x code_size
+  SharedArray<float> norms_;    // squared norms, F32 + L2 only (blocked search)
+};
+
+}  // namespace annx

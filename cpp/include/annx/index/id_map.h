@@ -1,0 +1,63 @@
+// External int64 ids <-> internal slots, owned by every index (no IDMap wrapper).
+//
+// Slots are dense 0..n-1. While every id equals its slot (the common case of adds
+// without explicit ids and no removals) no hash table is kept at all.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+#include "annx/common/shared_array.h"
+#include "annx/common/types.h"
+
+namespace annx {
+
+/// Which external ids a search may return: either a list of allowed ids or a boolean
+/// mask indexed by id (mask[id] != 0 allows id).
+struct IdFilter {
+  const idx_t* ids = nullptr;
+  size_t n_ids = 0;
+  const uint8_t* mask = nullptr;
+  size_t mask_len = 0;
+  bool is_mask() const { return mask != nullptr; }
+};
+
+class IdMap {
+ public:
+  size_t size() const { return ids_.size(); }
+  idx_t id(slot_t s) const { return ids_[s]; }
+  const idx_t* ids() const { return ids_.data(); }
+  /// Next id handed out by add() without ids: one more than the largest id ever used.
+  idx_t next_id() const { return next_id_; }
+
+  std::optional<slot_t> find(idx_t id) const;
+  bool contains(idx_t id) const { return find(id).has_value(); }
+
+  /// Throws InvalidArgument if any id is negative, repeated within `ids`, or already
+  /// present. Nothing is modified.
+  void check_new(const idx_t* ids, size_t n) const;
+  /// Appends n ids (sequential from next_id() when ids == nullptr). Call check_new first.
+  void append(const idx_t* ids, size_t n);
+  /// Slot of each id; throws InvalidArgument naming the first unknown or repeated id.
+  std::vector<slot_t> slots_of(const idx_t* ids, size_t n) const;
+  /// Moves the id of slot `from` into slot `to` and drops the last slot (swap-remove).
+  void move_last_into(slot_t to);
+
+  /// Sorted list of slots the filter allows (ids not in the index are ignored).
+  std::vector<slot_t> allowed_slots(const IdFilter& f) const;
+
+  /// Persistence: the raw id array (slot order) and rebuild after load.
+  const SharedArray<idx_t>& array() const { return ids_; }
+  void load(SharedArray<idx_t> ids, idx_t next_id);
+
+ private:
+  void build_map();
+  SharedArray<idx_t> ids_;
+  idx_t next_id_ = 0;
+  bool identity_ = true;  // ids_[s] == s for every slot
+  std::unordered_map<idx_t, slot_t> map_;  // only when !identity_
+};
+
+}  // namespace annx

@@ -1,0 +1,139 @@
+// The Index base class: the one vocabulary every annx index speaks
+// (train / add / search / range_search / remove / reconstruct / save).
+//
+// The base class owns what is common to all structures: the dimension and metric,
+// the external-id map, input checks (finite values, non-zero vectors for cosine),
+// cosine normalisation, the reader/writer lock and persistence. Structures implement
+// the *_impl hooks, which are called with inputs already validated and the lock held.
+//
+// Concurrency contract (enforced here, so C++ users get it too): any number of
+// search / range_search / reconstruct calls may run concurrently; add, remove and
+// train take the lock exclusively and wait for running searches (and block new
+// ones) while they run.
+#pragma once
+
+#include <memory>
+#include <shared_mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "annx/common/types.h"
+#include "annx/index/id_map.h"
+
+namespace annx {
+
+namespace io {
+class Blob;
+class ContainerWriter;
+class ContainerReader;
+class Manifest;
+}  // namespace io
+
+/// Per-call search options. Never stored in the index, so concurrent searches with
+/// different options do not interfere.
+struct SearchParams {
+  int threads = 0;                   // 0: annx.get_num_threads()
+  const IdFilter* filter = nullptr;  // restrict results to these ids
+};
+
+/// faiss-style range-search result: results of query i are [lims[i], lims[i+1]).
+struct RangeResult {
+  std::vector<size_t> lims;
+  std::vector<float> distances;
+  std::vector<idx_t> ids;
+};
+
+class Index {
+ public:
+  Index(int d, Metric metric);
+  virtual ~Index() = default;
+  Index(const Index&) = delete;
+  Index& operator=(const Index&) = delete;
+
+  int d() const { return d_; }
+  Metric metric() const { return metric_; }
+  /// Canonical factory string (metric not included).
+  virtual std::string spec() const = 0;
+  virtual bool is_trained() const = 0;
+  size_t ntotal() const;
+  /// Next id that add() without ids hands out (one more than the largest id ever used).
+  idx_t next_id() const;
+
+  void train(const float* x, size_t n);
+  /// Adds n vectors; ids == nullptr assigns next_id(), next_id()+1, ...
+  void add(const float* x, size_t n, const idx_t* ids);
+  /// D, I: nq x k. D holds squared L2 (ascending) or similarities (descending); missing
+  /// results are padded with id -1 and distance +inf (L2) / -inf (similarities).
+  void search(const float* q, size_t nq, size_t k, const SearchParams& params, float* D,
+              idx_t* I) const;
+  /// L2: all results with distance < radius; IP/cos: similarity > radius. Sorted best first.
+  RangeResult range_search(const float* q, size_t nq, float radius,
+                           const SearchParams& params) const;
+  /// Removes the given ids (all must exist, no repeats; nothing is removed otherwise).
+  size_t remove(const idx_t* ids, size_t n);
+  /// Decoded stored vectors (normalised ones for cosine) of the given ids.
+  void reconstruct(const idx_t* ids, size_t n, float* out) const;
+  bool contains(idx_t id) const;
+  /// Live ids in storage order.
+  std::vector<idx_t> ids() const;
+  /// Bytes held for vectors, ids and auxiliary data (excluding mapped file pages).
+  virtual size_t memory_bytes() const = 0;
+  /// Bytes per stored vector: codes plus id plus per-vector extras.
+  virtual double bytes_per_vector() const = 0;
+
+  /// Serialises to the annx file format (see io/container.h).
+  std::vector<uint8_t> to_bytes() const;
+  /// Atomic save (temp file + fsync + rename).
+  void save(const std::string& path) const;
+
+ protected:
+  virtual void train_impl(const float* x, size_t n) = 0;
+  virtual void add_impl(const float* x, size_t n) = 0;  // ids already appended to idmap_
+  /// Scores are "lower is better" internally; I holds slots (converted by the caller).
+  virtual void search_impl(const float* q, size_t nq, size_t k, const SearchParams& params,
+                           const std::vector<slot_t>* allowed, float* D, idx_t* I) const = 0;
+  virtual void range_impl(const float* q, size_t nq, float score_radius,
+                          const SearchParams& params, const std::vector<slot_t>* allowed,
+                          RangeResult& out) const = 0;
+  /// Remove one slot by moving the last slot into it (ids handled by the base).
+  virtual void remove_slot_impl(slot_t s) = 0;
+  virtual void reconstruct_impl(const slot_t* slots, size_t n, float* out) const = 0;
+  /// A section to write: borrowed bytes, valid while the shared lock is held.
+  struct Section {
+    std::string tag;
+    const void* data;
+    size_t size;
+  };
+  /// Adds structure-specific manifest entries and sections (`scratch` may own bytes
+  /// that sections point into).
+  virtual void write_impl(io::Manifest& manifest, std::vector<Section>& sections,
+                          std::vector<std::vector<uint8_t>>& scratch) const = 0;
+
+  /// Copies x and normalises rows for cosine; validates finiteness. Returns a pointer to
+  /// the data to use (x itself when no copy was needed).
+  const float* prepare_input(const float* x, size_t n, const char* what,
+                             std::vector<float>& buf) const;
+
+  /// Restores structure-specific state written by write_impl (ids are restored by the
+  /// caller). Must validate every size against `ntotal` and throw FormatError.
+  virtual void read_impl(const io::ContainerReader& r, const io::Manifest& m,
+                         size_t ntotal) = 0;
+
+  /// Fills a container writer with the whole index; requires the shared lock.
+  void fill_writer(io::ContainerWriter& w, std::vector<std::vector<uint8_t>>& scratch) const;
+
+  friend std::unique_ptr<Index> load_index(std::shared_ptr<const io::Blob> blob, bool verify);
+
+  int d_;
+  Metric metric_;
+  IdMap idmap_;
+  mutable std::shared_mutex mu_;
+};
+
+/// Reads an index from a blob (bytes or an mmap'ed file); the returned index may view
+/// the blob's memory (kept alive by the index). Throws FormatError on malformed input.
+std::unique_ptr<Index> load_index(std::shared_ptr<const io::Blob> blob, bool verify = true);
+std::unique_ptr<Index> load_index_file(const std::string& path, bool mmap, bool verify = true);
+
+}  // namespace annx

@@ -1,0 +1,87 @@
+// The kernel table: every distance computation in annx goes through it.
+//
+// One implementation of each kernel exists per ISA level (cpp/src/kernels/); indexes
+// fetch `const KernelTable&` once per call and then call bulk entry points, so the
+// dispatch cost is paid per batch, never per pair.
+//
+// Conventions shared by all kernels:
+// - `d` is the number of dimensions; rows of `x` are contiguous, `code_size(kind, d)`
+//   bytes apart (no padding, no alignment requirement: kernels use unaligned loads and
+//   handle tails without reading past the row).
+// - The query is float32 for every float-query kind; stored rows may be f32, f16, bf16
+//   or SQ8 codes (uint8). Accumulation is always in f32 (or i32 for integer kinds).
+// - L2 kinds return squared Euclidean distance; IP kinds return the inner product
+//   (a similarity: larger is closer). Cosine is IP over normalised vectors.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "annx/simd/isa.h"
+
+namespace annx::simd {
+
+/// Float-query distance kinds (query f32 against a stored row).
+enum class DistKind : int {
+  L2_F32 = 0,
+  IP_F32,
+  L2_F16,   // row: IEEE binary16
+  IP_F16,
+  L2_BF16,  // row: bfloat16 (upper half of an f32)
+  IP_BF16,
+  // SQ8 codes (uint8). The query is pre-transformed by the codec (see codec_sq8):
+  //  IP_U8:  sum_i q[i] * c[i]                       (aux unused)
+  //  WL2_U8: sum_i aux[i] * (q[i] - c[i])^2          (aux = per-dimension weights)
+  IP_U8,
+  WL2_U8,
+  kCount
+};
+
+/// Bytes one row of `d` dimensions takes for a kind.
+size_t code_size(DistKind kind, size_t d);
+
+using OneFn = float (*)(const float* q, const void* x, size_t d, const float* aux);
+/// out[i] = dist(q, row i) for rows 0..n-1 of x.
+using ManyFn = void (*)(const float* q, const void* x, size_t n, size_t d, const float* aux,
+                        float* out);
+/// out[i] = dist(q, row rows[i]) for a list of row numbers (graph walks, re-ranking, filters).
+using GatherFn = void (*)(const float* q, const void* x, const uint32_t* rows, size_t n,
+                          size_t d, const float* aux, float* out);
+
+struct KernelTable {
+  Isa isa;
+  OneFn one[static_cast<int>(DistKind::kCount)];
+  ManyFn many[static_cast<int>(DistKind::kCount)];
+  GatherFn gather[static_cast<int>(DistKind::kCount)];
+
+  /// Blocked many-to-many inner products for f32:
+  /// out[i * out_stride + j] = <q_i, x_j>, q: nq rows, x: nx rows, both with `d` floats
+  /// per row (contiguous). Register-blocked over queries and rows; the caller tiles for
+  /// cache (see index/flat.cpp).
+  void (*dot_f32_tile)(const float* q, size_t nq, const float* x, size_t nx, size_t d,
+                       float* out, size_t out_stride);
+
+  /// Integer vectors (int8 x int8), exact int32 results.
+  int32_t (*l2sq_i8)(const int8_t* a, const int8_t* b, size_t d);
+  int32_t (*dot_i8)(const int8_t* a, const int8_t* b, size_t d);
+
+  /// Hamming distance between packed bit strings of `nbytes` bytes.
+  uint64_t (*hamming)(const uint8_t* a, const uint8_t* b, size_t nbytes);
+  /// out[i] = hamming(q, row i), rows `nbytes` apart.
+  void (*hamming_many)(const uint8_t* q, const uint8_t* x, size_t n, size_t nbytes,
+                       uint32_t* out);
+
+  /// Storage conversions (round to nearest even; NaN stays NaN).
+  void (*f32_to_f16)(const float* in, uint16_t* out, size_t n);
+  void (*f16_to_f32)(const uint16_t* in, float* out, size_t n);
+  void (*f32_to_bf16)(const float* in, uint16_t* out, size_t n);
+  void (*bf16_to_f32)(const uint16_t* in, float* out, size_t n);
+};
+
+/// The table of the active ISA (see isa.h). The reference is stable for the life of
+/// the process; switching ISA returns another static table.
+const KernelTable& kernels();
+/// The table of a specific level; throws InvalidArgument if not compiled/supported.
+const KernelTable& kernels(Isa isa);
+
+}  // namespace annx::simd

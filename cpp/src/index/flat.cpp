@@ -1,0 +1,295 @@
+#include "annx/index/flat.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "annx/common/error.h"
+#include "annx/common/thread_pool.h"
+#include "annx/common/topk.h"
+#include "annx/io/container.h"
+#include "annx/simd/kernels.h"
+
+namespace annx {
+namespace {
+
+constexpr size_t kScanBlock = 1024;          // distances computed per kernel call
+constexpr size_t kIntraQueryBlock = 16384;   // rows per thread chunk for one query
+constexpr size_t kQueryBlock = 64;           // queries per chunk in the blocked path
+constexpr size_t kBaseBlock = 256;           // rows per tile in the blocked path
+constexpr size_t kBlockedMinQueries = 8;
+
+/// Scans rows [b, e) (or allowed[b..e) when `allowed`) for one prepared query.
+void scan_range(const simd::KernelTable& K, const PreparedQuery& pq, const uint8_t* codes,
+                size_t d, size_t code_size, const std::vector<slot_t>* allowed, size_t b,
+                size_t e, TopK& top) {
+  float buf[kScanBlock];
+  const int kind = static_cast<int>(pq.kind);
+  for (size_t s = b; s < e; s += kScanBlock) {
+    const size_t m = std::min(kScanBlock, e - s);
+    if (allowed) {
+      K.gather[kind](pq.q.data(), codes, allowed->data() + s, m, d, pq.aux, buf);
+    } else {
+      K.many[kind](pq.q.data(), codes + s * code_size, m, d, pq.aux, buf);
+    }
+    pq.finish_all(buf, m);
+    for (size_t i = 0; i < m; ++i)
+      if (buf[i] <= top.threshold())
+        top.push(buf[i], allowed ? static_cast<idx_t>((*allowed)[s + i]) : static_cast<idx_t>(s + i));
+  }
+}
+
+}  // namespace
+
+FlatIndex::FlatIndex(int d, Metric metric, CodecKind codec)
+    : Index(d, metric), codec_(codec, d) {}
+
+std::string FlatIndex::spec() const {
+  return codec_.kind() == CodecKind::F32 ? "Flat" : std::string("Flat,") + codec_name(codec_.kind());
+}
+
+size_t FlatIndex::memory_bytes() const {
+  return codes_.size() + norms_.size() * sizeof(float) + count() * sizeof(idx_t) +
+         (codec_.sq_min().size() + codec_.sq_scale().size()) * sizeof(float);
+}
+
+double FlatIndex::bytes_per_vector() const {
+  return static_cast<double>(codec_.code_size() + sizeof(idx_t) + (use_norms() ? 4 : 0));
+}
+
+void FlatIndex::train_impl(const float* x, size_t n) { codec_.train(x, n); }
+
+void FlatIndex::add_impl(const float* x, size_t n) {
+  const size_t cs = codec_.code_size();
+  auto& codes = codes_.mut();
+  const size_t old = codes.size();
+  codes.resize(old + n * cs);
+  try {
+    codec_.encode(x, n, codes.data() + old);
+    if (use_norms()) {
+      auto& norms = norms_.mut();
+      const auto& K = simd::kernels();
+      const int kind = static_cast<int>(simd::DistKind::IP_F32);
+      const size_t d = static_cast<size_t>(d_);
+      norms.reserve(norms.size() + n);
+      for (size_t i = 0; i < n; ++i) norms.push_back(K.one[kind](x + i * d, x + i * d, d, nullptr));
+    }
+  } catch (...) {
+    codes.resize(old);
+    throw;
+  }
+}
+
+void FlatIndex::remove_slot_impl(slot_t s) {
+  const size_t cs = codec_.code_size();
+  const size_t last = count() - 1;
+  auto& codes = codes_.mut();
+  if (s != last) std::memcpy(codes.data() + s * cs, codes.data() + last * cs, cs);
+  codes.resize(last * cs);
+  if (use_norms()) {
+    auto& norms = norms_.mut();
+    norms[s] = norms[last];
+    norms.pop_back();
+  }
+}
+
+void FlatIndex::reconstruct_impl(const slot_t* slots, size_t n, float* out) const {
+  const size_t cs = codec_.code_size();
+  const size_t d = static_cast<size_t>(d_);
+  for (size_t i = 0; i < n; ++i) codec_.decode(codes_.data() + size_t{slots[i]} * cs, 1, out + i * d);
+}
+
+void FlatIndex::search_impl(const float* q, size_t nq, size_t k, const SearchParams& params,
+                            const std::vector<slot_t>* allowed, float* D, idx_t* I) const {
+  const int threads = params.threads > 0 ? params.threads : get_num_threads();
+  const size_t n = allowed ? allowed->size() : count();
+  if (!allowed && codec_.kind() == CodecKind::F32 && nq >= kBlockedMinQueries && n >= kBaseBlock) {
+    search_blocked_f32(q, nq, k, threads, D, I);
+  } else if (nq < static_cast<size_t>(threads) && n >= 2 * kIntraQueryBlock) {
+    search_intra_query(q, nq, k, threads, allowed, D, I);
+  } else {
+    search_per_query(q, nq, k, threads, allowed, D, I);
+  }
+}
+
+void FlatIndex::search_per_query(const float* q, size_t nq, size_t k, int threads,
+                                 const std::vector<slot_t>* allowed, float* D, idx_t* I) const {
+  const auto& K = simd::kernels();
+  const size_t d = static_cast<size_t>(d_), cs = codec_.code_size();
+  const size_t n = allowed ? allowed->size() : count();
+  const uint8_t* codes = codes_.data();
+  // Grain: about 2M distance terms per chunk keeps chunks short (Ctrl-C) but not tiny.
+  const size_t grain = std::max<size_t>(1, (size_t{1} << 21) / std::max<size_t>(1, n * d));
+  parallel_for(nq, grain, [&](size_t b, size_t e) {
+    TopK top(k);
+    for (size_t i = b; i < e; ++i) {
+      const PreparedQuery pq = codec_.prepare(q + i * d, metric_);
+      scan_range(K, pq, codes, d, cs, allowed, 0, n, top);
+      top.drain_sorted(D + i * k, I + i * k);
+    }
+  }, threads);
+}
+
+void FlatIndex::search_intra_query(const float* q, size_t nq, size_t k, int threads,
+                                   const std::vector<slot_t>* allowed, float* D,
+                                   idx_t* I) const {
+  const auto& K = simd::kernels();
+  const size_t d = static_cast<size_t>(d_), cs = codec_.code_size();
+  const size_t n = allowed ? allowed->size() : count();
+  const uint8_t* codes = codes_.data();
+  const size_t nchunks = (n + kIntraQueryBlock - 1) / kIntraQueryBlock;
+  for (size_t i = 0; i < nq; ++i) {
+    const PreparedQuery pq = codec_.prepare(q + i * d, metric_);
+    std::vector<TopK> tops(nchunks, TopK(k));
+    parallel_for(n, kIntraQueryBlock, [&](size_t b, size_t e) {
+      scan_range(K, pq, codes, d, cs, allowed, b, e, tops[b / kIntraQueryBlock]);
+    }, threads);
+    for (size_t c = 1; c < nchunks; ++c) tops[0].merge(tops[c]);
+    tops[0].drain_sorted(D + i * k, I + i * k);
+  }
+}
+
+void FlatIndex::search_blocked_f32(const float* q, size_t nq, size_t k, int threads, float* D,
+                                   idx_t* I) const {
+  const auto& K = simd::kernels();
+  const size_t d = static_cast<size_t>(d_);
+  const size_t n = count();
+  const float* x = reinterpret_cast<const float*>(codes_.data());
+  const float* norms = norms_.data();
+  const bool l2 = metric_ == Metric::L2;
+  const int exact_kind = static_cast<int>(l2 ? simd::DistKind::L2_F32 : simd::DistKind::IP_F32);
+  parallel_for(nq, kQueryBlock, [&](size_t qb, size_t qe) {
+    const size_t m = qe - qb;
+    std::vector<TopK> tops(m, TopK(k));
+    std::vector<float> tile(kQueryBlock * kBaseBlock);
+    for (size_t xb = 0; xb < n; xb += kBaseBlock) {
+      const size_t nx = std::min(kBaseBlock, n - xb);
+      K.dot_f32_tile(q + qb * d, m, x + xb * d, nx, d, tile.data(), kBaseBlock);
+      for (size_t a = 0; a < m; ++a) {
+        const float* row = tile.data() + a * kBaseBlock;
+        TopK& top = tops[a];
+        float thr = top.threshold();
+        for (size_t j = 0; j < nx; ++j) {
+          // L2 up to the query's own norm (constant per query): |x|^2 - 2<q,x>.
+          const float s = l2 ? norms[xb + j] - 2.f * row[j] : -row[j];
+          if (s <= thr) {
+            top.push(s, static_cast<idx_t>(xb + j));
+            thr = top.threshold();
+          }
+        }
+      }
+    }
+    // Recompute the winners' distances in direct form (exact, path-independent).
+    for (size_t a = 0; a < m; ++a) {
+      const size_t i = qb + a;
+      float* Di = D + i * k;
+      idx_t* Ii = I + i * k;
+      tops[a].drain_sorted(Di, Ii);
+      TopK exact(k);
+      for (size_t j = 0; j < k && Ii[j] >= 0; ++j) {
+        const float v = K.one[exact_kind](q + i * d, x + static_cast<size_t>(Ii[j]) * d, d, nullptr);
+        exact.push(l2 ? v : -v, Ii[j]);
+      }
+      exact.drain_sorted(Di, Ii);
+    }
+  }, threads);
+}
+
+void FlatIndex::range_impl(const float* q, size_t nq, float score_radius,
+                           const SearchParams& params, const std::vector<slot_t>* allowed,
+                           RangeResult& out) const {
+  const auto& K = simd::kernels();
+  const size_t d = static_cast<size_t>(d_), cs = codec_.code_size();
+  const size_t n = allowed ? allowed->size() : count();
+  const uint8_t* codes = codes_.data();
+  std::vector<std::vector<std::pair<float, idx_t>>> per(nq);
+  parallel_for(nq, 1, [&](size_t b, size_t e) {
+    std::vector<float> buf(kScanBlock);
+    for (size_t i = b; i < e; ++i) {
+      const PreparedQuery pq = codec_.prepare(q + i * d, metric_);
+      const int kind = static_cast<int>(pq.kind);
+      auto& res = per[i];
+      for (size_t s = 0; s < n; s += kScanBlock) {
+        const size_t m = std::min(kScanBlock, n - s);
+        if (allowed) {
+          K.gather[kind](pq.q.data(), codes, allowed->data() + s, m, d, pq.aux, buf.data());
+        } else {
+          K.many[kind](pq.q.data(), codes + s * cs, m, d, pq.aux, buf.data());
+        }
+        pq.finish_all(buf.data(), m);
+        for (size_t j = 0; j < m; ++j)
+          if (buf[j] < score_radius)
+            res.emplace_back(buf[j], allowed ? static_cast<idx_t>((*allowed)[s + j])
+                                             : static_cast<idx_t>(s + j));
+      }
+      std::sort(res.begin(), res.end());
+    }
+  }, params.threads);
+  out.lims.assign(nq + 1, 0);
+  for (size_t i = 0; i < nq; ++i) out.lims[i + 1] = out.lims[i] + per[i].size();
+  out.distances.resize(out.lims[nq]);
+  out.ids.resize(out.lims[nq]);
+  for (size_t i = 0; i < nq; ++i)
+    for (size_t j = 0; j < per[i].size(); ++j) {
+      out.distances[out.lims[i] + j] = per[i][j].first;
+      out.ids[out.lims[i] + j] = per[i][j].second;
+    }
+}
+
+void FlatIndex::write_impl(io::Manifest& manifest, std::vector<Section>& sections,
+                           std::vector<std::vector<uint8_t>>& scratch) const {
+  manifest.set("structure", "flat");
+  manifest.set("codec", codec_name(codec_.kind()));
+  manifest.set("trained", is_trained());
+  sections.push_back({"CODES", codes_.data(), codes_.size()});
+  if (use_norms()) sections.push_back({"NORMS", norms_.data(), norms_.size() * sizeof(float)});
+  if (codec_.kind() == CodecKind::SQ8 && is_trained()) {
+    sections.push_back({"SQMIN", codec_.sq_min().data(), codec_.sq_min().size() * sizeof(float)});
+    sections.push_back(
+        {"SQSCALE", codec_.sq_scale().data(), codec_.sq_scale().size() * sizeof(float)});
+  }
+  (void)scratch;
+}
+
+namespace {
+
+template <class T>
+void load_array(const io::ContainerReader& r, const char* tag, size_t count, SharedArray<T>& dst) {
+  const auto bytes = r.section(tag);
+  ANNX_CHECK(FormatError, bytes.size() == count * sizeof(T), "corrupt index file: section ", tag,
+             " has ", bytes.size(), " bytes, expected ", count * sizeof(T));
+  if (r.blob()->is_mapped() && reinterpret_cast<uintptr_t>(bytes.data()) % alignof(T) == 0) {
+    dst.set_view(r.blob(), reinterpret_cast<const T*>(bytes.data()), count);
+  } else {
+    auto& v = dst.mut();
+    v.resize(count);
+    if (count) std::memcpy(v.data(), bytes.data(), bytes.size());
+  }
+}
+
+}  // namespace
+
+void FlatIndex::read_impl(const io::ContainerReader& r, const io::Manifest& m, size_t ntotal) {
+  ANNX_CHECK(FormatError, m.str("structure") == "flat", "corrupt index file: structure '",
+             m.str("structure"), "' does not match spec '", spec(), "'");
+  const size_t d = static_cast<size_t>(d_);
+  if (codec_.kind() == CodecKind::SQ8 && m.boolean("trained")) {
+    SharedArray<float> lo, sc;
+    load_array(r, "SQMIN", d, lo);
+    load_array(r, "SQSCALE", d, sc);
+    std::vector<float> vlo(lo.data(), lo.data() + d), vsc(sc.data(), sc.data() + d);
+    for (size_t j = 0; j < d; ++j)
+      ANNX_CHECK(FormatError, std::isfinite(vlo[j]) && std::isfinite(vsc[j]) && vsc[j] > 0,
+                 "corrupt index file: invalid SQ8 parameters at dimension ", j);
+    codec_.set_sq_params(std::move(vlo), std::move(vsc));
+  }
+  ANNX_CHECK(FormatError, ntotal == 0 || is_trained(),
+             "corrupt index file: untrained index with vectors");
+  // Guard the multiplication against absurd counts before computing sizes.
+  ANNX_CHECK(FormatError, ntotal <= r.blob()->size() / codec_.code_size() + 1,
+             "corrupt index file: ntotal = ", ntotal, " does not fit in the file");
+  load_array(r, "CODES", ntotal * codec_.code_size(), codes_);
+  if (use_norms()) load_array(r, "NORMS", ntotal, norms_);
+}
+
+}  // namespace annx

@@ -1,0 +1,135 @@
+#include "annx/index/id_map.h"
+
+#include <algorithm>
+#include <unordered_set>
+
+#include "annx/common/error.h"
+
+namespace annx {
+
+std::optional<slot_t> IdMap::find(idx_t id) const {
+  if (identity_) {
+    if (id >= 0 && static_cast<size_t>(id) < ids_.size()) return static_cast<slot_t>(id);
+    return std::nullopt;
+  }
+  auto it = map_.find(id);
+  if (it == map_.end()) return std::nullopt;
+  return it->second;
+}
+
+void IdMap::check_new(const idx_t* ids, size_t n) const {
+  ANNX_CHECK(InvalidArgument, ids_.size() + n <= size_t{0xffffffffu} - 1,
+             "an index holds at most 4294967294 vectors; adding ", n, " to ", ids_.size(),
+             " would exceed that");
+  if (!ids) return;
+  std::unordered_set<idx_t> seen;
+  seen.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    ANNX_CHECK(InvalidArgument, ids[i] >= 0, "ids must be >= 0; got ", ids[i], " at position ", i);
+    ANNX_CHECK(InvalidArgument, seen.insert(ids[i]).second, "duplicate id ", ids[i],
+               " in ids (position ", i, ")");
+    ANNX_CHECK(InvalidArgument, !contains(ids[i]), "id ", ids[i],
+               " is already in the index (remove it first to replace it)");
+  }
+}
+
+void IdMap::append(const idx_t* ids, size_t n) {
+  auto& v = ids_.mut();
+  const size_t base = v.size();
+  v.reserve(base + n);
+  for (size_t i = 0; i < n; ++i) {
+    const idx_t id = ids ? ids[i] : next_id_ + static_cast<idx_t>(i);
+    v.push_back(id);
+  }
+  idx_t mx = next_id_ - 1;
+  for (size_t i = base; i < v.size(); ++i) mx = std::max(mx, v[i]);
+  next_id_ = mx + 1;
+  if (identity_) {
+    for (size_t i = base; i < v.size(); ++i)
+      if (v[i] != static_cast<idx_t>(i)) {
+        identity_ = false;
+        break;
+      }
+    if (!identity_) build_map();
+  } else {
+    for (size_t i = base; i < v.size(); ++i) map_.emplace(v[i], static_cast<slot_t>(i));
+  }
+}
+
+std::vector<slot_t> IdMap::slots_of(const idx_t* ids, size_t n) const {
+  std::vector<slot_t> out(n);
+  std::unordered_set<idx_t> seen;
+  seen.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    auto s = find(ids[i]);
+    ANNX_CHECK(InvalidArgument, s.has_value(), "unknown id ", ids[i], " (position ", i,
+               "): not in the index");
+    ANNX_CHECK(InvalidArgument, seen.insert(ids[i]).second, "duplicate id ", ids[i],
+               " in ids (position ", i, ")");
+    out[i] = *s;
+  }
+  return out;
+}
+
+void IdMap::move_last_into(slot_t to) {
+  auto& v = ids_.mut();
+  const slot_t last = static_cast<slot_t>(v.size() - 1);
+  const idx_t removed = v[to];
+  if (identity_ && to != last) {
+    identity_ = false;
+    build_map();
+  }
+  if (!identity_) {
+    map_.erase(removed);
+    if (to != last) map_[v[last]] = to;
+  }
+  v[to] = v[last];
+  v.pop_back();
+}
+
+std::vector<slot_t> IdMap::allowed_slots(const IdFilter& f) const {
+  std::vector<slot_t> out;
+  const size_t n = ids_.size();
+  if (f.is_mask()) {
+    const idx_t* ids = ids_.data();
+    for (size_t s = 0; s < n; ++s) {
+      const idx_t id = ids[s];
+      if (static_cast<size_t>(id) < f.mask_len && f.mask[id]) out.push_back(static_cast<slot_t>(s));
+    }
+    return out;
+  }
+  out.reserve(std::min(f.n_ids, n));
+  for (size_t i = 0; i < f.n_ids; ++i)
+    if (auto s = find(f.ids[i])) out.push_back(*s);
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+void IdMap::load(SharedArray<idx_t> ids, idx_t next_id) {
+  ids_ = std::move(ids);
+  next_id_ = next_id;
+  identity_ = true;
+  const idx_t* p = ids_.data();
+  for (size_t i = 0; i < ids_.size(); ++i) {
+    if (p[i] < 0 || p[i] >= next_id_) {
+      throw FormatError("corrupt index: id " + std::to_string(p[i]) + " at slot " +
+                        std::to_string(i) + " is out of range");
+    }
+    if (p[i] != static_cast<idx_t>(i)) identity_ = false;
+  }
+  map_.clear();
+  if (!identity_) {
+    build_map();
+    if (map_.size() != ids_.size()) throw FormatError("corrupt index: duplicate ids");
+  }
+}
+
+void IdMap::build_map() {
+  map_.clear();
+  map_.reserve(ids_.size());
+  const idx_t* p = ids_.data();
+  for (size_t i = 0; i < ids_.size(); ++i) map_.emplace(p[i], static_cast<slot_t>(i));
+}
+
+}  // namespace annx

@@ -1,0 +1,242 @@
+#include "annx/index/index.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <mutex>
+
+#include "annx/common/error.h"
+#include "annx/factory.h"
+#include "annx/io/container.h"
+#include "annx/simd/isa.h"
+
+#ifndef ANNX_VERSION
+#define ANNX_VERSION "0.0.0"
+#endif
+
+namespace annx {
+
+const char* metric_name(Metric m) {
+  switch (m) {
+    case Metric::L2: return "l2";
+    case Metric::IP: return "ip";
+    case Metric::Cosine: return "cos";
+  }
+  return "?";
+}
+
+Metric parse_metric(const std::string& s) {
+  if (s == "l2" || s == "L2" || s == "euclidean") return Metric::L2;
+  if (s == "ip" || s == "IP" || s == "inner_product" || s == "dot") return Metric::IP;
+  if (s == "cos" || s == "cosine" || s == "angular") return Metric::Cosine;
+  throw InvalidArgument("unknown metric '" + s + "': expected 'l2', 'ip' or 'cos'");
+}
+
+Index::Index(int d, Metric metric) : d_(d), metric_(metric) {
+  ANNX_CHECK(InvalidArgument, d >= 1, "dimension must be >= 1, got ", d);
+}
+
+size_t Index::ntotal() const {
+  std::shared_lock lk(mu_);
+  return idmap_.size();
+}
+
+idx_t Index::next_id() const {
+  std::shared_lock lk(mu_);
+  return idmap_.next_id();
+}
+
+const float* Index::prepare_input(const float* x, size_t n, const char* what,
+                                  std::vector<float>& buf) const {
+  const size_t d = static_cast<size_t>(d_);
+  for (size_t i = 0; i < n; ++i) {
+    const float* r = x + i * d;
+    float acc = 0.f;
+    for (size_t j = 0; j < d; ++j) acc += r[j] * 0.f;  // NaN/inf propagate: 0*inf = NaN
+    if (!std::isfinite(acc)) {
+      for (size_t j = 0; j < d; ++j)
+        ANNX_CHECK(InvalidArgument, std::isfinite(r[j]), what, " contains a non-finite value (",
+                   r[j], ") at row ", i, ", column ", j);
+    }
+  }
+  if (metric_ != Metric::Cosine) return x;
+  buf.assign(x, x + n * d);
+  for (size_t i = 0; i < n; ++i) {
+    float* r = buf.data() + i * d;
+    double s = 0;
+    for (size_t j = 0; j < d; ++j) s += double{r[j]} * r[j];
+    ANNX_CHECK(InvalidArgument, s > 0, what, " row ", i,
+               " is a zero vector, which has no cosine similarity");
+    const float inv = static_cast<float>(1.0 / std::sqrt(s));
+    for (size_t j = 0; j < d; ++j) r[j] *= inv;
+  }
+  return buf.data();
+}
+
+void Index::train(const float* x, size_t n) {
+  std::vector<float> buf;
+  const float* p = prepare_input(x, n, "training data", buf);
+  std::unique_lock lk(mu_);
+  train_impl(p, n);
+}
+
+void Index::add(const float* x, size_t n, const idx_t* ids) {
+  std::vector<float> buf;
+  const float* p = prepare_input(x, n, "x", buf);
+  std::unique_lock lk(mu_);
+  ANNX_CHECK(NotTrained, is_trained(), "index '", spec(),
+             "' must be trained before add: call train(x) first");
+  idmap_.check_new(ids, n);
+  add_impl(p, n);  // may throw (e.g. bad_alloc) before ids are committed
+  idmap_.append(ids, n);
+}
+
+namespace {
+
+void slots_to_ids(const IdMap& m, idx_t* I, size_t count) {
+  for (size_t i = 0; i < count; ++i)
+    if (I[i] >= 0) I[i] = m.id(static_cast<slot_t>(I[i]));
+}
+
+}  // namespace
+
+void Index::search(const float* q, size_t nq, size_t k, const SearchParams& params, float* D,
+                   idx_t* I) const {
+  ANNX_CHECK(InvalidArgument, k >= 1, "k must be >= 1, got ", k);
+  std::vector<float> buf;
+  const float* p = prepare_input(q, nq, "queries", buf);
+  std::shared_lock lk(mu_);
+  ANNX_CHECK(NotTrained, is_trained(), "index '", spec(),
+             "' must be trained before search: call train(x) first");
+  std::vector<slot_t> allowed;
+  if (params.filter) allowed = idmap_.allowed_slots(*params.filter);
+  search_impl(p, nq, k, params, params.filter ? &allowed : nullptr, D, I);
+  slots_to_ids(idmap_, I, nq * k);
+  if (is_similarity(metric_))
+    for (size_t i = 0; i < nq * k; ++i) D[i] = -D[i];  // +inf padding becomes -inf
+}
+
+RangeResult Index::range_search(const float* q, size_t nq, float radius,
+                                const SearchParams& params) const {
+  ANNX_CHECK(InvalidArgument, std::isfinite(radius), "radius must be finite, got ", radius);
+  std::vector<float> buf;
+  const float* p = prepare_input(q, nq, "queries", buf);
+  std::shared_lock lk(mu_);
+  ANNX_CHECK(NotTrained, is_trained(), "index '", spec(),
+             "' must be trained before search: call train(x) first");
+  std::vector<slot_t> allowed;
+  if (params.filter) allowed = idmap_.allowed_slots(*params.filter);
+  RangeResult r;
+  range_impl(p, nq, is_similarity(metric_) ? -radius : radius, params,
+             params.filter ? &allowed : nullptr, r);
+  slots_to_ids(idmap_, r.ids.data(), r.ids.size());
+  if (is_similarity(metric_))
+    for (float& v : r.distances) v = -v;
+  return r;
+}
+
+size_t Index::remove(const idx_t* ids, size_t n) {
+  std::unique_lock lk(mu_);
+  std::vector<slot_t> slots = idmap_.slots_of(ids, n);  // throws before any change
+  // Remove from the highest slot down so that swap-remove never moves a slot that is
+  // still to be removed into a position we already processed.
+  std::sort(slots.begin(), slots.end(), std::greater<slot_t>());
+  for (slot_t s : slots) {
+    remove_slot_impl(s);
+    idmap_.move_last_into(s);
+  }
+  return n;
+}
+
+void Index::reconstruct(const idx_t* ids, size_t n, float* out) const {
+  std::shared_lock lk(mu_);
+  const std::vector<slot_t> slots = idmap_.slots_of(ids, n);
+  reconstruct_impl(slots.data(), n, out);
+}
+
+bool Index::contains(idx_t id) const {
+  std::shared_lock lk(mu_);
+  return idmap_.contains(id);
+}
+
+std::vector<idx_t> Index::ids() const {
+  std::shared_lock lk(mu_);
+  return std::vector<idx_t>(idmap_.ids(), idmap_.ids() + idmap_.size());
+}
+
+void Index::fill_writer(io::ContainerWriter& w, std::vector<std::vector<uint8_t>>& scratch) const {
+  io::Manifest m;
+  m.set("annx_version", ANNX_VERSION);
+  m.set("spec", spec());
+  m.set("metric", metric_name(metric_));
+  m.set("d", d_);
+  m.set("ntotal", static_cast<uint64_t>(idmap_.size()));
+  m.set("next_id", static_cast<int64_t>(idmap_.next_id()));
+  m.set("isa_at_save", simd::isa_name(simd::active_isa()));
+  std::vector<Section> sections;
+  sections.push_back({"IDS", idmap_.ids(), idmap_.size() * sizeof(idx_t)});
+  write_impl(m, sections, scratch);
+  // The manifest goes first so that tools can read it without touching the rest.
+  w.add_section_copy("MANIFEST", m.to_bytes());
+  for (const Section& s : sections) w.add_section(s.tag, s.data, s.size);
+}
+
+std::vector<uint8_t> Index::to_bytes() const {
+  std::shared_lock lk(mu_);
+  io::ContainerWriter w;
+  std::vector<std::vector<uint8_t>> scratch;
+  fill_writer(w, scratch);
+  return w.to_bytes();
+}
+
+void Index::save(const std::string& path) const {
+  // Writers wait while the file is written; searches go on.
+  std::shared_lock lk(mu_);
+  io::ContainerWriter w;
+  std::vector<std::vector<uint8_t>> scratch;
+  fill_writer(w, scratch);
+  w.write_file(path);
+}
+
+std::unique_ptr<Index> load_index(std::shared_ptr<const io::Blob> blob, bool verify) {
+  io::ContainerReader r(blob, verify);
+  const io::Manifest m = io::Manifest::from_section(r);
+  const std::string spec = m.str("spec");
+  const Metric metric = [&] {
+    try {
+      return parse_metric(m.str("metric"));
+    } catch (const InvalidArgument& e) {
+      throw FormatError(std::string("corrupt manifest: ") + e.what());
+    }
+  }();
+  const int d = static_cast<int>(m.i64("d", 1, 1 << 24));
+  const int64_t ntotal = m.i64("ntotal", 0, 0xfffffffeLL);
+  const int64_t next_id = m.i64("next_id", 0, INT64_MAX);
+  std::unique_ptr<Index> index;
+  try {
+    index = make_index(d, spec, metric);
+  } catch (const InvalidArgument& e) {
+    throw FormatError(std::string("index file has an unsupported spec: ") + e.what());
+  }
+  index->read_impl(r, m, static_cast<size_t>(ntotal));
+  const auto ids_bytes = r.section("IDS");
+  ANNX_CHECK(FormatError, ids_bytes.size() == static_cast<size_t>(ntotal) * sizeof(idx_t),
+             "section IDS has ", ids_bytes.size(), " bytes, expected ", ntotal * 8);
+  SharedArray<idx_t> ids;
+  if (blob->is_mapped()) {
+    ids.set_view(blob, reinterpret_cast<const idx_t*>(ids_bytes.data()), static_cast<size_t>(ntotal));
+  } else {
+    auto& v = ids.mut();
+    v.resize(static_cast<size_t>(ntotal));
+    std::memcpy(v.data(), ids_bytes.data(), ids_bytes.size());
+  }
+  index->idmap_.load(std::move(ids), next_id);
+  return index;
+}
+
+std::unique_ptr<Index> load_index_file(const std::string& path, bool mmap, bool verify) {
+  return load_index(mmap ? io::Blob::map_file(path) : io::Blob::read_file(path), verify);
+}
+
+}  // namespace annx

@@ -1,0 +1,179 @@
+// Scalar reference kernels: the oracle every SIMD level is tested against, and the
+// fallback on CPUs without AVX2. Written for clarity first; several independent
+// partial sums let the compiler vectorise with the baseline SSE2/NEON it may assume.
+#include <cstring>
+
+#include "annx/simd/half.h"
+#include "annx/simd/kernels.h"
+#include "kernel_tables.h"
+
+namespace annx::kernels::scalar {
+namespace {
+
+using simd::DistKind;
+
+template <DistKind K>
+struct Elem;
+template <>
+struct Elem<DistKind::L2_F32> {
+  using T = float;
+  static float get(const T* x, size_t i) { return x[i]; }
+};
+template <>
+struct Elem<DistKind::IP_F32> : Elem<DistKind::L2_F32> {};
+template <>
+struct Elem<DistKind::L2_F16> {
+  using T = uint16_t;
+  static float get(const T* x, size_t i) { return simd::f16_to_f32_scalar(x[i]); }
+};
+template <>
+struct Elem<DistKind::IP_F16> : Elem<DistKind::L2_F16> {};
+template <>
+struct Elem<DistKind::L2_BF16> {
+  using T = uint16_t;
+  static float get(const T* x, size_t i) { return simd::bf16_to_f32_scalar(x[i]); }
+};
+template <>
+struct Elem<DistKind::IP_BF16> : Elem<DistKind::L2_BF16> {};
+template <>
+struct Elem<DistKind::IP_U8> {
+  using T = uint8_t;
+  static float get(const T* x, size_t i) { return static_cast<float>(x[i]); }
+};
+template <>
+struct Elem<DistKind::WL2_U8> : Elem<DistKind::IP_U8> {};
+
+constexpr bool is_l2(DistKind k) {
+  return k == DistKind::L2_F32 || k == DistKind::L2_F16 || k == DistKind::L2_BF16;
+}
+
+template <DistKind K>
+float one(const float* q, const void* xv, size_t d, const float* aux) {
+  using E = Elem<K>;
+  const auto* x = static_cast<const typename E::T*>(xv);
+  float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  size_t i = 0;
+  auto term = [&](size_t j) -> float {
+    const float v = E::get(x, j);
+    if constexpr (is_l2(K)) {
+      const float t = q[j] - v;
+      return t * t;
+    } else if constexpr (K == DistKind::WL2_U8) {
+      const float t = q[j] - v;
+      return aux[j] * t * t;
+    } else {
+      return q[j] * v;
+    }
+  };
+  for (; i + 8 <= d; i += 8)
+    for (size_t l = 0; l < 8; ++l) s[l] += term(i + l);
+  for (; i < d; ++i) s[0] += term(i);
+  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+template <DistKind K>
+void many(const float* q, const void* x, size_t n, size_t d, const float* aux, float* out) {
+  const size_t cs = simd::code_size(K, d);
+  const auto* base = static_cast<const uint8_t*>(x);
+  for (size_t i = 0; i < n; ++i) out[i] = one<K>(q, base + i * cs, d, aux);
+}
+
+template <DistKind K>
+void gather(const float* q, const void* x, const uint32_t* rows, size_t n, size_t d,
+            const float* aux, float* out) {
+  const size_t cs = simd::code_size(K, d);
+  const auto* base = static_cast<const uint8_t*>(x);
+  for (size_t i = 0; i < n; ++i) out[i] = one<K>(q, base + size_t{rows[i]} * cs, d, aux);
+}
+
+void dot_f32_tile(const float* q, size_t nq, const float* x, size_t nx, size_t d, float* out,
+                  size_t out_stride) {
+  for (size_t i = 0; i < nq; ++i)
+    for (size_t j = 0; j < nx; ++j)
+      out[i * out_stride + j] = one<DistKind::IP_F32>(q + i * d, x + j * d, d, nullptr);
+}
+
+int32_t l2sq_i8(const int8_t* a, const int8_t* b, size_t d) {
+  int32_t s = 0;
+  for (size_t i = 0; i < d; ++i) {
+    const int32_t t = int32_t{a[i]} - int32_t{b[i]};
+    s += t * t;
+  }
+  return s;
+}
+
+int32_t dot_i8(const int8_t* a, const int8_t* b, size_t d) {
+  int32_t s = 0;
+  for (size_t i = 0; i < d; ++i) s += int32_t{a[i]} * int32_t{b[i]};
+  return s;
+}
+
+inline uint64_t popcount64(uint64_t v) {
+  // Portable SWAR popcount (the baseline x86-64 target has no POPCNT instruction).
+  v = v - ((v >> 1) & 0x5555555555555555ull);
+  v = (v & 0x3333333333333333ull) + ((v >> 2) & 0x3333333333333333ull);
+  v = (v + (v >> 4)) & 0x0f0f0f0f0f0f0f0full;
+  return (v * 0x0101010101010101ull) >> 56;
+}
+
+uint64_t hamming(const uint8_t* a, const uint8_t* b, size_t nbytes) {
+  uint64_t s = 0;
+  size_t i = 0;
+  for (; i + 8 <= nbytes; i += 8) {
+    uint64_t u, v;
+    std::memcpy(&u, a + i, 8);
+    std::memcpy(&v, b + i, 8);
+    s += popcount64(u ^ v);
+  }
+  for (; i < nbytes; ++i) s += popcount64(static_cast<uint64_t>(a[i] ^ b[i]));
+  return s;
+}
+
+void hamming_many(const uint8_t* q, const uint8_t* x, size_t n, size_t nbytes, uint32_t* out) {
+  for (size_t i = 0; i < n; ++i) out[i] = static_cast<uint32_t>(hamming(q, x + i * nbytes, nbytes));
+}
+
+void f32_to_f16(const float* in, uint16_t* out, size_t n) {
+  for (size_t i = 0; i < n; ++i) out[i] = simd::f32_to_f16_scalar(in[i]);
+}
+void f16_to_f32(const uint16_t* in, float* out, size_t n) {
+  for (size_t i = 0; i < n; ++i) out[i] = simd::f16_to_f32_scalar(in[i]);
+}
+void f32_to_bf16(const float* in, uint16_t* out, size_t n) {
+  for (size_t i = 0; i < n; ++i) out[i] = simd::f32_to_bf16_scalar(in[i]);
+}
+void bf16_to_f32(const uint16_t* in, float* out, size_t n) {
+  for (size_t i = 0; i < n; ++i) out[i] = simd::bf16_to_f32_scalar(in[i]);
+}
+
+template <DistKind K>
+void fill(simd::KernelTable& t) {
+  t.one[static_cast<int>(K)] = &one<K>;
+  t.many[static_cast<int>(K)] = &many<K>;
+  t.gather[static_cast<int>(K)] = &gather<K>;
+}
+
+}  // namespace
+
+void fill_table(simd::KernelTable& t) {
+  t.isa = simd::Isa::Scalar;
+  fill<DistKind::L2_F32>(t);
+  fill<DistKind::IP_F32>(t);
+  fill<DistKind::L2_F16>(t);
+  fill<DistKind::IP_F16>(t);
+  fill<DistKind::L2_BF16>(t);
+  fill<DistKind::IP_BF16>(t);
+  fill<DistKind::IP_U8>(t);
+  fill<DistKind::WL2_U8>(t);
+  t.dot_f32_tile = &dot_f32_tile;
+  t.l2sq_i8 = &l2sq_i8;
+  t.dot_i8 = &dot_i8;
+  t.hamming = &hamming;
+  t.hamming_many = &hamming_many;
+  t.f32_to_f16 = &f32_to_f16;
+  t.f16_to_f32 = &f16_to_f32;
+  t.f32_to_bf16 = &f32_to_bf16;
+  t.bf16_to_f32 = &bf16_to_f32;
+}
+
+}  // namespace annx::kernels::scalar

@@ -1,0 +1,144 @@
+// AVX2 + FMA + F16C kernels (compiled with -mavx2 -mfma -mf16c -mpopcnt only here).
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "annx/simd/kernels.h"
+#include "kernel_tables.h"
+
+namespace annx::kernels::avx2 {
+namespace {
+
+struct Ops {
+  using F = __m256;
+  static constexpr size_t W = 8;
+  static constexpr int kTileQ = 4, kTileX = 3;  // 12 accumulators + 3 row registers of 16
+  static F zero() { return _mm256_setzero_ps(); }
+  static F load(const float* p) { return _mm256_loadu_ps(p); }
+  static F load_partial(const float* p, size_t n) {
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), idx);
+    return _mm256_maskload_ps(p, mask);
+  }
+  static F load_f16(const uint16_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static F load_bf16(const uint16_t* p) {
+    const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+  }
+  static F load_u8(const uint8_t* p) {
+    return _mm256_cvtepi32_ps(
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+  }
+  static F add(F a, F b) { return _mm256_add_ps(a, b); }
+  static F sub(F a, F b) { return _mm256_sub_ps(a, b); }
+  static F mul(F a, F b) { return _mm256_mul_ps(a, b); }
+  static F fmadd(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
+  static float reduce(F v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+};
+
+#include "simd_body-inl.h"
+
+inline int32_t hsum_epi32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+  return _mm_cvtsi128_si32(s);
+}
+
+int32_t l2sq_i8(const int8_t* a, const int8_t* b, size_t d) {
+  __m256i acc = _mm256_setzero_si256();
+  size_t i = 0;
+  for (; i + 16 <= d; i += 16) {
+    const __m256i x = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i)));
+    const __m256i y = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + i)));
+    const __m256i t = _mm256_sub_epi16(x, y);  // |t| <= 255 fits in i16
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(t, t));
+  }
+  int32_t s = hsum_epi32(acc);
+  for (; i < d; ++i) {
+    const int32_t t = int32_t{a[i]} - int32_t{b[i]};
+    s += t * t;
+  }
+  return s;
+}
+
+int32_t dot_i8(const int8_t* a, const int8_t* b, size_t d) {
+  __m256i acc = _mm256_setzero_si256();
+  size_t i = 0;
+  for (; i + 16 <= d; i += 16) {
+    const __m256i x = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i)));
+    const __m256i y = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + i)));
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(x, y));
+  }
+  int32_t s = hsum_epi32(acc);
+  for (; i < d; ++i) s += int32_t{a[i]} * int32_t{b[i]};
+  return s;
+}
+
+uint64_t hamming(const uint8_t* a, const uint8_t* b, size_t nbytes) {
+  // Scalar POPCNT on 64-bit words with four chains beats the vpshufb nibble-LUT
+  // method for the code lengths ANN uses (<= a few hundred bytes).
+  uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  size_t i = 0;
+  for (; i + 32 <= nbytes; i += 32) {
+    uint64_t u[4], v[4];
+    memcpy(u, a + i, 32);
+    memcpy(v, b + i, 32);
+    s0 += static_cast<uint64_t>(_mm_popcnt_u64(u[0] ^ v[0]));
+    s1 += static_cast<uint64_t>(_mm_popcnt_u64(u[1] ^ v[1]));
+    s2 += static_cast<uint64_t>(_mm_popcnt_u64(u[2] ^ v[2]));
+    s3 += static_cast<uint64_t>(_mm_popcnt_u64(u[3] ^ v[3]));
+  }
+  for (; i + 8 <= nbytes; i += 8) {
+    uint64_t u, v;
+    memcpy(&u, a + i, 8);
+    memcpy(&v, b + i, 8);
+    s0 += static_cast<uint64_t>(_mm_popcnt_u64(u ^ v));
+  }
+  for (; i < nbytes; ++i) s1 += static_cast<uint64_t>(_mm_popcnt_u32(static_cast<unsigned>(a[i] ^ b[i])));
+  return s0 + s1 + s2 + s3;
+}
+
+void hamming_many(const uint8_t* q, const uint8_t* x, size_t n, size_t nbytes, uint32_t* out) {
+  for (size_t i = 0; i < n; ++i) out[i] = static_cast<uint32_t>(hamming(q, x + i * nbytes, nbytes));
+}
+
+void f32_to_f16(const float* in, uint16_t* out, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT));
+  for (; i < n; ++i) {
+    const __m128i h = _mm_cvtps_ph(_mm_set_ss(in[i]), _MM_FROUND_TO_NEAREST_INT);
+    out[i] = static_cast<uint16_t>(_mm_extract_epi16(h, 0));
+  }
+}
+
+void f16_to_f32(const uint16_t* in, float* out, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, Ops::load_f16(in + i));
+  for (; i < n; ++i) out[i] = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(in[i])));
+}
+
+}  // namespace
+
+void fill_table(simd::KernelTable& t) {
+  // bf16 conversions stay scalar (filled by the dispatcher): they run once per add.
+  t.isa = simd::Isa::Avx2;
+  fill_float_kinds(t);
+  t.l2sq_i8 = &l2sq_i8;
+  t.dot_i8 = &dot_i8;
+  t.hamming = &hamming;
+  t.hamming_many = &hamming_many;
+  t.f32_to_f16 = &f32_to_f16;
+  t.f16_to_f32 = &f16_to_f32;
+}
+
+}  // namespace annx::kernels::avx2

@@ -1,0 +1,244 @@
+"""The Index class: a thin, validating wrapper over the compiled core."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from ._errors import InvalidArgumentError
+from ._validate import as_filter, as_ids, as_k, as_matrix, as_threads
+
+# Search-time keywords each structure understands (besides filter and threads).
+_SEARCH_PARAMS: dict[str, frozenset[str]] = {"flat": frozenset()}
+_KNOWN_SEARCH_PARAMS = frozenset({"ef_search", "nprobe", "rerank"})
+
+
+class Index:
+    """A vector index built by :func:`annx.index_factory` or loaded from a file.
+
+    Distances returned by :meth:`search` are squared L2 distances (ascending) for
+    ``metric="l2"`` and similarities (descending: inner product for ``"ip"``, cosine
+    similarity for ``"cos"``) otherwise. Missing results are padded with id -1 and
+    distance +inf (L2) or -inf (similarities).
+
+    Thread safety: any number of threads may call :meth:`search`,
+    :meth:`range_search` and :meth:`reconstruct` concurrently. :meth:`add`,
+    :meth:`remove` and :meth:`train` may also be called while other threads search:
+    they wait for running searches to finish and block new ones while they run, so a
+    search sees the index either before or after a mutation, never half of one.
+    """
+
+    __slots__ = ("_impl",)
+
+    def __init__(self, impl: _core.Index) -> None:
+        self._impl = impl
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def d(self) -> int:
+        """Dimension of the vectors."""
+        return self._impl.d
+
+    @property
+    def metric(self) -> str:
+        """``"l2"``, ``"ip"`` or ``"cos"``."""
+        return self._impl.metric
+
+    @property
+    def spec(self) -> str:
+        """Canonical factory string, e.g. ``"Flat,F16"``."""
+        return self._impl.spec
+
+    @property
+    def ntotal(self) -> int:
+        """Number of vectors currently in the index (removed ones excluded)."""
+        return self._impl.ntotal
+
+    @property
+    def is_trained(self) -> bool:
+        """Whether the index can accept vectors (SQ8 needs :meth:`train` first)."""
+        return self._impl.is_trained
+
+    @property
+    def next_id(self) -> int:
+        """The id :meth:`add` assigns next when no ids are given (max id ever used + 1)."""
+        return self._impl.next_id
+
+    @property
+    def bytes_per_vector(self) -> float:
+        """Memory per stored vector: code, int64 id and per-vector extras (norms)."""
+        return self._impl.bytes_per_vector()
+
+    def memory_usage(self) -> int:
+        """Bytes held by the index (vectors, ids, auxiliary arrays)."""
+        return self._impl.memory_bytes()
+
+    def __len__(self) -> int:
+        return self._impl.ntotal
+
+    def __contains__(self, id: object) -> bool:
+        if isinstance(id, (int, np.integer)) and not isinstance(id, bool):
+            return self._impl.contains(int(id))
+        return False
+
+    def __repr__(self) -> str:
+        return (
+            f"annx.Index(spec={self.spec!r}, d={self.d}, metric={self.metric!r}, "
+            f"ntotal={self.ntotal})"
+        )
+
+    # ------------------------------------------------------------------- building
+    def train(self, x: Any) -> None:
+        """Train the index's codec on ``x`` (float32 [n, d]); a no-op where not needed."""
+        x = as_matrix(x, self.d, "x")
+        if x.shape[0] == 0:
+            raise InvalidArgumentError("train needs at least one vector, got 0")
+        self._impl.train(x)
+
+    def add(self, x: Any, ids: Any = None) -> None:
+        """Add vectors ``x`` (float32 [n, d]).
+
+        Without ``ids`` the vectors get ids ``next_id, next_id + 1, ...`` (which is
+        ``0..n-1`` continuing from ``ntotal`` as long as nothing was removed). With
+        ``ids`` (int64 [n], any order, values >= 0) those ids are used; an id already
+        present or repeated raises :class:`annx.InvalidArgumentError` and nothing is
+        added. float16/float64 input is converted; non-contiguous input is copied.
+        """
+        x = as_matrix(x, self.d, "x")
+        id_arr = None if ids is None else as_ids(ids, x.shape[0])
+        self._impl.add(x, id_arr)
+
+    def remove(self, ids: Any) -> int:
+        """Remove vectors by id; returns how many were removed.
+
+        Every id must be present and appear once; otherwise nothing is removed and
+        :class:`annx.InvalidArgumentError` names the offending id.
+        """
+        return self._impl.remove(as_ids(ids))
+
+    # ------------------------------------------------------------------ searching
+    def _check_params(self, params: dict[str, Any]) -> None:
+        allowed = _SEARCH_PARAMS.get(self.spec.split(",")[0].lower().rstrip("0123456789"), frozenset())
+        for name in params:
+            if name in allowed:
+                continue
+            if name in _KNOWN_SEARCH_PARAMS:
+                raise InvalidArgumentError(
+                    f"search parameter {name!r} does not apply to a {self.spec!r} index"
+                )
+            raise InvalidArgumentError(
+                f"unknown search parameter {name!r}; accepted: filter, threads"
+                + "".join(f", {p}" for p in sorted(allowed))
+            )
+
+    def search(
+        self, q: Any, k: int, *, filter: Any = None, threads: int | None = None, **params: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Find the ``k`` nearest stored vectors of each query.
+
+        Args:
+            q: queries, float32 [nq, d].
+            k: number of results per query (>= 1; may exceed ``ntotal``: padded).
+            filter: restrict results to these ids: an int64 array of allowed ids, or a
+                boolean mask indexed by id (ids beyond the mask's length are excluded).
+            threads: threads for this call (default: :func:`annx.get_num_threads`).
+            **params: structure-specific parameters; one that does not apply raises
+                :class:`annx.InvalidArgumentError`.
+
+        Returns:
+            ``(D, I)``: float32 [nq, k] distances and int64 [nq, k] ids, best first.
+        """
+        self._check_params(params)
+        q = as_matrix(q, self.d, "queries")
+        fi, fm = as_filter(filter)
+        return self._impl.search(q, as_k(k), as_threads(threads), fi, fm)
+
+    def range_search(
+        self, q: Any, radius: float, *, filter: Any = None, threads: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All stored vectors within ``radius`` of each query, faiss-style.
+
+        For ``"l2"`` results have squared distance ``< radius``; for ``"ip"``/``"cos"``
+        similarity ``> radius``. Returns ``(lims, D, I)``: the results of query ``i``
+        are ``D[lims[i]:lims[i+1]]`` and ``I[lims[i]:lims[i+1]]``, best first.
+        """
+        q = as_matrix(q, self.d, "queries")
+        radius = float(radius)
+        if not math.isfinite(radius):
+            raise InvalidArgumentError(f"radius must be finite, got {radius}")
+        fi, fm = as_filter(filter)
+        return self._impl.range_search(q, radius, as_threads(threads), fi, fm)
+
+    def reconstruct(self, ids: Any) -> np.ndarray:
+        """Stored vectors of ``ids`` as float32 [n, d] (decoded; normalised for ``"cos"``).
+
+        A single integer id returns a 1-D vector.
+        """
+        single = isinstance(ids, (int, np.integer)) and not isinstance(ids, bool)
+        out = self._impl.reconstruct(as_ids(ids))
+        return out[0] if single else out
+
+    def ids(self) -> np.ndarray:
+        """All live ids (int64), in storage order."""
+        return self._impl.ids()
+
+    # ---------------------------------------------------------------- persistence
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the index to ``path`` atomically (temp file, fsync, rename)."""
+        self._impl.save(os.fspath(path))
+
+    def to_bytes(self) -> bytes:
+        """The index serialised in the annx file format (same bytes as :meth:`save`)."""
+        return self._impl.to_bytes()
+
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        return (from_bytes, (self.to_bytes(),))
+
+
+def index_factory(d: int, spec: str = "Flat", metric: str = "l2") -> Index:
+    """Build an empty index from a factory string.
+
+    Args:
+        d: vector dimension (>= 1).
+        spec: ``"Flat"`` (exact, float32), ``"Flat,F16"``, ``"Flat,BF16"`` or
+            ``"Flat,SQ8"`` (8-bit scalar quantisation; needs :meth:`Index.train`).
+        metric: ``"l2"`` (squared Euclidean), ``"ip"`` (inner product) or ``"cos"``
+            (cosine similarity; vectors are normalised when added).
+
+    A bad spec raises :class:`annx.InvalidArgumentError` naming the bad token.
+    """
+    if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
+        raise InvalidArgumentError(f"d must be a positive integer, got {d!r}")
+    if not isinstance(spec, str):
+        raise InvalidArgumentError(f"spec must be a string, got {type(spec).__name__}")
+    if not isinstance(metric, str):
+        raise InvalidArgumentError(f"metric must be a string, got {type(metric).__name__}")
+    return Index(_core.index_factory(int(d), spec, metric))
+
+
+def load(path: str | os.PathLike[str], mmap: bool = False, *, verify: bool = True) -> Index:
+    """Load an index saved with :meth:`Index.save`.
+
+    With ``mmap=True`` the vectors and ids are used in place from a read-only memory
+    map (no copy; adding or removing later copies them into memory first). ``verify``
+    checks every section's checksum (reading the whole file once). A malformed,
+    truncated or future-version file raises :class:`annx.FormatError`.
+    """
+    return Index(_core.load(os.fspath(path), bool(mmap), bool(verify)))
+
+
+def from_bytes(data: bytes | bytearray | memoryview) -> Index:
+    """Rebuild an index from :meth:`Index.to_bytes` output (also used by pickle)."""
+    return Index(_core.from_bytes(data))
+
+
+def read_info(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Header facts of an index file (spec, metric, d, ntotal, format version, ...).
+
+    Reads only the header and manifest, not the vectors.
+    """
+    return dict(_core.read_manifest(os.fspath(path)))

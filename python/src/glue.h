@@ -1,0 +1,45 @@
+// Shared helpers of the pybind11 glue: array views, output allocation and running C++
+// work with the GIL released while Ctrl-C stays responsive.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+#include <utility>
+
+#include "annx/common/error.h"
+#include "annx/common/thread_pool.h"
+
+namespace annx::py_glue {
+
+namespace py = pybind11;
+
+/// Polled (rate-limited) by annx's thread pool on the calling thread.
+inline bool python_interrupt_hook() {
+  py::gil_scoped_acquire gil;
+  return PyErr_CheckSignals() != 0;  // leaves KeyboardInterrupt set for the translator
+}
+
+/// Runs f() with the GIL released and the interrupt hook installed.
+template <class F>
+auto without_gil(F&& f) -> decltype(f()) {
+  py::gil_scoped_release release;
+  InterruptScope scope(&python_interrupt_hook);
+  return f();
+}
+
+/// C-contiguous arrays of exactly dtype T (the Python layer converts and validates;
+/// this is the last line of defence for direct _core users).
+template <class T>
+using CArray = py::array_t<T, py::array::c_style>;
+
+template <class T>
+const T* rows_ptr(const CArray<T>& a, ssize_t cols, const char* what, ssize_t* nrows) {
+  ANNX_CHECK(InvalidArgument, a.ndim() == 2 && a.shape(1) == cols, what, " must have shape (n, ",
+             cols, "), got ", a.ndim() == 2 ? std::to_string(a.shape(0)) + ", " + std::to_string(a.shape(1)) : std::to_string(a.ndim()) + "-D array");
+  *nrows = a.shape(0);
+  return a.data();
+}
+
+}  // namespace annx::py_glue
