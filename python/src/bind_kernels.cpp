@@ -124,6 +124,14 @@ void bind_kernels(py::module_& m) {
     return out;
   }, py::arg("q"), py::arg("x"));
 
+  m.def("kernel_select_le", [](const CArray<float>& v, float thr) {
+    std::vector<uint32_t> idx(static_cast<size_t>(v.size()));
+    const size_t m = simd::kernels().select_le(v.data(), idx.size(), thr, idx.data());
+    CArray<int64_t> out(static_cast<ssize_t>(m));
+    std::copy(idx.begin(), idx.begin() + static_cast<ptrdiff_t>(m), out.mutable_data());
+    return out;
+  }, py::arg("v"), py::arg("thr"));
+
   m.def("kernel_i8", [](const std::string& op, const CArray<int8_t>& a, const CArray<int8_t>& b) {
     ANNX_CHECK(InvalidArgument, a.size() == b.size(), "kernel_i8: lengths differ");
     const auto& K = simd::kernels();

@@ -15,15 +15,18 @@ namespace {
 
 constexpr size_t kScanBlock = 1024;          // distances computed per kernel call
 constexpr size_t kIntraQueryBlock = 16384;   // rows per thread chunk for one query
-constexpr size_t kQueryBlock = 64;           // queries per chunk in the blocked path
-constexpr size_t kBaseBlock = 256;           // rows per tile in the blocked path
+constexpr size_t kQueryBlock = 64;           // queries per tile in the blocked path
+constexpr size_t kBaseBlock = 256;           // rows packed at once in the blocked path
 constexpr size_t kBlockedMinQueries = 8;
+constexpr size_t kPackedMinQueries = 48;     // below: unpacked tiles (packing does not pay)
+constexpr size_t kBlockedChunkRows = 4096;    // base rows per thread chunk
 
 /// Scans rows [b, e) (or allowed[b..e) when `allowed`) for one prepared query.
 void scan_range(const simd::KernelTable& K, const PreparedQuery& pq, const uint8_t* codes,
                 size_t d, size_t code_size, const std::vector<slot_t>* allowed, size_t b,
                 size_t e, TopK& top) {
   float buf[kScanBlock];
+  uint32_t sel[kScanBlock];
   const int kind = static_cast<int>(pq.kind);
   for (size_t s = b; s < e; s += kScanBlock) {
     const size_t m = std::min(kScanBlock, e - s);
@@ -33,9 +36,12 @@ void scan_range(const simd::KernelTable& K, const PreparedQuery& pq, const uint8
       K.many[kind](pq.q.data(), codes + s * code_size, m, d, pq.aux, buf);
     }
     pq.finish_all(buf, m);
-    for (size_t i = 0; i < m; ++i)
+    const size_t hits = K.select_le(buf, m, top.threshold(), sel);
+    for (size_t h = 0; h < hits; ++h) {
+      const size_t i = sel[h];
       if (buf[i] <= top.threshold())
         top.push(buf[i], allowed ? static_cast<idx_t>((*allowed)[s + i]) : static_cast<idx_t>(s + i));
+    }
   }
 }
 
@@ -104,7 +110,7 @@ void FlatIndex::search_impl(const float* q, size_t nq, size_t k, const SearchPar
   const int threads = params.threads > 0 ? params.threads : get_num_threads();
   const size_t n = allowed ? allowed->size() : count();
   if (!allowed && codec_.kind() == CodecKind::F32 && nq >= kBlockedMinQueries && n >= kBaseBlock) {
-    search_blocked_f32(q, nq, k, threads, D, I);
+    search_blocked_f32(q, nq, k, threads, nq >= kPackedMinQueries, D, I);
   } else if (nq < static_cast<size_t>(threads) && n >= 2 * kIntraQueryBlock) {
     search_intra_query(q, nq, k, threads, allowed, D, I);
   } else {
@@ -149,48 +155,75 @@ void FlatIndex::search_intra_query(const float* q, size_t nq, size_t k, int thre
   }
 }
 
-void FlatIndex::search_blocked_f32(const float* q, size_t nq, size_t k, int threads, float* D,
-                                   idx_t* I) const {
+void FlatIndex::search_blocked_f32(const float* q, size_t nq, size_t k, int threads,
+                                   bool packed, float* D, idx_t* I) const {
+  // Threads split the base (each packs its rows once and runs every query against
+  // them), then per-chunk top-k lists are merged per query.
   const auto& K = simd::kernels();
   const size_t d = static_cast<size_t>(d_);
   const size_t n = count();
   const float* x = reinterpret_cast<const float*>(codes_.data());
   const float* norms = norms_.data();
   const bool l2 = metric_ == Metric::L2;
-  const int exact_kind = static_cast<int>(l2 ? simd::DistKind::L2_F32 : simd::DistKind::IP_F32);
-  parallel_for(nq, kQueryBlock, [&](size_t qb, size_t qe) {
-    const size_t m = qe - qb;
-    std::vector<TopK> tops(m, TopK(k));
-    std::vector<float> tile(kQueryBlock * kBaseBlock);
-    for (size_t xb = 0; xb < n; xb += kBaseBlock) {
-      const size_t nx = std::min(kBaseBlock, n - xb);
-      K.dot_f32_tile(q + qb * d, m, x + xb * d, nx, d, tile.data(), kBaseBlock);
-      for (size_t a = 0; a < m; ++a) {
-        const float* row = tile.data() + a * kBaseBlock;
-        TopK& top = tops[a];
-        float thr = top.threshold();
-        for (size_t j = 0; j < nx; ++j) {
-          // L2 up to the query's own norm (constant per query): |x|^2 - 2<q,x>.
-          const float s = l2 ? norms[xb + j] - 2.f * row[j] : -row[j];
-          if (s <= thr) {
-            top.push(s, static_cast<idx_t>(xb + j));
-            thr = top.threshold();
+  const size_t P = K.panel_rows;
+  const size_t XB = P * std::max<size_t>(1, kBaseBlock / P);
+  const size_t grain = XB * std::max<size_t>(1, kBlockedChunkRows / XB);
+  const size_t nchunks = (n + grain - 1) / grain;
+  std::vector<std::vector<TopK>> chunk_tops(nchunks);
+  parallel_for(n, grain, [&](size_t b, size_t e) {
+    std::vector<TopK>& tops = chunk_tops[b / grain];
+    tops.assign(nq, TopK(k));
+    std::vector<float> panel(packed ? XB * d : 0);
+    std::vector<float> tile(kQueryBlock * XB);
+    std::vector<uint32_t> sel(XB);
+    for (size_t xb = b; xb < e; xb += XB) {
+      const size_t nx = std::min(XB, e - xb);
+      const size_t nstrips = (nx + P - 1) / P;
+      if (packed)
+        for (size_t s = 0; s < nstrips; ++s)
+          K.pack_f32_panel(x + (xb + s * P) * d, std::min(P, nx - s * P), d, panel.data() + s * P * d);
+      for (size_t a0 = 0; a0 < nq; a0 += kQueryBlock) {
+        const size_t mq = std::min(kQueryBlock, nq - a0);
+        if (packed) {
+          for (size_t s = 0; s < nstrips; ++s)
+            K.dot_f32_panel(q + a0 * d, mq, d, panel.data() + s * P * d, tile.data() + s * P, XB);
+        } else {
+          K.dot_f32_tile(q + a0 * d, mq, x + xb * d, nx, d, tile.data(), XB);
+        }
+        for (size_t a = 0; a < mq; ++a) {
+          float* row = tile.data() + a * XB;
+          // Scores: L2 up to the query's own norm (constant per query) |x|^2 - 2<q,x>;
+          // negated inner products for similarities.
+          if (l2) {
+            for (size_t j = 0; j < nx; ++j) row[j] = norms[xb + j] - 2.f * row[j];
+          } else {
+            for (size_t j = 0; j < nx; ++j) row[j] = -row[j];
+          }
+          TopK& top = tops[a0 + a];
+          const size_t hits = K.select_le(row, nx, top.threshold(), sel.data());
+          for (size_t h = 0; h < hits; ++h) {
+            const uint32_t j = sel[h];
+            if (row[j] <= top.threshold()) top.push(row[j], static_cast<idx_t>(xb + j));
           }
         }
       }
     }
-    // Recompute the winners' distances in direct form (exact, path-independent).
-    for (size_t a = 0; a < m; ++a) {
-      const size_t i = qb + a;
+  }, threads);
+  // Merge, then recompute the winners' distances in direct form (exact and
+  // independent of the search path).
+  const int exact_kind = static_cast<int>(l2 ? simd::DistKind::L2_F32 : simd::DistKind::IP_F32);
+  parallel_for(nq, 16, [&](size_t qb, size_t qe) {
+    for (size_t i = qb; i < qe; ++i) {
+      TopK& top = chunk_tops[0][i];
+      for (size_t c = 1; c < nchunks; ++c) top.merge(chunk_tops[c][i]);
       float* Di = D + i * k;
       idx_t* Ii = I + i * k;
-      tops[a].drain_sorted(Di, Ii);
-      TopK exact(k);
+      top.drain_sorted(Di, Ii);
       for (size_t j = 0; j < k && Ii[j] >= 0; ++j) {
         const float v = K.one[exact_kind](q + i * d, x + static_cast<size_t>(Ii[j]) * d, d, nullptr);
-        exact.push(l2 ? v : -v, Ii[j]);
+        top.push(l2 ? v : -v, Ii[j]);
       }
-      exact.drain_sorted(Di, Ii);
+      top.drain_sorted(Di, Ii);
     }
   }, threads);
 }

@@ -93,6 +93,30 @@ void dot_f32_tile(const float* q, size_t nq, const float* x, size_t nx, size_t d
       out[i * out_stride + j] = one<DistKind::IP_F32>(q + i * d, x + j * d, d, nullptr);
 }
 
+constexpr size_t kScalarPanel = 8;
+
+void pack_f32_panel(const float* x, size_t nrows, size_t d, float* panel) {
+  for (size_t k = 0; k < d; ++k)
+    for (size_t r = 0; r < kScalarPanel; ++r) panel[k * kScalarPanel + r] = r < nrows ? x[r * d + k] : 0.f;
+}
+
+void dot_f32_panel(const float* q, size_t nq, size_t d, const float* panel, float* out,
+                   size_t out_stride) {
+  for (size_t a = 0; a < nq; ++a) {
+    float acc[kScalarPanel] = {};
+    for (size_t k = 0; k < d; ++k)
+      for (size_t r = 0; r < kScalarPanel; ++r) acc[r] += q[a * d + k] * panel[k * kScalarPanel + r];
+    for (size_t r = 0; r < kScalarPanel; ++r) out[a * out_stride + r] = acc[r];
+  }
+}
+
+size_t select_le(const float* v, size_t n, float thr, uint32_t* out) {
+  size_t m = 0;
+  for (size_t i = 0; i < n; ++i)
+    if (v[i] <= thr) out[m++] = static_cast<uint32_t>(i);
+  return m;
+}
+
 int32_t l2sq_i8(const int8_t* a, const int8_t* b, size_t d) {
   int32_t s = 0;
   for (size_t i = 0; i < d; ++i) {
@@ -166,6 +190,10 @@ void fill_table(simd::KernelTable& t) {
   fill<DistKind::IP_U8>(t);
   fill<DistKind::WL2_U8>(t);
   t.dot_f32_tile = &dot_f32_tile;
+  t.panel_rows = kScalarPanel;
+  t.pack_f32_panel = &pack_f32_panel;
+  t.dot_f32_panel = &dot_f32_panel;
+  t.select_le = &select_le;
   t.l2sq_i8 = &l2sq_i8;
   t.dot_i8 = &dot_i8;
   t.hamming = &hamming;

@@ -12,9 +12,11 @@ namespace {
 struct Ops {
   using F = __m256;
   static constexpr size_t W = 8;
-  static constexpr int kTileQ = 4, kTileX = 3;  // 12 accumulators + 3 row registers of 16
+  static constexpr int kMQ = 6, kNR = 2;  // 12 accumulators + 2 rows + 1 broadcast of 16
   static F zero() { return _mm256_setzero_ps(); }
   static F load(const float* p) { return _mm256_loadu_ps(p); }
+  static F broadcast(const float* p) { return _mm256_broadcast_ss(p); }
+  static void store(float* p, F v) { _mm256_storeu_ps(p, v); }
   static F load_partial(const float* p, size_t n) {
     const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), idx);
@@ -44,6 +46,22 @@ struct Ops {
 };
 
 #include "simd_body-inl.h"
+
+size_t select_le(const float* v, size_t n, float thr, uint32_t* out) {
+  const __m256 t = _mm256_set1_ps(thr);
+  size_t m = 0, i = 0;
+  for (; i + 8 <= n; i += 8) {
+    unsigned bits = static_cast<unsigned>(
+        _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(v + i), t, _CMP_LE_OQ)));
+    while (bits) {
+      out[m++] = static_cast<uint32_t>(i + static_cast<size_t>(__builtin_ctz(bits)));
+      bits &= bits - 1;
+    }
+  }
+  for (; i < n; ++i)
+    if (v[i] <= thr) out[m++] = static_cast<uint32_t>(i);
+  return m;
+}
 
 inline int32_t hsum_epi32(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -133,6 +151,7 @@ void fill_table(simd::KernelTable& t) {
   // bf16 conversions stay scalar (filled by the dispatcher): they run once per add.
   t.isa = simd::Isa::Avx2;
   fill_float_kinds(t);
+  t.select_le = &select_le;
   t.l2sq_i8 = &l2sq_i8;
   t.dot_i8 = &dot_i8;
   t.hamming = &hamming;

@@ -14,9 +14,11 @@ namespace {
 struct Ops {
   using F = __m512;
   static constexpr size_t W = 16;
-  static constexpr int kTileQ = 4, kTileX = 4;  // 16 accumulators of 32 registers
+  static constexpr int kMQ = 8, kNR = 3;  // 24 accumulators + 3 rows + 1 broadcast of 32
   static F zero() { return _mm512_setzero_ps(); }
   static F load(const float* p) { return _mm512_loadu_ps(p); }
+  static F broadcast(const float* p) { return _mm512_set1_ps(*p); }
+  static void store(float* p, F v) { _mm512_storeu_ps(p, v); }
   static F load_partial(const float* p, size_t n) {
     return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1u), p);
   }
@@ -46,6 +48,24 @@ struct Ops {
 };
 
 #include "simd_body-inl.h"
+
+size_t select_le(const float* v, size_t n, float thr, uint32_t* out) {
+  const __m512 t = _mm512_set1_ps(thr);
+  __m512i idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i step = _mm512_set1_epi32(16);
+  size_t m = 0;
+  for (size_t i = 0; i < n; i += 16) {
+    const size_t r = n - i;
+    const __mmask16 live = r >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << r) - 1u);
+    const __mmask16 hit = _mm512_mask_cmp_ps_mask(live, _mm512_maskz_loadu_ps(live, v + i), t, _CMP_LE_OQ);
+    if (hit) {
+      _mm512_mask_compressstoreu_epi32(out + m, hit, idx);
+      m += static_cast<size_t>(__builtin_popcount(hit));
+    }
+    idx = _mm512_add_epi32(idx, step);
+  }
+  return m;
+}
 
 inline __mmask32 tail_mask32(size_t n) {
   return n >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((1u << n) - 1u);
@@ -141,6 +161,7 @@ void f16_to_f32(const uint16_t* in, float* out, size_t n) {
 void fill_table(simd::KernelTable& t) {
   t.isa = ANNX_AVX512_ICL ? simd::Isa::Avx512Icl : simd::Isa::Avx512;
   fill_float_kinds(t);
+  t.select_le = &select_le;
   t.l2sq_i8 = &l2sq_i8;
   t.dot_i8 = &dot_i8;
   t.hamming = &hamming;

@@ -8,6 +8,8 @@
 #include <span>
 #include <vector>
 
+#include "annx/common/big_alloc.h"
+
 namespace annx {
 
 template <class T>
@@ -32,7 +34,7 @@ class SharedArray {
   }
 
   /// Mutable access; copies a view into owned memory first.
-  std::vector<T>& mut() {
+  std::vector<T, BigAllocator<T>>& mut() {
     if (view_) {
       owned_.assign(view_, view_ + view_size_);
       view_ = nullptr;
@@ -43,7 +45,7 @@ class SharedArray {
   }
 
  private:
-  std::vector<T> owned_;
+  std::vector<T, BigAllocator<T>> owned_;
   std::shared_ptr<const void> keep_;
   const T* view_ = nullptr;
   size_t view_size_ = 0;

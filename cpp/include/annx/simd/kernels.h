@@ -54,12 +54,22 @@ struct KernelTable {
   ManyFn many[static_cast<int>(DistKind::kCount)];
   GatherFn gather[static_cast<int>(DistKind::kCount)];
 
-  /// Blocked many-to-many inner products for f32:
+  /// Many-to-many inner products for f32 without packing (best for a few queries):
   /// out[i * out_stride + j] = <q_i, x_j>, q: nq rows, x: nx rows, both with `d` floats
-  /// per row (contiguous). Register-blocked over queries and rows; the caller tiles for
-  /// cache (see index/flat.cpp).
+  /// per row (contiguous). Register-blocked over queries and rows.
   void (*dot_f32_tile)(const float* q, size_t nq, const float* x, size_t nx, size_t d,
                        float* out, size_t out_stride);
+  /// The building blocks of dot_f32_tile, for callers that reuse packed rows across
+  /// many queries (batch exact search): pack up to `panel_rows` rows (zero-padded) into
+  /// a panel of panel_rows * d floats, then compute nq x panel_rows inner products.
+  size_t panel_rows;
+  void (*pack_f32_panel)(const float* x, size_t nrows, size_t d, float* panel);
+  void (*dot_f32_panel)(const float* q, size_t nq, size_t d, const float* panel, float* out,
+                        size_t out_stride);
+
+  /// Writes the positions i < n with v[i] <= thr into out (ascending); returns how many.
+  /// The top-k filter of every scan: most scores fail it, so it runs at SIMD speed.
+  size_t (*select_le)(const float* v, size_t n, float thr, uint32_t* out);
 
   /// Integer vectors (int8 x int8), exact int32 results.
   int32_t (*l2sq_i8)(const int8_t* a, const int8_t* b, size_t d);
