@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from annx import datasets as ds
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from annx import datasets as ds
 
 FILE_SETTINGS = settings(
     max_examples=25,

@@ -116,8 +116,10 @@ def test_hamming_exact(isa, nbytes, rng):
     np.testing.assert_array_equal(_core.kernel_hamming_many(q, x), ref)
     assert _core.kernel_hamming(q, x[4]) == ref[4]
     assert _core.kernel_hamming(q, q) == 0
-    np.testing.assert_array_equal(annx.distances.hamming(x[:3], x), np.unpackbits(
-        x[:3, None, :] ^ x[None, :, :], axis=2).sum(2))
+    np.testing.assert_array_equal(
+        annx.distances.hamming(x[:3], x),
+        np.unpackbits(x[:3, None, :] ^ x[None, :, :], axis=2).sum(2),
+    )
 
 
 @pytest.mark.parametrize("nq,nx,d", [(1, 1, 1), (3, 5, 7), (4, 4, 16), (8, 12, 33), (13, 29, 384)])
@@ -130,16 +132,22 @@ def test_dot_tile(isa, nq, nx, d, rng):
 
 
 def test_conversions_match_numpy(isa, rng):
-    x = np.concatenate([
-        rng.standard_normal(1000).astype(np.float32) * 10.0 ** rng.integers(-8, 6, 1000),
-        np.array([0.0, -0.0, 65504, 65519.99, 65520, 1e-8, 6e-8, 2.98e-8, np.inf, -np.inf],
-                 np.float32),
-    ]).astype(np.float32)
+    x = np.concatenate(
+        [
+            rng.standard_normal(1000).astype(np.float32) * 10.0 ** rng.integers(-8, 6, 1000),
+            np.array(
+                [0.0, -0.0, 65504, 65519.99, 65520, 1e-8, 6e-8, 2.98e-8, np.inf, -np.inf],
+                np.float32,
+            ),
+        ]
+    ).astype(np.float32)
     np.testing.assert_array_equal(_core.convert("f32_to_f16", x), f16_bits(x))
     np.testing.assert_array_equal(_core.convert("f32_to_bf16", x), bf16_bits(x))
     h = rng.integers(0, 1 << 16, size=4000, dtype=np.uint16)
     h = h[(h & 0x7C00) != 0x7C00]  # finite halves only (NaN payloads may differ)
-    np.testing.assert_array_equal(_core.convert("f16_to_f32", h), h.view(np.float16).astype(np.float32))
+    np.testing.assert_array_equal(
+        _core.convert("f16_to_f32", h), h.view(np.float16).astype(np.float32)
+    )
     np.testing.assert_array_equal(_core.convert("bf16_to_f32", h), bf16_to_f32(h))
 
 

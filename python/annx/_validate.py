@@ -22,9 +22,7 @@ def as_matrix(x: Any, d: int, name: str = "x") -> np.ndarray:
     arr = x if isinstance(x, np.ndarray) else np.asarray(x)
     if arr.dtype != np.float32:
         if arr.dtype not in (np.float16, np.float64):
-            raise InvalidArgumentError(
-                f"{name} has dtype {arr.dtype}; expected {FLOAT_DTYPES_DOC}"
-            )
+            raise InvalidArgumentError(f"{name} has dtype {arr.dtype}; expected {FLOAT_DTYPES_DOC}")
         arr = arr.astype(np.float32)
     if arr.ndim != 2:
         hint = f"; for one vector use {name}.reshape(1, -1)" if arr.ndim == 1 else ""

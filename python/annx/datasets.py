@@ -203,9 +203,7 @@ class Dataset:
     def __post_init__(self) -> None:
         """Check the metric name and the array ranks."""
         if self.metric not in METRICS:
-            raise ValueError(
-                f"unknown metric {self.metric!r}; expected one of {METRICS}"
-            )
+            raise ValueError(f"unknown metric {self.metric!r}; expected one of {METRICS}")
         for label in ("train", "test"):
             arr = getattr(self, label)
             if not isinstance(arr, np.ndarray) or arr.ndim != 2:
@@ -245,9 +243,7 @@ def _import_h5py() -> ModuleType:
     try:
         import h5py
     except ImportError as exc:
-        raise ImportError(
-            'reading HDF5 data sets needs h5py: pip install "annx[hdf5]"'
-        ) from exc
+        raise ImportError('reading HDF5 data sets needs h5py: pip install "annx[hdf5]"') from exc
     return h5py
 
 
@@ -255,8 +251,7 @@ def _metric_from_distance(distance: str, where: str) -> str:
     metric = _DISTANCE_TO_METRIC.get(distance.strip().lower())
     if metric is None:
         raise ValueError(
-            f"{where}: unknown distance {distance!r}; expected one of "
-            f"{sorted(_DISTANCE_TO_METRIC)}"
+            f"{where}: unknown distance {distance!r}; expected one of {sorted(_DISTANCE_TO_METRIC)}"
         )
     return metric
 
@@ -279,9 +274,7 @@ def _pack_dense_bits(arr: np.ndarray, label: str, where: str) -> np.ndarray:
                 f"integers, got {arr.dtype}"
             )
         if arr.size and (arr.min() < 0 or arr.max() > 1):
-            raise ValueError(
-                f"{where}: {label!r} of a bit data set holds values other than 0/1"
-            )
+            raise ValueError(f"{where}: {label!r} of a bit data set holds values other than 0/1")
         arr = arr.astype(np.bool_)
     return np.packbits(arr, axis=1)
 
@@ -305,8 +298,7 @@ def _pack_sparse_bits(
     ids = flat.astype(np.int64)
     if ids.size and (ids.min() < 0 or ids.max() >= bits):
         raise ValueError(
-            f"{where}: {label!r} holds item ids outside [0, {bits}) "
-            "(the 'dimension' attribute)"
+            f"{where}: {label!r} holds item ids outside [0, {bits}) (the 'dimension' attribute)"
         )
     out = np.zeros((sizes.shape[0], (bits + 7) // 8), dtype=np.uint8)
     rows = np.repeat(np.arange(sizes.shape[0], dtype=np.int64), sizes)
@@ -368,8 +360,7 @@ def load_hdf5(path: PathLike, *, load_extra: bool = True) -> Dataset:
         distance = _attr_str(f.attrs["distance"])
         if distance is None:
             raise ValueError(
-                f"{where}: the 'distance' attribute is not a string: "
-                f"{f.attrs['distance']!r}"
+                f"{where}: the 'distance' attribute is not a string: {f.attrs['distance']!r}"
             )
         metric = _metric_from_distance(distance, where)
         kind = _attr_str(f.attrs.get("type", "dense")) or "dense"
@@ -385,8 +376,7 @@ def load_hdf5(path: PathLike, *, load_extra: bool = True) -> Dataset:
         if sparse:
             if metric not in ("hamming", "jaccard"):
                 raise ValueError(
-                    f"{where}: sparse data is only supported for bit metrics, "
-                    f"not {distance!r}"
+                    f"{where}: sparse data is only supported for bit metrics, not {distance!r}"
                 )
             for sz in ("size_train", "size_test"):
                 if sz not in f:
@@ -414,13 +404,10 @@ def load_hdf5(path: PathLike, *, load_extra: bool = True) -> Dataset:
 
     for label, arr in (("train", train), ("test", test)):
         if arr.ndim != 2:
-            raise ValueError(
-                f"{where}: {label!r} must be 2-D, got shape {arr.shape}"
-            )
+            raise ValueError(f"{where}: {label!r} must be 2-D, got shape {arr.shape}")
     if train.shape[1] != test.shape[1]:
         raise ValueError(
-            f"{where}: train has dimension {train.shape[1]} but test has "
-            f"{test.shape[1]}"
+            f"{where}: train has dimension {train.shape[1]} but test has {test.shape[1]}"
         )
     if metric in ("hamming", "jaccard"):
         if not sparse:
@@ -430,9 +417,7 @@ def load_hdf5(path: PathLike, *, load_extra: bool = True) -> Dataset:
     else:
         for label, arr in (("train", train), ("test", test)):
             if arr.dtype.kind not in "biuf":
-                raise ValueError(
-                    f"{where}: {label!r} has non-numeric dtype {arr.dtype}"
-                )
+                raise ValueError(f"{where}: {label!r} has non-numeric dtype {arr.dtype}")
         train = np.ascontiguousarray(train, dtype=np.float32)
         test = np.ascontiguousarray(test, dtype=np.float32)
     if neighbors is not None:
@@ -443,8 +428,7 @@ def load_hdf5(path: PathLike, *, load_extra: bool = True) -> Dataset:
             )
         if neighbors.shape[0] != test.shape[0]:
             raise ValueError(
-                f"{where}: 'neighbors' has {neighbors.shape[0]} rows but 'test' "
-                f"has {test.shape[0]}"
+                f"{where}: 'neighbors' has {neighbors.shape[0]} rows but 'test' has {test.shape[0]}"
             )
         neighbors = np.ascontiguousarray(neighbors, dtype=np.int64)
     if distances is not None:
@@ -458,8 +442,7 @@ def load_hdf5(path: PathLike, *, load_extra: bool = True) -> Dataset:
             )
         if distances.shape[0] != test.shape[0]:
             raise ValueError(
-                f"{where}: 'distances' has {distances.shape[0]} rows but 'test' "
-                f"has {test.shape[0]}"
+                f"{where}: 'distances' has {distances.shape[0]} rows but 'test' has {test.shape[0]}"
             )
         distances = np.ascontiguousarray(distances, dtype=np.float32)
     return Dataset(
@@ -480,14 +463,10 @@ def load_hdf5(path: PathLike, *, load_extra: bool = True) -> Dataset:
 # --------------------------------------------------------------------------
 
 
-def _resolve_range(
-    where: str, n: int, count: int | None, offset: int
-) -> tuple[int, int]:
+def _resolve_range(where: str, n: int, count: int | None, offset: int) -> tuple[int, int]:
     offset = operator.index(offset)
     if offset < 0 or offset > n:
-        raise ValueError(
-            f"{where}: offset {offset} is outside the file's {n} vectors"
-        )
+        raise ValueError(f"{where}: offset {offset} is outside the file's {n} vectors")
     if count is None:
         return n - offset, offset
     count = operator.index(count)
@@ -495,8 +474,7 @@ def _resolve_range(
         raise ValueError(f"{where}: count must be >= 0, got {count}")
     if offset + count > n:
         raise ValueError(
-            f"{where}: cannot read {count} vectors from offset {offset}; the "
-            f"file holds {n}"
+            f"{where}: cannot read {count} vectors from offset {offset}; the file holds {n}"
         )
     return count, offset
 
@@ -515,16 +493,13 @@ def _convert_for_disk(arr: np.ndarray, disk: np.dtype, fmt: str) -> np.ndarray:
             raise ValueError(f"{fmt} needs real numbers, got dtype {arr.dtype}")
         return np.ascontiguousarray(arr, dtype=disk)
     if arr.dtype.kind not in "biu":
-        raise ValueError(
-            f"{fmt} needs integers ({disk.name}), got dtype {arr.dtype}"
-        )
+        raise ValueError(f"{fmt} needs integers ({disk.name}), got dtype {arr.dtype}")
     info = np.iinfo(disk)
     if arr.size and arr.dtype.kind != "b":
         lo, hi = int(arr.min()), int(arr.max())
         if lo < info.min or hi > info.max:
             raise ValueError(
-                f"{fmt}: values in [{lo}, {hi}] do not fit {disk.name} "
-                f"[{info.min}, {info.max}]"
+                f"{fmt}: values in [{lo}, {hi}] do not fit {disk.name} [{info.min}, {info.max}]"
             )
     return np.ascontiguousarray(arr, dtype=disk)
 
@@ -566,9 +541,7 @@ def _scan_vecs_error(path: str, size: int, rec: int, dim: int) -> ValueError:
     )
 
 
-def _read_vecs(
-    path: PathLike, disk: str, count: int | None, offset: int
-) -> np.ndarray:
+def _read_vecs(path: PathLike, disk: str, count: int | None, offset: int) -> np.ndarray:
     where = os.fspath(path)
     disk_dtype = np.dtype(disk)
     out_dtype = disk_dtype.newbyteorder("=")
@@ -597,9 +570,7 @@ def _read_vecs(
     out = np.empty((count, dim), dtype=out_dtype)
     if count == 0:
         return out
-    mm = np.memmap(
-        where, dtype=np.uint8, mode="r", offset=offset * rec, shape=(count, rec)
-    )
+    mm = np.memmap(where, dtype=np.uint8, mode="r", offset=offset * rec, shape=(count, rec))
     try:
         heads = _strided(mm, "<i4", (count,), 0, rec)
         bad = np.flatnonzero(heads != dim)
@@ -637,9 +608,7 @@ def _write_vecs(path: PathLike, array: npt.ArrayLike, disk: str, fmt: str) -> No
             buf.tofile(fh)
 
 
-def read_fvecs(
-    path: PathLike, *, count: int | None = None, offset: int = 0
-) -> np.ndarray:
+def read_fvecs(path: PathLike, *, count: int | None = None, offset: int = 0) -> np.ndarray:
     """Read a TEXMEX ``.fvecs`` file (records of int32 ``d`` + ``d`` float32).
 
     Parameters
@@ -669,9 +638,7 @@ def read_fvecs(
     return _read_vecs(path, "<f4", count, offset)
 
 
-def read_ivecs(
-    path: PathLike, *, count: int | None = None, offset: int = 0
-) -> np.ndarray:
+def read_ivecs(path: PathLike, *, count: int | None = None, offset: int = 0) -> np.ndarray:
     """Read a TEXMEX ``.ivecs`` file (records of int32 ``d`` + ``d`` int32).
 
     Parameters
@@ -697,9 +664,7 @@ def read_ivecs(
     return _read_vecs(path, "<i4", count, offset)
 
 
-def read_bvecs(
-    path: PathLike, *, count: int | None = None, offset: int = 0
-) -> np.ndarray:
+def read_bvecs(path: PathLike, *, count: int | None = None, offset: int = 0) -> np.ndarray:
     """Read a TEXMEX ``.bvecs`` file (records of int32 ``d`` + ``d`` uint8).
 
     Parameters
@@ -790,17 +755,14 @@ def write_bvecs(path: PathLike, array: npt.ArrayLike) -> None:
 # --------------------------------------------------------------------------
 
 
-def _read_bin(
-    path: PathLike, disk: str, count: int | None, offset: int
-) -> np.ndarray:
+def _read_bin(path: PathLike, disk: str, count: int | None, offset: int) -> np.ndarray:
     where = os.fspath(path)
     disk_dtype = np.dtype(disk)
     out_dtype = disk_dtype.newbyteorder("=")
     size = os.path.getsize(where)
     if size < 8:
         raise ValueError(
-            f"{where}: {size} bytes, too short for the 8-byte header "
-            "(uint32 n, uint32 d)"
+            f"{where}: {size} bytes, too short for the 8-byte header (uint32 n, uint32 d)"
         )
     n, d = (int(v) for v in np.fromfile(where, dtype="<u4", count=2))
     if n > 0 and d == 0:
@@ -849,9 +811,7 @@ def _write_bin(path: PathLike, array: npt.ArrayLike, disk: str, fmt: str) -> Non
             data[r0 : r0 + rows].tofile(fh)
 
 
-def read_fbin(
-    path: PathLike, *, count: int | None = None, offset: int = 0
-) -> np.ndarray:
+def read_fbin(path: PathLike, *, count: int | None = None, offset: int = 0) -> np.ndarray:
     """Read a big-ann-benchmarks ``.fbin`` file (uint32 n, uint32 d, float32 data).
 
     Parameters
@@ -880,9 +840,7 @@ def read_fbin(
     return _read_bin(path, "<f4", count, offset)
 
 
-def read_ibin(
-    path: PathLike, *, count: int | None = None, offset: int = 0
-) -> np.ndarray:
+def read_ibin(path: PathLike, *, count: int | None = None, offset: int = 0) -> np.ndarray:
     """Read a big-ann-benchmarks ``.ibin`` file (int32 data).
 
     Parameters
@@ -908,9 +866,7 @@ def read_ibin(
     return _read_bin(path, "<i4", count, offset)
 
 
-def read_u8bin(
-    path: PathLike, *, count: int | None = None, offset: int = 0
-) -> np.ndarray:
+def read_u8bin(path: PathLike, *, count: int | None = None, offset: int = 0) -> np.ndarray:
     """Read a big-ann-benchmarks ``.u8bin`` file (uint8 data).
 
     Parameters
@@ -936,9 +892,7 @@ def read_u8bin(
     return _read_bin(path, "u1", count, offset)
 
 
-def read_i8bin(
-    path: PathLike, *, count: int | None = None, offset: int = 0
-) -> np.ndarray:
+def read_i8bin(path: PathLike, *, count: int | None = None, offset: int = 0) -> np.ndarray:
     """Read a big-ann-benchmarks ``.i8bin`` file (int8 data).
 
     Parameters
@@ -1101,16 +1055,12 @@ def recall_at_k(I: npt.ArrayLike, gt: npt.ArrayLike, k: int) -> float:  # noqa: 
     res = _ids_matrix(I, "I")
     truth = _ids_matrix(gt, "gt")
     if res.shape[0] != truth.shape[0]:
-        raise ValueError(
-            f"I has {res.shape[0]} queries but gt has {truth.shape[0]}"
-        )
+        raise ValueError(f"I has {res.shape[0]} queries but gt has {truth.shape[0]}")
     if res.shape[0] == 0:
         raise ValueError("recall_at_k needs at least one query")
     for label, arr in (("I", res), ("gt", truth)):
         if arr.shape[1] < k:
-            raise ValueError(
-                f"{label} has {arr.shape[1]} columns, fewer than k={k}"
-            )
+            raise ValueError(f"{label} has {arr.shape[1]} columns, fewer than k={k}")
     a = _unique_sorted_rows(res[:, :k].astype(np.int64), -1)
     b = _unique_sorted_rows(truth[:, :k].astype(np.int64), -2)
     c = np.sort(np.concatenate([a, b], axis=1), axis=1)
@@ -1225,9 +1175,7 @@ def ground_truth(
     x = _real_matrix(train, "train")
     q = _real_matrix(test, "test")
     if x.shape[1] != q.shape[1]:
-        raise ValueError(
-            f"train has dimension {x.shape[1]} but test has {q.shape[1]}"
-        )
+        raise ValueError(f"train has dimension {x.shape[1]} but test has {q.shape[1]}")
     n, nq = x.shape[0], q.shape[0]
     pad = np.inf if metric == "l2" else -np.inf
     D = np.full((nq, k), pad, dtype=np.float32)
@@ -1472,9 +1420,7 @@ def download(
                         if progress is not None:
                             progress(got, total)
             except urllib.error.HTTPError as exc:
-                raise OSError(
-                    f"could not download {url}: HTTP {exc.code} {exc.reason}"
-                ) from exc
+                raise OSError(f"could not download {url}: HTTP {exc.code} {exc.reason}") from exc
             except urllib.error.URLError as exc:
                 raise OSError(f"could not download {url}: {exc.reason}") from exc
             except TimeoutError as exc:
@@ -1482,9 +1428,7 @@ def download(
             except http.client.HTTPException as exc:
                 raise OSError(f"could not download {url}: {exc!r}") from exc
             if total is not None and got != total:
-                raise OSError(
-                    f"could not download {url}: got {got} of {total} bytes"
-                )
+                raise OSError(f"could not download {url}: got {got} of {total} bytes")
             if head != HDF5_SIGNATURE:
                 raise ValueError(
                     f"{url} did not return an HDF5 file (it starts with "
@@ -1556,9 +1500,7 @@ def load(
     if match:
         if match.group(1) is None:
             return synthetic()
-        return synthetic(
-            int(match.group(1)), int(match.group(2)), metric=match.group(3)
-        )
+        return synthetic(int(match.group(1)), int(match.group(2)), metric=match.group(3))
     looks_like_path = (
         os.sep in text
         or (os.altsep is not None and os.altsep in text)

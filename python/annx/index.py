@@ -15,6 +15,8 @@ from ._validate import as_filter, as_ids, as_k, as_matrix, as_threads
 # Search-time keywords each structure understands (besides filter and threads).
 _SEARCH_PARAMS: dict[str, frozenset[str]] = {"flat": frozenset()}
 _KNOWN_SEARCH_PARAMS = frozenset({"ef_search", "nprobe", "rerank"})
+# Largest nq * k one search may return (12 bytes each): 24 GiB of results.
+_MAX_RESULTS = 2**31
 
 
 class Index:
@@ -122,7 +124,9 @@ class Index:
 
     # ------------------------------------------------------------------ searching
     def _check_params(self, params: dict[str, Any]) -> None:
-        allowed = _SEARCH_PARAMS.get(self.spec.split(",")[0].lower().rstrip("0123456789"), frozenset())
+        allowed = _SEARCH_PARAMS.get(
+            self.spec.split(",")[0].lower().rstrip("0123456789"), frozenset()
+        )
         for name in params:
             if name in allowed:
                 continue
@@ -151,21 +155,36 @@ class Index:
 
         Returns:
             ``(D, I)``: float32 [nq, k] distances and int64 [nq, k] ids, best first.
+
         """
         self._check_params(params)
         q = as_matrix(q, self.d, "queries")
+        k = as_k(k)
+        if k > _MAX_RESULTS or q.shape[0] * k > _MAX_RESULTS:
+            raise InvalidArgumentError(
+                f"k={k} with {q.shape[0]} queries asks for {q.shape[0] * k} results, more than "
+                f"the {_MAX_RESULTS} one call can return (the index holds {self.ntotal} vectors)"
+            )
         fi, fm = as_filter(filter)
-        return self._impl.search(q, as_k(k), as_threads(threads), fi, fm)
+        return self._impl.search(q, k, as_threads(threads), fi, fm)
 
     def range_search(
-        self, q: Any, radius: float, *, filter: Any = None, threads: int | None = None
+        self,
+        q: Any,
+        radius: float,
+        *,
+        filter: Any = None,
+        threads: int | None = None,
+        **params: Any,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All stored vectors within ``radius`` of each query, faiss-style.
 
         For ``"l2"`` results have squared distance ``< radius``; for ``"ip"``/``"cos"``
         similarity ``> radius``. Returns ``(lims, D, I)``: the results of query ``i``
         are ``D[lims[i]:lims[i+1]]`` and ``I[lims[i]:lims[i+1]]``, best first.
+        Structure-specific ``**params`` are checked as in :meth:`search`.
         """
+        self._check_params(params)
         q = as_matrix(q, self.d, "queries")
         radius = float(radius)
         if not math.isfinite(radius):
@@ -210,6 +229,7 @@ def index_factory(d: int, spec: str = "Flat", metric: str = "l2") -> Index:
             (cosine similarity; vectors are normalised when added).
 
     A bad spec raises :class:`annx.InvalidArgumentError` naming the bad token.
+
     """
     if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
         raise InvalidArgumentError(f"d must be a positive integer, got {d!r}")

@@ -1,5 +1,7 @@
 #include "annx/index/flat.h"
 
+#include "annx/index/section_array.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -167,12 +169,14 @@ void FlatIndex::search_blocked_f32(const float* q, size_t nq, size_t k, int thre
   const bool l2 = metric_ == Metric::L2;
   const size_t P = K.panel_rows;
   const size_t XB = P * std::max<size_t>(1, kBaseBlock / P);
-  const size_t grain = XB * std::max<size_t>(1, kBlockedChunkRows / XB);
-  const size_t nchunks = (n + grain - 1) / grain;
-  std::vector<std::vector<TopK>> chunk_tops(nchunks);
+  // Chunks of about 2^28 multiply-adds (~10 ms) keep Ctrl-C prompt for any nq.
+  const size_t rows = std::clamp<size_t>((size_t{1} << 28) / (nq * d + 1), XB, kBlockedChunkRows);
+  const size_t grain = XB * std::max<size_t>(1, rows / XB);
+  const int nthreads = std::max(1, threads);
+  std::vector<std::vector<TopK>> thread_tops(static_cast<size_t>(nthreads));
   parallel_for(n, grain, [&](size_t b, size_t e) {
-    std::vector<TopK>& tops = chunk_tops[b / grain];
-    tops.assign(nq, TopK(k));
+    std::vector<TopK>& tops = thread_tops[static_cast<size_t>(worker_index())];
+    if (tops.empty()) tops.assign(nq, TopK(k));
     std::vector<float> panel(packed ? XB * d : 0);
     std::vector<float> tile(kQueryBlock * XB);
     std::vector<uint32_t> sel(XB);
@@ -214,8 +218,9 @@ void FlatIndex::search_blocked_f32(const float* q, size_t nq, size_t k, int thre
   const int exact_kind = static_cast<int>(l2 ? simd::DistKind::L2_F32 : simd::DistKind::IP_F32);
   parallel_for(nq, 16, [&](size_t qb, size_t qe) {
     for (size_t i = qb; i < qe; ++i) {
-      TopK& top = chunk_tops[0][i];
-      for (size_t c = 1; c < nchunks; ++c) top.merge(chunk_tops[c][i]);
+      TopK top(k);
+      for (const auto& tops : thread_tops)
+        if (!tops.empty()) top.merge(tops[i]);
       float* Di = D + i * k;
       idx_t* Ii = I + i * k;
       top.drain_sorted(Di, Ii);
@@ -284,23 +289,6 @@ void FlatIndex::write_impl(io::Manifest& manifest, std::vector<Section>& section
   (void)scratch;
 }
 
-namespace {
-
-template <class T>
-void load_array(const io::ContainerReader& r, const char* tag, size_t count, SharedArray<T>& dst) {
-  const auto bytes = r.section(tag);
-  ANNX_CHECK(FormatError, bytes.size() == count * sizeof(T), "corrupt index file: section ", tag,
-             " has ", bytes.size(), " bytes, expected ", count * sizeof(T));
-  if (r.blob()->is_mapped() && reinterpret_cast<uintptr_t>(bytes.data()) % alignof(T) == 0) {
-    dst.set_view(r.blob(), reinterpret_cast<const T*>(bytes.data()), count);
-  } else {
-    auto& v = dst.mut();
-    v.resize(count);
-    if (count) std::memcpy(v.data(), bytes.data(), bytes.size());
-  }
-}
-
-}  // namespace
 
 void FlatIndex::read_impl(const io::ContainerReader& r, const io::Manifest& m, size_t ntotal) {
   ANNX_CHECK(FormatError, m.str("structure") == "flat", "corrupt index file: structure '",
@@ -308,8 +296,8 @@ void FlatIndex::read_impl(const io::ContainerReader& r, const io::Manifest& m, s
   const size_t d = static_cast<size_t>(d_);
   if (codec_.kind() == CodecKind::SQ8 && m.boolean("trained")) {
     SharedArray<float> lo, sc;
-    load_array(r, "SQMIN", d, lo);
-    load_array(r, "SQSCALE", d, sc);
+    load_section_array(r, "SQMIN", d, lo);
+    load_section_array(r, "SQSCALE", d, sc);
     std::vector<float> vlo(lo.data(), lo.data() + d), vsc(sc.data(), sc.data() + d);
     for (size_t j = 0; j < d; ++j)
       ANNX_CHECK(FormatError, std::isfinite(vlo[j]) && std::isfinite(vsc[j]) && vsc[j] > 0,
@@ -321,8 +309,8 @@ void FlatIndex::read_impl(const io::ContainerReader& r, const io::Manifest& m, s
   // Guard the multiplication against absurd counts before computing sizes.
   ANNX_CHECK(FormatError, ntotal <= r.blob()->size() / codec_.code_size() + 1,
              "corrupt index file: ntotal = ", ntotal, " does not fit in the file");
-  load_array(r, "CODES", ntotal * codec_.code_size(), codes_);
-  if (use_norms()) load_array(r, "NORMS", ntotal, norms_);
+  load_section_array(r, "CODES", ntotal * codec_.code_size(), codes_);
+  if (use_norms()) load_section_array(r, "NORMS", ntotal, norms_);
 }
 
 }  // namespace annx

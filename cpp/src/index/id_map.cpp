@@ -1,6 +1,7 @@
 #include "annx/index/id_map.h"
 
 #include <algorithm>
+#include <limits>
 #include <unordered_set>
 
 #include "annx/common/error.h"
@@ -17,11 +18,24 @@ std::optional<slot_t> IdMap::find(idx_t id) const {
   return it->second;
 }
 
+idx_t IdMap::next_id() const {
+  return max_id_ == std::numeric_limits<idx_t>::max() ? max_id_ : max_id_ + 1;
+}
+
 void IdMap::check_new(const idx_t* ids, size_t n) const {
   ANNX_CHECK(InvalidArgument, ids_.size() + n <= size_t{0xffffffffu} - 1,
              "an index holds at most 4294967294 vectors; adding ", n, " to ", ids_.size(),
              " would exceed that");
-  if (!ids) return;
+  if (!ids) {
+    // Ids max_id_+1 .. INT64_MAX are free (2^63 of them for an empty index).
+    constexpr idx_t kMax = std::numeric_limits<idx_t>::max();
+    const uint64_t room =
+        max_id_ == kMax ? 0 : static_cast<uint64_t>(kMax) - static_cast<uint64_t>(max_id_ + 1) + 1;
+    ANNX_CHECK(InvalidArgument, n <= room, "adding ", n,
+               " vectors without ids would need ids beyond the int64 range (the largest id in "
+               "use is ", max_id_, "); pass ids= explicitly");
+    return;
+  }
   std::unordered_set<idx_t> seen;
   seen.reserve(n);
   for (size_t i = 0; i < n; ++i) {
@@ -38,12 +52,10 @@ void IdMap::append(const idx_t* ids, size_t n) {
   const size_t base = v.size();
   v.reserve(base + n);
   for (size_t i = 0; i < n; ++i) {
-    const idx_t id = ids ? ids[i] : next_id_ + static_cast<idx_t>(i);
+    const idx_t id = ids ? ids[i] : max_id_ + 1 + static_cast<idx_t>(i);
     v.push_back(id);
   }
-  idx_t mx = next_id_ - 1;
-  for (size_t i = base; i < v.size(); ++i) mx = std::max(mx, v[i]);
-  next_id_ = mx + 1;
+  for (size_t i = base; i < v.size(); ++i) max_id_ = std::max(max_id_, v[i]);
   if (identity_) {
     for (size_t i = base; i < v.size(); ++i)
       if (v[i] != static_cast<idx_t>(i)) {
@@ -56,16 +68,16 @@ void IdMap::append(const idx_t* ids, size_t n) {
   }
 }
 
-std::vector<slot_t> IdMap::slots_of(const idx_t* ids, size_t n) const {
+std::vector<slot_t> IdMap::slots_of(const idx_t* ids, size_t n, bool allow_repeats) const {
   std::vector<slot_t> out(n);
   std::unordered_set<idx_t> seen;
-  seen.reserve(n);
+  if (!allow_repeats) seen.reserve(n);
   for (size_t i = 0; i < n; ++i) {
     auto s = find(ids[i]);
     ANNX_CHECK(InvalidArgument, s.has_value(), "unknown id ", ids[i], " (position ", i,
                "): not in the index");
-    ANNX_CHECK(InvalidArgument, seen.insert(ids[i]).second, "duplicate id ", ids[i],
-               " in ids (position ", i, ")");
+    ANNX_CHECK(InvalidArgument, allow_repeats || seen.insert(ids[i]).second, "duplicate id ",
+               ids[i], " in ids (position ", i, ")");
     out[i] = *s;
   }
   return out;
@@ -106,13 +118,13 @@ std::vector<slot_t> IdMap::allowed_slots(const IdFilter& f) const {
   return out;
 }
 
-void IdMap::load(SharedArray<idx_t> ids, idx_t next_id) {
+void IdMap::load(SharedArray<idx_t> ids, idx_t max_id) {
   ids_ = std::move(ids);
-  next_id_ = next_id;
+  max_id_ = max_id;
   identity_ = true;
   const idx_t* p = ids_.data();
   for (size_t i = 0; i < ids_.size(); ++i) {
-    if (p[i] < 0 || p[i] >= next_id_) {
+    if (p[i] < 0 || p[i] > max_id_) {
       throw FormatError("corrupt index: id " + std::to_string(p[i]) + " at slot " +
                         std::to_string(i) + " is out of range");
     }

@@ -8,6 +8,7 @@
 
 #include "annx/common/error.h"
 #include "annx/factory.h"
+#include "annx/index/section_array.h"
 #include "annx/io/container.h"
 #include "annx/simd/isa.h"
 
@@ -151,7 +152,7 @@ size_t Index::remove(const idx_t* ids, size_t n) {
 
 void Index::reconstruct(const idx_t* ids, size_t n, float* out) const {
   std::shared_lock lk(mu_);
-  const std::vector<slot_t> slots = idmap_.slots_of(ids, n);
+  const std::vector<slot_t> slots = idmap_.slots_of(ids, n, /*allow_repeats=*/true);
   reconstruct_impl(slots.data(), n, out);
 }
 
@@ -172,7 +173,7 @@ void Index::fill_writer(io::ContainerWriter& w, std::vector<std::vector<uint8_t>
   m.set("metric", metric_name(metric_));
   m.set("d", d_);
   m.set("ntotal", static_cast<uint64_t>(idmap_.size()));
-  m.set("next_id", static_cast<int64_t>(idmap_.next_id()));
+  m.set("max_id", static_cast<int64_t>(idmap_.max_id()));
   m.set("isa_at_save", simd::isa_name(simd::active_isa()));
   std::vector<Section> sections;
   sections.push_back({"IDS", idmap_.ids(), idmap_.size() * sizeof(idx_t)});
@@ -212,7 +213,7 @@ std::unique_ptr<Index> load_index(std::shared_ptr<const io::Blob> blob, bool ver
   }();
   const int d = static_cast<int>(m.i64("d", 1, 1 << 24));
   const int64_t ntotal = m.i64("ntotal", 0, 0xfffffffeLL);
-  const int64_t next_id = m.i64("next_id", 0, INT64_MAX);
+  const int64_t max_id = m.i64("max_id", -1, INT64_MAX);
   std::unique_ptr<Index> index;
   try {
     index = make_index(d, spec, metric);
@@ -220,18 +221,9 @@ std::unique_ptr<Index> load_index(std::shared_ptr<const io::Blob> blob, bool ver
     throw FormatError(std::string("index file has an unsupported spec: ") + e.what());
   }
   index->read_impl(r, m, static_cast<size_t>(ntotal));
-  const auto ids_bytes = r.section("IDS");
-  ANNX_CHECK(FormatError, ids_bytes.size() == static_cast<size_t>(ntotal) * sizeof(idx_t),
-             "section IDS has ", ids_bytes.size(), " bytes, expected ", ntotal * 8);
   SharedArray<idx_t> ids;
-  if (blob->is_mapped()) {
-    ids.set_view(blob, reinterpret_cast<const idx_t*>(ids_bytes.data()), static_cast<size_t>(ntotal));
-  } else {
-    auto& v = ids.mut();
-    v.resize(static_cast<size_t>(ntotal));
-    std::memcpy(v.data(), ids_bytes.data(), ids_bytes.size());
-  }
-  index->idmap_.load(std::move(ids), next_id);
+  load_section_array(r, "IDS", static_cast<size_t>(ntotal), ids);
+  index->idmap_.load(std::move(ids), max_id);
   return index;
 }
 

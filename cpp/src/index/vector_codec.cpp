@@ -56,8 +56,19 @@ void VectorCodec::encode(const float* x, size_t n, uint8_t* codes) const {
   const size_t d = static_cast<size_t>(d_);
   switch (kind_) {
     case CodecKind::F32: std::copy(x, x + n * d, reinterpret_cast<float*>(codes)); return;
-    case CodecKind::F16: k.f32_to_f16(x, reinterpret_cast<uint16_t*>(codes), n * d); return;
-    case CodecKind::BF16: k.f32_to_bf16(x, reinterpret_cast<uint16_t*>(codes), n * d); return;
+    case CodecKind::F16:
+    case CodecKind::BF16: {
+      uint16_t* h = reinterpret_cast<uint16_t*>(codes);
+      const bool f16 = kind_ == CodecKind::F16;
+      (f16 ? k.f32_to_f16 : k.f32_to_bf16)(x, h, n * d);
+      // A finite input that rounds to infinity would silently corrupt distances.
+      const uint16_t exp_mask = f16 ? 0x7c00 : 0x7f80;
+      for (size_t i = 0; i < n * d; ++i)
+        ANNX_CHECK(InvalidArgument, (h[i] & exp_mask) != exp_mask, "x row ", i / d, ", column ",
+                   i % d, ": value ", x[i], " is outside the ", f16 ? "float16" : "bfloat16",
+                   " range (|x| <= ", f16 ? "65504" : "3.39e38", ")");
+      return;
+    }
     case CodecKind::SQ8:
       ANNX_CHECK(NotTrained, is_trained(), "SQ8 codec is not trained");
       for (size_t i = 0; i < n; ++i)

@@ -29,8 +29,11 @@ class IdMap {
   size_t size() const { return ids_.size(); }
   idx_t id(slot_t s) const { return ids_[s]; }
   const idx_t* ids() const { return ids_.data(); }
-  /// Next id handed out by add() without ids: one more than the largest id ever used.
-  idx_t next_id() const { return next_id_; }
+  /// Largest id ever used (-1 if none); add() without ids continues after it.
+  idx_t max_id() const { return max_id_; }
+  /// Next id handed out by add() without ids (saturates at INT64_MAX when the id space
+  /// is used up; add() without ids then raises).
+  idx_t next_id() const;
 
   std::optional<slot_t> find(idx_t id) const;
   bool contains(idx_t id) const { return find(id).has_value(); }
@@ -40,8 +43,9 @@ class IdMap {
   void check_new(const idx_t* ids, size_t n) const;
   /// Appends n ids (sequential from next_id() when ids == nullptr). Call check_new first.
   void append(const idx_t* ids, size_t n);
-  /// Slot of each id; throws InvalidArgument naming the first unknown or repeated id.
-  std::vector<slot_t> slots_of(const idx_t* ids, size_t n) const;
+  /// Slot of each id; throws InvalidArgument naming the first unknown id (and the first
+  /// repeated one unless allow_repeats).
+  std::vector<slot_t> slots_of(const idx_t* ids, size_t n, bool allow_repeats = false) const;
   /// Moves the id of slot `from` into slot `to` and drops the last slot (swap-remove).
   void move_last_into(slot_t to);
 
@@ -50,12 +54,12 @@ class IdMap {
 
   /// Persistence: the raw id array (slot order) and rebuild after load.
   const SharedArray<idx_t>& array() const { return ids_; }
-  void load(SharedArray<idx_t> ids, idx_t next_id);
+  void load(SharedArray<idx_t> ids, idx_t max_id);
 
  private:
   void build_map();
   SharedArray<idx_t> ids_;
-  idx_t next_id_ = 0;
+  idx_t max_id_ = -1;
   bool identity_ = true;  // ids_[s] == s for every slot
   std::unordered_map<idx_t, slot_t> map_;  // only when !identity_
 };
