@@ -24,11 +24,11 @@ def as_matrix(x: Any, d: int, name: str = "x") -> np.ndarray:
         if arr.dtype not in (np.float16, np.float64):
             raise InvalidArgumentError(f"{name} has dtype {arr.dtype}; expected {FLOAT_DTYPES_DOC}")
         if arr.dtype == np.float64:
-            too_big = np.abs(arr) > np.finfo(np.float32).max  # NaN compares False
+            too_big = np.isfinite(arr) & (np.abs(arr) > np.finfo(np.float32).max)
             if too_big.any():
                 pos = tuple(int(i) for i in np.argwhere(too_big)[0])
                 raise InvalidArgumentError(
-                    f"{name} has a value ({arr[pos]!r}) beyond the float32 range at "
+                    f"{name} has a value ({float(arr[pos])!r}) beyond the float32 range at "
                     f"position {pos}; annx stores float32"
                 )
         arr = arr.astype(np.float32)
