@@ -27,9 +27,10 @@ def as_matrix(x: Any, d: int, name: str = "x") -> np.ndarray:
             too_big = np.isfinite(arr) & (np.abs(arr) > np.finfo(np.float32).max)
             if too_big.any():
                 pos = tuple(int(i) for i in np.argwhere(too_big)[0])
+                where = f"row {pos[0]}, column {pos[1]}" if len(pos) == 2 else f"position {pos}"
                 raise InvalidArgumentError(
                     f"{name} has a value ({float(arr[pos])!r}) beyond the float32 range at "
-                    f"position {pos}; annx stores float32"
+                    f"{where}; annx stores float32"
                 )
         arr = arr.astype(np.float32)
     if arr.ndim != 2:
