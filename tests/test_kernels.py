@@ -12,11 +12,6 @@ DIMS = [1, 2, 3, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 97, 127, 128, 129, 38
 ISAS = annx.available_isas()
 
 
-@pytest.fixture
-def rng():
-    return np.random.default_rng(7)
-
-
 @pytest.fixture(params=ISAS)
 def isa(request):
     previous = annx.get_isa()

@@ -40,7 +40,7 @@ struct Job {
   std::exception_ptr error;  // guarded by the pool mutex
   std::condition_variable done_cv;
 
-  // Runs chunks until none is left; returns after each chunk if `poll` says stop.
+  // Runs chunks until none is left (chunks claimed after a cancel are skipped).
   void run_chunks(std::mutex& m) {
     for (;;) {
       const size_t c = next.fetch_add(1, std::memory_order_relaxed);
