@@ -65,9 +65,7 @@ def _vecs_bytes(rows: list[np.ndarray]) -> bytes:
 @pytest.mark.parametrize("fmt", sorted(VECS))
 @FILE_SETTINGS
 @given(n=st.integers(0, 12), d=st.integers(1, 9), seed=st.integers(0, 2**32 - 1))
-def test_vecs_round_trip(
-    tmp_path: pathlib.Path, fmt: str, n: int, d: int, seed: int
-) -> None:
+def test_vecs_round_trip(tmp_path: pathlib.Path, fmt: str, n: int, d: int, seed: int) -> None:
     read, write, dtype = VECS[fmt]
     a = _random(np.random.default_rng(seed), (n, d), dtype)
     path = tmp_path / f"x.{fmt}"
@@ -81,9 +79,7 @@ def test_vecs_round_trip(
         np.testing.assert_array_equal(b, a)
         off = seed % (n + 1)
         cnt = (seed // 7) % (n - off + 1)
-        np.testing.assert_array_equal(
-            read(path, count=cnt, offset=off), a[off : off + cnt]
-        )
+        np.testing.assert_array_equal(read(path, count=cnt, offset=off), a[off : off + cnt])
         np.testing.assert_array_equal(read(path, offset=off), a[off:])
 
 
@@ -148,8 +144,13 @@ def test_vecs_inconsistent_dims_same_size(tmp_path: pathlib.Path) -> None:
 def test_vecs_bad_range_and_writes(tmp_path: pathlib.Path) -> None:
     p = tmp_path / "r.ivecs"
     ds.write_ivecs(p, np.arange(12).reshape(4, 3))
-    for kwargs in ({"offset": 5}, {"offset": -1}, {"count": 5}, {"count": 2, "offset": 3},
-                   {"count": -1}):
+    for kwargs in (
+        {"offset": 5},
+        {"offset": -1},
+        {"count": 5},
+        {"count": 2, "offset": 3},
+        {"count": -1},
+    ):
         with pytest.raises(ValueError, match="r.ivecs"):
             ds.read_ivecs(p, **kwargs)
     assert ds.read_ivecs(p, offset=4).shape == (0, 3)
@@ -177,9 +178,7 @@ def test_vecs_bad_range_and_writes(tmp_path: pathlib.Path) -> None:
 @pytest.mark.parametrize("fmt", sorted(BINS))
 @FILE_SETTINGS
 @given(n=st.integers(0, 12), d=st.integers(1, 9), seed=st.integers(0, 2**32 - 1))
-def test_bin_round_trip(
-    tmp_path: pathlib.Path, fmt: str, n: int, d: int, seed: int
-) -> None:
+def test_bin_round_trip(tmp_path: pathlib.Path, fmt: str, n: int, d: int, seed: int) -> None:
     read, write, dtype = BINS[fmt]
     a = _random(np.random.default_rng(seed), (n, d), dtype)
     path = tmp_path / f"x.{fmt}"
@@ -325,12 +324,18 @@ def test_load_hdf5_hamming_packs_bits(tmp_path: pathlib.Path) -> None:
     np.testing.assert_array_equal(np.unpackbits(got.test, axis=1)[:, :13], test)
     # 0/1 stored as uint8 is packed the same way
     p2 = tmp_path / "h8.hdf5"
-    _write_h5(p2, {"train": train.astype(np.uint8), "test": test.astype(np.uint8)},
-              {"distance": "hamming"})
+    _write_h5(
+        p2,
+        {"train": train.astype(np.uint8), "test": test.astype(np.uint8)},
+        {"distance": "hamming"},
+    )
     np.testing.assert_array_equal(ds.load_hdf5(p2).train, np.packbits(train, axis=1))
     p3 = tmp_path / "h2.hdf5"
-    _write_h5(p3, {"train": np.full((2, 8), 2, np.uint8), "test": np.zeros((1, 8), np.uint8)},
-              {"distance": "hamming"})
+    _write_h5(
+        p3,
+        {"train": np.full((2, 8), 2, np.uint8), "test": np.zeros((1, 8), np.uint8)},
+        {"distance": "hamming"},
+    )
     with pytest.raises(ValueError, match="0/1"):
         ds.load_hdf5(p3)
 
@@ -461,18 +466,24 @@ def test_recall_bad_input(res: Any, gt: Any, k: int) -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(nq=st.integers(1, 20), k=st.integers(1, 12), extra=st.integers(0, 3),
-       seed=st.integers(0, 2**32 - 1))
+@given(
+    nq=st.integers(1, 20),
+    k=st.integers(1, 12),
+    extra=st.integers(0, 3),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_recall_properties(nq: int, k: int, extra: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     universe = k + extra + 5
     gt = np.argsort(rng.random((nq, universe)), axis=1)[:, : k + extra]
     assert ds.recall_at_k(gt, gt, k) == 1.0
     res = rng.integers(-1, universe, size=(nq, k + extra))
-    expected = np.mean([
-        len({int(v) for v in res[q, :k] if v != -1} & {int(v) for v in gt[q, :k]}) / k
-        for q in range(nq)
-    ])
+    expected = np.mean(
+        [
+            len({int(v) for v in res[q, :k] if v != -1} & {int(v) for v in gt[q, :k]}) / k
+            for q in range(nq)
+        ]
+    )
     assert ds.recall_at_k(res, gt, k) == pytest.approx(expected)
 
 
@@ -481,9 +492,7 @@ def test_recall_properties(nq: int, k: int, extra: int, seed: int) -> None:
 # --------------------------------------------------------------------------
 
 
-def _reference(
-    x: np.ndarray, q: np.ndarray, k: int, metric: str
-) -> tuple[np.ndarray, np.ndarray]:
+def _reference(x: np.ndarray, q: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
     x = x.astype(np.float64)
     q = q.astype(np.float64)
     if metric == "l2":
@@ -515,8 +524,14 @@ def test_ground_truth_matches_reference(metric: str) -> None:
 
 @pytest.mark.parametrize("metric", ["l2", "ip", "cos"])
 @settings(max_examples=30, deadline=None)
-@given(n=st.integers(1, 40), nq=st.integers(1, 6), d=st.integers(1, 4), k=st.integers(1, 45),
-       seed=st.integers(0, 2**32 - 1), tiny_blocks=st.booleans())
+@given(
+    n=st.integers(1, 40),
+    nq=st.integers(1, 6),
+    d=st.integers(1, 4),
+    k=st.integers(1, 45),
+    seed=st.integers(0, 2**32 - 1),
+    tiny_blocks=st.booleans(),
+)
 def test_ground_truth_ties_property(
     metric: str, n: int, nq: int, d: int, k: int, seed: int, tiny_blocks: bool
 ) -> None:
@@ -686,8 +701,12 @@ def _cache_files(cache: pathlib.Path) -> list[str]:
 def test_download_and_cache(server: Server, tmp_path: pathlib.Path) -> None:
     cache = tmp_path / "cache"
     seen: list[tuple[int, int | None]] = []
-    path = ds.download(GOOD, cache_dir=cache, base_url=server.url + "/",
-                       progress=lambda done, total: seen.append((done, total)))
+    path = ds.download(
+        GOOD,
+        cache_dir=cache,
+        base_url=server.url + "/",
+        progress=lambda done, total: seen.append((done, total)),
+    )
     assert path == cache / f"{GOOD}.hdf5"
     assert _cache_files(cache) == [f"{GOOD}.hdf5"]
     size = path.stat().st_size
@@ -749,9 +768,17 @@ def test_download_unreachable_and_unknown(tmp_path: pathlib.Path) -> None:
 def test_dataset_names() -> None:
     names = ds.ANN_BENCHMARKS_DATASETS
     assert len(set(names)) == len(names)
-    for must in ("deep-image-96-angular", "glove-200-angular", "kosarak-jaccard",
-                 "movielens10m-jaccard", "lastfm-64-dot", "coco-t2i-512-angular",
-                 "sift-128-euclidean", "nytimes-256-angular", "gist-960-euclidean"):
+    for must in (
+        "deep-image-96-angular",
+        "glove-200-angular",
+        "kosarak-jaccard",
+        "movielens10m-jaccard",
+        "lastfm-64-dot",
+        "coco-t2i-512-angular",
+        "sift-128-euclidean",
+        "nytimes-256-angular",
+        "gist-960-euclidean",
+    ):
         assert must in names
 
 

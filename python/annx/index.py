@@ -13,7 +13,10 @@ from ._errors import InvalidArgumentError
 from ._validate import as_filter, as_ids, as_k, as_matrix, as_threads
 
 # Search-time keywords each structure understands (besides filter and threads).
-_SEARCH_PARAMS: dict[str, frozenset[str]] = {"flat": frozenset()}
+_SEARCH_PARAMS: dict[str, frozenset[str]] = {
+    "flat": frozenset(),
+    "hnsw": frozenset({"ef_search"}),
+}
 _KNOWN_SEARCH_PARAMS = frozenset({"ef_search", "nprobe", "rerank"})
 # Largest nq * k one search may return (12 bytes each): 24 GiB of results.
 _MAX_RESULTS = 2**31
@@ -29,9 +32,12 @@ class Index:
 
     Thread safety: any number of threads may call :meth:`search`,
     :meth:`range_search` and :meth:`reconstruct` concurrently. :meth:`add`,
-    :meth:`remove` and :meth:`train` may also be called while other threads search:
-    they wait for running searches to finish and block new ones while they run, so a
-    search sees the index either before or after a mutation, never half of one.
+    :meth:`remove` and :meth:`train` may also be called while other threads search;
+    mutations (and :meth:`save`) run one at a time. On a ``Flat`` index a mutation
+    waits for running searches and blocks new ones, so a search sees the index
+    before or after it. On an ``HNSW`` index searches keep running while an add
+    links its vectors: such a search may or may not return vectors of that add, but
+    never a removed id, a half-written vector or a duplicate. See docs/threading.md.
     """
 
     __slots__ = ("_impl",)
@@ -75,6 +81,20 @@ class Index:
         """Memory per stored vector: code, int64 id and per-vector extras (norms)."""
         return self._impl.bytes_per_vector()
 
+    @property
+    def ef_construction(self) -> int:
+        """HNSW: candidate list size used while inserting (settable between adds)."""
+        return self._impl.ef_construction
+
+    @ef_construction.setter
+    def ef_construction(self, value: int) -> None:
+        self._impl.ef_construction = int(value)
+
+    @property
+    def n_deleted(self) -> int:
+        """HNSW: removed vectors whose slots await reuse by a later :meth:`add`."""
+        return self._impl.n_deleted
+
     def memory_usage(self) -> int:
         """Bytes held by the index (vectors, ids, auxiliary arrays)."""
         return self._impl.memory_bytes()
@@ -101,7 +121,7 @@ class Index:
             raise InvalidArgumentError("train needs at least one vector, got 0")
         self._impl.train(x)
 
-    def add(self, x: Any, ids: Any = None) -> None:
+    def add(self, x: Any, ids: Any = None, *, threads: int | None = None) -> None:
         """Add vectors ``x`` (float32 [n, d]).
 
         Without ``ids`` the vectors get ids ``next_id, next_id + 1, ...`` (which is
@@ -109,10 +129,17 @@ class Index:
         ``ids`` (int64 [n], any order, values >= 0) those ids are used; an id already
         present or repeated raises :class:`annx.InvalidArgumentError` and nothing is
         added. float16/float64 input is converted; non-contiguous input is copied.
+        ``threads`` caps the threads used (default :func:`annx.get_num_threads`).
+
+        HNSW inserts each batch in a random permutation drawn from the index's seed
+        (``shuffle=False`` at creation keeps the given order); with ``threads=1`` a
+        seeded build is bit-for-bit reproducible. Slots of removed vectors are reused
+        first, and their former neighbours' links are repaired. An interrupted add
+        (Ctrl-C) adds nothing.
         """
         x = as_matrix(x, self.d, "x")
         id_arr = None if ids is None else as_ids(ids, x.shape[0])
-        self._impl.add(x, id_arr)
+        self._impl.add(x, id_arr, as_threads(threads))
 
     def remove(self, ids: Any) -> int:
         """Remove vectors by id; returns how many were removed.
@@ -123,10 +150,11 @@ class Index:
         return self._impl.remove(as_ids(ids))
 
     # ------------------------------------------------------------------ searching
-    def _check_params(self, params: dict[str, Any]) -> None:
-        allowed = _SEARCH_PARAMS.get(
-            self.spec.split(",")[0].lower().rstrip("0123456789"), frozenset()
-        )
+    def _check_params(self, params: dict[str, Any]) -> dict[str, int]:
+        spec = self.spec
+        allowed = _SEARCH_PARAMS.get(spec.split(",")[0].lower().rstrip("0123456789"), frozenset())
+        if "Refine(" in spec:
+            allowed = allowed | {"rerank"}
         for name in params:
             if name in allowed:
                 continue
@@ -138,6 +166,14 @@ class Index:
                 f"unknown search parameter {name!r}; accepted: filter, threads"
                 + "".join(f", {p}" for p in sorted(allowed))
             )
+        out = {}
+        for name, value in params.items():
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}")
+            if value > 2**30:
+                raise InvalidArgumentError(f"{name}={value} is too large (at most 2**30)")
+            out[name] = int(value)
+        return out
 
     def search(
         self, q: Any, k: int, *, filter: Any = None, threads: int | None = None, **params: Any
@@ -151,13 +187,19 @@ class Index:
                 boolean mask indexed by id (ids beyond the mask's length are excluded).
             threads: threads for this call (default: :func:`annx.get_num_threads`).
             **params: structure-specific parameters; one that does not apply raises
-                :class:`annx.InvalidArgumentError`.
+                :class:`annx.InvalidArgumentError`. HNSW: ``ef_search`` (candidate
+                list size, default ``max(64, k)``); with a ``Refine(...)`` codec also
+                ``rerank`` (candidates re-scored with the finer codec, default
+                ``ef_search``). Under a filter, HNSW answers exactly when the filter
+                admits at most 20,000 vectors or when an exact scan is estimated
+                cheaper than the walk, and falls back to exact search when the walk
+                finds fewer than ``k`` admissible vectors.
 
         Returns:
             ``(D, I)``: float32 [nq, k] distances and int64 [nq, k] ids, best first.
 
         """
-        self._check_params(params)
+        p = self._check_params(params)
         q = as_matrix(q, self.d, "queries")
         k = as_k(k)
         if k > _MAX_RESULTS or q.shape[0] * k > _MAX_RESULTS:
@@ -166,7 +208,7 @@ class Index:
                 f"the {_MAX_RESULTS} one call can return (the index holds {self.ntotal} vectors)"
             )
         fi, fm = as_filter(filter)
-        return self._impl.search(q, k, as_threads(threads), fi, fm)
+        return self._impl.search(q, k, as_threads(threads), fi, fm, **p)
 
     def range_search(
         self,
@@ -182,15 +224,17 @@ class Index:
         For ``"l2"`` results have squared distance ``< radius``; for ``"ip"``/``"cos"``
         similarity ``> radius``. Returns ``(lims, D, I)``: the results of query ``i``
         are ``D[lims[i]:lims[i+1]]`` and ``I[lims[i]:lims[i+1]]``, best first.
-        Structure-specific ``**params`` are checked as in :meth:`search`.
+        Structure-specific ``**params`` are checked as in :meth:`search`. On HNSW
+        the result is approximate: the walk's candidate list (starting at
+        ``ef_search``) grows 4x at a time until it reaches past the radius.
         """
-        self._check_params(params)
+        p = self._check_params(params)
         q = as_matrix(q, self.d, "queries")
         radius = float(radius)
         if not math.isfinite(radius):
             raise InvalidArgumentError(f"radius must be finite, got {radius}")
         fi, fm = as_filter(filter)
-        return self._impl.range_search(q, radius, as_threads(threads), fi, fm)
+        return self._impl.range_search(q, radius, as_threads(threads), fi, fm, **p)
 
     def reconstruct(self, ids: Any) -> np.ndarray:
         """Stored vectors of ``ids`` as float32 [n, d] (decoded; normalised for ``"cos"``).
@@ -218,15 +262,31 @@ class Index:
         return (from_bytes, (self.to_bytes(),))
 
 
-def index_factory(d: int, spec: str = "Flat", metric: str = "l2") -> Index:
+def index_factory(
+    d: int,
+    spec: str = "Flat",
+    metric: str = "l2",
+    *,
+    ef_construction: int | None = None,
+    seed: int | None = None,
+    shuffle: bool | None = None,
+) -> Index:
     """Build an empty index from a factory string.
 
     Args:
         d: vector dimension (>= 1).
         spec: ``"Flat"`` (exact, float32), ``"Flat,F16"``, ``"Flat,BF16"`` or
-            ``"Flat,SQ8"`` (8-bit scalar quantisation; needs :meth:`Index.train`).
+            ``"Flat,SQ8"`` (8-bit scalar quantisation; needs :meth:`Index.train`);
+            ``"HNSW<M>[,codec][,Refine(F32|F16)]"`` for a graph index with ``M``
+            links per node (``2M`` on level 0), e.g. ``"HNSW32"``,
+            ``"HNSW32,F16"`` or ``"HNSW32,SQ8,Refine(F32)"`` (walk on 8-bit codes,
+            re-rank with float32 vectors).
         metric: ``"l2"`` (squared Euclidean), ``"ip"`` (inner product) or ``"cos"``
             (cosine similarity; vectors are normalised when added).
+        ef_construction: HNSW candidate list size while inserting (default 200).
+        seed: HNSW seed for level draws and insertion order (default 0).
+        shuffle: HNSW: insert each batch in a seeded random order (default True);
+            insertion order moves recall by several points on ordered data.
 
     A bad spec raises :class:`annx.InvalidArgumentError` naming the bad token.
 
@@ -237,7 +297,30 @@ def index_factory(d: int, spec: str = "Flat", metric: str = "l2") -> Index:
         raise InvalidArgumentError(f"spec must be a string, got {type(spec).__name__}")
     if not isinstance(metric, str):
         raise InvalidArgumentError(f"metric must be a string, got {type(metric).__name__}")
-    return Index(_core.index_factory(int(d), spec, metric))
+    if ef_construction is not None and (
+        isinstance(ef_construction, bool)
+        or not isinstance(ef_construction, (int, np.integer))
+        or not 1 <= ef_construction <= 2**20
+    ):
+        raise InvalidArgumentError(
+            f"ef_construction must be an integer in [1, 2**20], got {ef_construction!r}"
+        )
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64
+    ):
+        raise InvalidArgumentError(f"seed must be an integer in [0, 2**64), got {seed!r}")
+    if shuffle is not None and not isinstance(shuffle, (bool, np.bool_)):
+        raise InvalidArgumentError(f"shuffle must be a bool, got {shuffle!r}")
+    return Index(
+        _core.index_factory(
+            int(d),
+            spec,
+            metric,
+            None if ef_construction is None else int(ef_construction),
+            None if seed is None else int(seed),
+            None if shuffle is None else bool(shuffle),
+        )
+    )
 
 
 def load(path: str | os.PathLike[str], mmap: bool = False, *, verify: bool = True) -> Index:

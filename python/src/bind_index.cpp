@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "annx/factory.h"
+#include "annx/index/hnsw.h"
 #include "annx/index/index.h"
 #include "annx/io/container.h"
 #include "glue.h"
@@ -40,8 +41,20 @@ const float* checked_rows(const CArray<float>& x, const Index& index, const char
   return p;
 }
 
+HnswIndex& as_hnsw(const IndexPtr& self) {
+  auto* h = dynamic_cast<HnswIndex*>(self.get());
+  ANNX_CHECK(InvalidArgument, h != nullptr, "index '", self->spec(), "' is not an HNSW index");
+  return *h;
+}
+
+int checked_param(int64_t v, const char* name) {
+  ANNX_CHECK(InvalidArgument, v >= 0 && v <= (int64_t{1} << 30), name, " must be >= 1, got ", v);
+  return static_cast<int>(v);
+}
+
 py::tuple search(const IndexPtr& self, const CArray<float>& q, int64_t k, int threads,
-                 std::optional<CArray<int64_t>> filter_ids, std::optional<CArray<uint8_t>> filter_mask) {
+                 std::optional<CArray<int64_t>> filter_ids,
+                 std::optional<CArray<uint8_t>> filter_mask, int64_t ef_search, int64_t rerank) {
   size_t nq = 0;
   const float* qp = checked_rows(q, *self, "queries", &nq);
   ANNX_CHECK(InvalidArgument, k >= 1, "k must be >= 1, got ", k);
@@ -52,6 +65,8 @@ py::tuple search(const IndexPtr& self, const CArray<float>& q, int64_t k, int th
   SearchParams params;
   params.threads = threads;
   params.filter = f.get();
+  params.ef_search = checked_param(ef_search, "ef_search");
+  params.rerank = checked_param(rerank, "rerank");
   float* Dp = D.mutable_data();
   int64_t* Ip = I.mutable_data();
   without_gil([&] { self->search(qp, nq, static_cast<size_t>(k), params, Dp, Ip); });
@@ -60,13 +75,16 @@ py::tuple search(const IndexPtr& self, const CArray<float>& q, int64_t k, int th
 
 py::tuple range_search(const IndexPtr& self, const CArray<float>& q, float radius, int threads,
                        std::optional<CArray<int64_t>> filter_ids,
-                       std::optional<CArray<uint8_t>> filter_mask) {
+                       std::optional<CArray<uint8_t>> filter_mask, int64_t ef_search,
+                       int64_t rerank) {
   size_t nq = 0;
   const float* qp = checked_rows(q, *self, "queries", &nq);
   FilterArgs f{std::move(filter_ids), std::move(filter_mask), {}};
   SearchParams params;
   params.threads = threads;
   params.filter = f.get();
+  params.ef_search = checked_param(ef_search, "ef_search");
+  params.rerank = checked_param(rerank, "rerank");
   RangeResult r = without_gil([&] { return self->range_search(qp, nq, radius, params); });
   CArray<int64_t> lims(static_cast<ssize_t>(r.lims.size()));
   std::copy(r.lims.begin(), r.lims.end(), lims.mutable_data());
@@ -82,89 +100,153 @@ py::tuple range_search(const IndexPtr& self, const CArray<float>& q, float radiu
 void bind_index(py::module_& m) {
   py::class_<Index, IndexPtr>(m, "Index", "Low-level index handle; use annx.index_factory.")
       .def_property_readonly("d", &Index::d)
-      .def_property_readonly("metric", [](const Index& i) { return std::string(metric_name(i.metric())); })
+      .def_property_readonly("metric",
+                             [](const Index& i) { return std::string(metric_name(i.metric())); })
       .def_property_readonly("spec", &Index::spec)
       .def_property_readonly("ntotal", &Index::ntotal)
       .def_property_readonly("is_trained", &Index::is_trained)
       .def_property_readonly("next_id", &Index::next_id)
       .def("memory_bytes", &Index::memory_bytes)
       .def("bytes_per_vector", &Index::bytes_per_vector)
-      .def("train", [](const IndexPtr& self, const CArray<float>& x) {
-        size_t n = 0;
-        const float* p = checked_rows(x, *self, "x", &n);
-        without_gil([&] { self->train(p, n); });
-      }, py::arg("x"))
-      .def("add", [](const IndexPtr& self, const CArray<float>& x, std::optional<CArray<int64_t>> ids) {
-        size_t n = 0;
-        const float* p = checked_rows(x, *self, "x", &n);
-        const int64_t* ip = nullptr;
-        if (ids) {
-          ANNX_CHECK(InvalidArgument, ids->ndim() == 1 && static_cast<size_t>(ids->size()) == n,
-                     "ids must be a 1-D array of length ", n, " (one per vector), got shape with ",
-                     ids->size(), " elements");
-          ip = ids->data();
-        }
-        without_gil([&] { self->add(p, n, ip); });
-      }, py::arg("x"), py::arg("ids") = py::none())
+      .def(
+          "train",
+          [](const IndexPtr& self, const CArray<float>& x) {
+            size_t n = 0;
+            const float* p = checked_rows(x, *self, "x", &n);
+            without_gil([&] { self->train(p, n); });
+          },
+          py::arg("x"))
+      .def(
+          "add",
+          [](const IndexPtr& self, const CArray<float>& x, std::optional<CArray<int64_t>> ids,
+             int threads) {
+            size_t n = 0;
+            const float* p = checked_rows(x, *self, "x", &n);
+            const int64_t* ip = nullptr;
+            if (ids) {
+              ANNX_CHECK(InvalidArgument, ids->ndim() == 1 && static_cast<size_t>(ids->size()) == n,
+                         "ids must be a 1-D array of length ", n,
+                         " (one per vector), got shape with ", ids->size(), " elements");
+              ip = ids->data();
+            }
+            without_gil([&] { self->add(p, n, ip, threads); });
+          },
+          py::arg("x"), py::arg("ids") = py::none(), py::arg("threads") = 0)
       .def("search", &search, py::arg("q"), py::arg("k"), py::arg("threads") = 0,
-           py::arg("filter_ids") = py::none(), py::arg("filter_mask") = py::none())
+           py::arg("filter_ids") = py::none(), py::arg("filter_mask") = py::none(),
+           py::arg("ef_search") = 0, py::arg("rerank") = 0)
       .def("range_search", &range_search, py::arg("q"), py::arg("radius"), py::arg("threads") = 0,
-           py::arg("filter_ids") = py::none(), py::arg("filter_mask") = py::none())
-      .def("remove", [](const IndexPtr& self, const CArray<int64_t>& ids) {
-        const int64_t* p = ids.data();
-        const size_t n = static_cast<size_t>(ids.size());
-        return without_gil([&] { return self->remove(p, n); });
-      }, py::arg("ids"))
-      .def("reconstruct", [](const IndexPtr& self, const CArray<int64_t>& ids) {
-        const size_t n = static_cast<size_t>(ids.size());
-        CArray<float> out({static_cast<ssize_t>(n), static_cast<ssize_t>(self->d())});
-        const int64_t* p = ids.data();
-        float* o = out.mutable_data();
-        without_gil([&] { self->reconstruct(p, n, o); });
-        return out;
-      }, py::arg("ids"))
+           py::arg("filter_ids") = py::none(), py::arg("filter_mask") = py::none(),
+           py::arg("ef_search") = 0, py::arg("rerank") = 0)
+      .def_property(
+          "ef_construction",
+          [](const IndexPtr& self) { return as_hnsw(self).options().ef_construction; },
+          [](const IndexPtr& self, int ef) { as_hnsw(self).set_ef_construction(ef); })
+      .def_property_readonly("hnsw_m",
+                             [](const IndexPtr& self) { return as_hnsw(self).options().M; })
+      .def_property_readonly("seed",
+                             [](const IndexPtr& self) { return as_hnsw(self).options().seed; })
+      .def_property_readonly("n_deleted",
+                             [](const IndexPtr& self) { return as_hnsw(self).n_deleted(); })
+      .def("hnsw_max_level", [](const IndexPtr& self) { return as_hnsw(self).max_level(); })
+      .def("hnsw_level_counts", [](const IndexPtr& self) { return as_hnsw(self).level_counts(); })
+      .def("hnsw_check_graph",
+           [](const IndexPtr& self) {
+             return without_gil([&] { return as_hnsw(self).check_graph(); });
+           })
+      .def(
+          "hnsw_neighbors",
+          [](const IndexPtr& self, int64_t id, int level) {
+            return as_hnsw(self).neighbors(id, level);
+          },
+          py::arg("id"), py::arg("level"))
+      .def(
+          "remove",
+          [](const IndexPtr& self, const CArray<int64_t>& ids) {
+            const int64_t* p = ids.data();
+            const size_t n = static_cast<size_t>(ids.size());
+            return without_gil([&] { return self->remove(p, n); });
+          },
+          py::arg("ids"))
+      .def(
+          "reconstruct",
+          [](const IndexPtr& self, const CArray<int64_t>& ids) {
+            const size_t n = static_cast<size_t>(ids.size());
+            CArray<float> out({static_cast<ssize_t>(n), static_cast<ssize_t>(self->d())});
+            const int64_t* p = ids.data();
+            float* o = out.mutable_data();
+            without_gil([&] { self->reconstruct(p, n, o); });
+            return out;
+          },
+          py::arg("ids"))
       .def("contains", &Index::contains, py::arg("id"))
-      .def("ids", [](const IndexPtr& self) {
-        std::vector<idx_t> v = self->ids();
-        CArray<int64_t> out(static_cast<ssize_t>(v.size()));
-        std::copy(v.begin(), v.end(), out.mutable_data());
+      .def("ids",
+           [](const IndexPtr& self) {
+             std::vector<idx_t> v = self->ids();
+             CArray<int64_t> out(static_cast<ssize_t>(v.size()));
+             std::copy(v.begin(), v.end(), out.mutable_data());
+             return out;
+           })
+      .def("to_bytes",
+           [](const IndexPtr& self) {
+             std::vector<uint8_t> b = without_gil([&] { return self->to_bytes(); });
+             return py::bytes(reinterpret_cast<const char*>(b.data()), b.size());
+           })
+      .def(
+          "save",
+          [](const IndexPtr& self, const std::string& path) {
+            without_gil([&] { self->save(path); });
+          },
+          py::arg("path"));
+
+  m.def(
+      "index_factory",
+      [](int d, const std::string& spec, const std::string& metric,
+         std::optional<int> ef_construction, std::optional<uint64_t> seed,
+         std::optional<bool> shuffle) {
+        FactoryOptions o;
+        o.ef_construction = ef_construction;
+        o.seed = seed;
+        o.shuffle = shuffle;
+        return IndexPtr(make_index(d, spec, parse_metric(metric), o));
+      },
+      py::arg("d"), py::arg("spec"), py::arg("metric") = "l2",
+      py::arg("ef_construction") = py::none(), py::arg("seed") = py::none(),
+      py::arg("shuffle") = py::none());
+
+  m.def(
+      "load",
+      [](const std::string& path, bool mmap, bool verify) {
+        return without_gil([&] { return IndexPtr(load_index_file(path, mmap, verify)); });
+      },
+      py::arg("path"), py::arg("mmap") = false, py::arg("verify") = true);
+
+  m.def(
+      "from_bytes",
+      [](const py::buffer& data, bool verify) {
+        py::buffer_info info = data.request();
+        ANNX_CHECK(InvalidArgument, info.ndim == 1 && info.itemsize == 1,
+                   "from_bytes expects a bytes-like object");
+        auto blob = io::Blob::copy_of(info.ptr, static_cast<size_t>(info.size));
+        return without_gil([&] { return IndexPtr(load_index(std::move(blob), verify)); });
+      },
+      py::arg("data"), py::arg("verify") = true);
+
+  m.def(
+      "read_manifest",
+      [](const std::string& path) {
+        // Reads only what the header/TOC/manifest need (via mmap: untouched pages stay on disk).
+        io::ContainerReader r(io::Blob::map_file(path), /*verify_checksums=*/false);
+        r.verify_section("MANIFEST");
+        const io::Manifest man = io::Manifest::from_section(r);
+        py::dict out;
+        for (const auto& [k, v] : man.entries()) out[py::str(k)] = v;
+        out["format_version"] =
+            std::to_string(r.format_major()) + "." + std::to_string(r.format_minor());
+        out["file_bytes"] = r.blob()->size();
         return out;
-      })
-      .def("to_bytes", [](const IndexPtr& self) {
-        std::vector<uint8_t> b = without_gil([&] { return self->to_bytes(); });
-        return py::bytes(reinterpret_cast<const char*>(b.data()), b.size());
-      })
-      .def("save", [](const IndexPtr& self, const std::string& path) {
-        without_gil([&] { self->save(path); });
-      }, py::arg("path"));
-
-  m.def("index_factory", [](int d, const std::string& spec, const std::string& metric) {
-    return IndexPtr(make_index(d, spec, parse_metric(metric)));
-  }, py::arg("d"), py::arg("spec"), py::arg("metric") = "l2");
-
-  m.def("load", [](const std::string& path, bool mmap, bool verify) {
-    return without_gil([&] { return IndexPtr(load_index_file(path, mmap, verify)); });
-  }, py::arg("path"), py::arg("mmap") = false, py::arg("verify") = true);
-
-  m.def("from_bytes", [](const py::buffer& data, bool verify) {
-    py::buffer_info info = data.request();
-    ANNX_CHECK(InvalidArgument, info.ndim == 1 && info.itemsize == 1,
-               "from_bytes expects a bytes-like object");
-    auto blob = io::Blob::copy_of(info.ptr, static_cast<size_t>(info.size));
-    return without_gil([&] { return IndexPtr(load_index(std::move(blob), verify)); });
-  }, py::arg("data"), py::arg("verify") = true);
-
-  m.def("read_manifest", [](const std::string& path) {
-    // Reads only what the header/TOC/manifest need (via mmap: untouched pages stay on disk).
-    io::ContainerReader r(io::Blob::map_file(path), /*verify_checksums=*/false);
-    r.verify_section("MANIFEST");
-    const io::Manifest man = io::Manifest::from_section(r);
-    py::dict out;
-    for (const auto& [k, v] : man.entries()) out[py::str(k)] = v;
-    out["format_version"] = std::to_string(r.format_major()) + "." + std::to_string(r.format_minor());
-    out["file_bytes"] = r.blob()->size();
-    return out;
-  }, py::arg("path"));
+      },
+      py::arg("path"));
 }
 
 }  // namespace annx::py_glue

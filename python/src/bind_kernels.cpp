@@ -89,8 +89,9 @@ void bind_kernels(py::module_& m) {
     for (size_t i = 0; i < m_rows; ++i)
       ANNX_CHECK(InvalidArgument, rows.data()[i] < n, "row ", rows.data()[i], " out of range");
     CArray<float> out(static_cast<ssize_t>(m_rows));
-    simd::kernels().gather[static_cast<int>(k.kind)](q.data(), xp, rows.data(), m_rows, d,
-                                                     aux_of(aux, d, k), out.mutable_data());
+    simd::kernels().gather[static_cast<int>(k.kind)](
+        q.data(), xp, rows.data(), m_rows, simd::code_size(k.kind, d), d, aux_of(aux, d, k),
+        out.mutable_data());
     return out;
   }, py::arg("kind"), py::arg("q"), py::arg("x"), py::arg("rows"), py::arg("aux") = py::none());
 
@@ -126,9 +127,9 @@ void bind_kernels(py::module_& m) {
 
   m.def("kernel_select_le", [](const CArray<float>& v, float thr) {
     std::vector<uint32_t> idx(static_cast<size_t>(v.size()));
-    const size_t m = simd::kernels().select_le(v.data(), idx.size(), thr, idx.data());
-    CArray<int64_t> out(static_cast<ssize_t>(m));
-    std::copy(idx.begin(), idx.begin() + static_cast<ptrdiff_t>(m), out.mutable_data());
+    const size_t hits = simd::kernels().select_le(v.data(), idx.size(), thr, idx.data());
+    CArray<int64_t> out(static_cast<ssize_t>(hits));
+    std::copy(idx.begin(), idx.begin() + static_cast<ptrdiff_t>(hits), out.mutable_data());
     return out;
   }, py::arg("v"), py::arg("thr"));
 

@@ -1,19 +1,32 @@
 // index_factory: builds an index from a faiss-style spec string.
 //
-// Grammar (this release):   spec := "Flat" [ "," codec ]
-//                           codec := "F32" | "F16" | "BF16" | "SQ8"
+// Grammar (this release):
+//   spec    := "Flat" [ "," codec ]
+//            | "HNSW" M [ "," codec ] [ "," "Refine(" rcodec ")" ]
+//   codec   := "F32" | "F16" | "BF16" | "SQ8"     ("Flat" after HNSW<M> means F32)
+//   rcodec  := "F32" | "F16"                       (finer than the codec)
 // Tokens are comma separated; surrounding spaces are ignored; matching is
-// case-sensitive. The metric is never part of the spec. A bad spec throws
-// InvalidArgument naming the offending token and the valid alternatives.
+// case-sensitive. The metric is never part of the spec; build options that do not
+// change the file layout (ef_construction, seed) are FactoryOptions, not spec tokens.
+// A bad spec throws InvalidArgument naming the offending token and the alternatives.
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "annx/index/index.h"
 
 namespace annx {
 
-std::unique_ptr<Index> make_index(int d, const std::string& spec, Metric metric);
+struct FactoryOptions {
+  std::optional<int> ef_construction;  // HNSW (default 200)
+  std::optional<uint64_t> seed;        // HNSW level draws and insertion order (default 0)
+  std::optional<bool> shuffle;         // HNSW: insert batches in a seeded random order
+};
+
+std::unique_ptr<Index> make_index(int d, const std::string& spec, Metric metric,
+                                  const FactoryOptions& options = {});
 
 }  // namespace annx

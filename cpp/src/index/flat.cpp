@@ -33,7 +33,7 @@ void scan_range(const simd::KernelTable& K, const PreparedQuery& pq, const uint8
   for (size_t s = b; s < e; s += kScanBlock) {
     const size_t m = std::min(kScanBlock, e - s);
     if (allowed) {
-      K.gather[kind](pq.q.data(), codes, allowed->data() + s, m, d, pq.aux, buf);
+      K.gather[kind](pq.q.data(), codes, allowed->data() + s, m, code_size, d, pq.aux, buf);
     } else {
       K.many[kind](pq.q.data(), codes + s * code_size, m, d, pq.aux, buf);
     }
@@ -250,7 +250,7 @@ void FlatIndex::range_impl(const float* q, size_t nq, float score_radius,
       for (size_t s = 0; s < n; s += kScanBlock) {
         const size_t m = std::min(kScanBlock, n - s);
         if (allowed) {
-          K.gather[kind](pq.q.data(), codes, allowed->data() + s, m, d, pq.aux, buf.data());
+          K.gather[kind](pq.q.data(), codes, allowed->data() + s, m, cs, d, pq.aux, buf.data());
         } else {
           K.many[kind](pq.q.data(), codes + s * cs, m, d, pq.aux, buf.data());
         }

@@ -33,7 +33,8 @@ void IdMap::check_new(const idx_t* ids, size_t n) const {
         max_id_ == kMax ? 0 : static_cast<uint64_t>(kMax) - static_cast<uint64_t>(max_id_ + 1) + 1;
     ANNX_CHECK(InvalidArgument, n <= room, "adding ", n,
                " vectors without ids would need ids beyond the int64 range (the largest id in "
-               "use is ", max_id_, "); pass ids= explicitly");
+               "use is ",
+               max_id_, "); pass ids= explicitly");
     return;
   }
   std::unordered_set<idx_t> seen;
@@ -56,6 +57,7 @@ void IdMap::append(const idx_t* ids, size_t n) {
     v.push_back(id);
   }
   for (size_t i = base; i < v.size(); ++i) max_id_ = std::max(max_id_, v[i]);
+  live_ += n;
   if (identity_) {
     for (size_t i = base; i < v.size(); ++i)
       if (v[i] != static_cast<idx_t>(i)) {
@@ -97,6 +99,33 @@ void IdMap::move_last_into(slot_t to) {
   }
   v[to] = v[last];
   v.pop_back();
+  --live_;
+}
+
+void IdMap::erase_slot(slot_t s) {
+  auto& v = ids_.mut();
+  const idx_t removed = v[s];
+  if (removed == kNoId) return;
+  v[s] = kNoId;
+  --live_;
+  if (identity_) {
+    identity_ = false;
+    build_map();
+  } else {
+    map_.erase(removed);
+  }
+}
+
+void IdMap::assign_slot(slot_t s, idx_t id) {
+  auto& v = ids_.mut();
+  if (v[s] != kNoId)
+    map_.erase(v[s]);
+  else
+    ++live_;
+  v[s] = id;
+  max_id_ = std::max(max_id_, id);
+  identity_ = false;  // a map exists whenever there are or were holes
+  map_[id] = s;
 }
 
 std::vector<slot_t> IdMap::allowed_slots(const IdFilter& f) const {
@@ -118,12 +147,18 @@ std::vector<slot_t> IdMap::allowed_slots(const IdFilter& f) const {
   return out;
 }
 
-void IdMap::load(SharedArray<idx_t> ids, idx_t max_id) {
+void IdMap::load(SharedArray<idx_t> ids, idx_t max_id, bool allow_holes) {
   ids_ = std::move(ids);
   max_id_ = max_id;
   identity_ = true;
+  live_ = 0;
   const idx_t* p = ids_.data();
   for (size_t i = 0; i < ids_.size(); ++i) {
+    if (allow_holes && p[i] == kNoId) {
+      identity_ = false;
+      continue;
+    }
+    ++live_;
     if (p[i] < 0 || p[i] > max_id_) {
       throw FormatError("corrupt index: id " + std::to_string(p[i]) + " at slot " +
                         std::to_string(i) + " is out of range");
@@ -133,7 +168,7 @@ void IdMap::load(SharedArray<idx_t> ids, idx_t max_id) {
   map_.clear();
   if (!identity_) {
     build_map();
-    if (map_.size() != ids_.size()) throw FormatError("corrupt index: duplicate ids");
+    if (map_.size() != live_) throw FormatError("corrupt index: duplicate ids");
   }
 }
 
@@ -141,7 +176,8 @@ void IdMap::build_map() {
   map_.clear();
   map_.reserve(ids_.size());
   const idx_t* p = ids_.data();
-  for (size_t i = 0; i < ids_.size(); ++i) map_.emplace(p[i], static_cast<slot_t>(i));
+  for (size_t i = 0; i < ids_.size(); ++i)
+    if (p[i] != kNoId) map_.emplace(p[i], static_cast<slot_t>(i));
 }
 
 }  // namespace annx

@@ -40,7 +40,7 @@ Index::Index(int d, Metric metric) : d_(d), metric_(metric) {
 
 size_t Index::ntotal() const {
   std::shared_lock lk(mu_);
-  return idmap_.size();
+  return idmap_.live();
 }
 
 idx_t Index::next_id() const {
@@ -78,18 +78,25 @@ const float* Index::prepare_input(const float* x, size_t n, const char* what,
 void Index::train(const float* x, size_t n) {
   std::vector<float> buf;
   const float* p = prepare_input(x, n, "training data", buf);
+  std::lock_guard wl(writer_mu_);
   std::unique_lock lk(mu_);
   train_impl(p, n);
 }
 
-void Index::add(const float* x, size_t n, const idx_t* ids) {
+void Index::add(const float* x, size_t n, const idx_t* ids, int threads) {
   std::vector<float> buf;
   const float* p = prepare_input(x, n, "x", buf);
+  std::lock_guard wl(writer_mu_);
+  add_prepared(p, n, ids, threads);
+}
+
+void Index::add_prepared(const float* x, size_t n, const idx_t* ids, int threads) {
+  (void)threads;
   std::unique_lock lk(mu_);
   ANNX_CHECK(NotTrained, is_trained(), "index '", spec(),
              "' must be trained before add: call train(x) first");
   idmap_.check_new(ids, n);
-  add_impl(p, n);  // may throw (e.g. bad_alloc) before ids are committed
+  add_impl(x, n);  // may throw (e.g. bad_alloc) before ids are committed
   idmap_.append(ids, n);
 }
 
@@ -138,8 +145,14 @@ RangeResult Index::range_search(const float* q, size_t nq, float radius,
 }
 
 size_t Index::remove(const idx_t* ids, size_t n) {
+  std::lock_guard wl(writer_mu_);
   std::unique_lock lk(mu_);
   std::vector<slot_t> slots = idmap_.slots_of(ids, n);  // throws before any change
+  remove_slots(slots);
+  return n;
+}
+
+void Index::remove_slots(std::vector<slot_t>& slots) {
   // Remove from the highest slot down so that swap-remove never moves a slot that is
   // still to be removed into a position we already processed.
   std::sort(slots.begin(), slots.end(), std::greater<slot_t>());
@@ -147,7 +160,6 @@ size_t Index::remove(const idx_t* ids, size_t n) {
     remove_slot_impl(s);
     idmap_.move_last_into(s);
   }
-  return n;
 }
 
 void Index::reconstruct(const idx_t* ids, size_t n, float* out) const {
@@ -163,7 +175,11 @@ bool Index::contains(idx_t id) const {
 
 std::vector<idx_t> Index::ids() const {
   std::shared_lock lk(mu_);
-  return std::vector<idx_t>(idmap_.ids(), idmap_.ids() + idmap_.size());
+  std::vector<idx_t> out;
+  out.reserve(idmap_.live());
+  for (size_t s = 0; s < idmap_.size(); ++s)
+    if (idmap_.ids()[s] != IdMap::kNoId) out.push_back(idmap_.ids()[s]);
+  return out;
 }
 
 void Index::fill_writer(io::ContainerWriter& w, std::vector<std::vector<uint8_t>>& scratch) const {
@@ -172,7 +188,8 @@ void Index::fill_writer(io::ContainerWriter& w, std::vector<std::vector<uint8_t>
   m.set("spec", spec());
   m.set("metric", metric_name(metric_));
   m.set("d", d_);
-  m.set("ntotal", static_cast<uint64_t>(idmap_.size()));
+  m.set("ntotal", static_cast<uint64_t>(idmap_.live()));
+  m.set("nslots", static_cast<uint64_t>(idmap_.size()));
   m.set("max_id", static_cast<int64_t>(idmap_.max_id()));
   m.set("isa_at_save", simd::isa_name(simd::active_isa()));
   std::vector<Section> sections;
@@ -184,6 +201,7 @@ void Index::fill_writer(io::ContainerWriter& w, std::vector<std::vector<uint8_t>
 }
 
 std::vector<uint8_t> Index::to_bytes() const {
+  std::lock_guard wl(writer_mu_);  // no add may be linking nodes while we copy
   std::shared_lock lk(mu_);
   io::ContainerWriter w;
   std::vector<std::vector<uint8_t>> scratch;
@@ -193,6 +211,7 @@ std::vector<uint8_t> Index::to_bytes() const {
 
 void Index::save(const std::string& path) const {
   // Writers wait while the file is written; searches go on.
+  std::lock_guard wl(writer_mu_);
   std::shared_lock lk(mu_);
   io::ContainerWriter w;
   std::vector<std::vector<uint8_t>> scratch;
@@ -213,6 +232,8 @@ std::unique_ptr<Index> load_index(std::shared_ptr<const io::Blob> blob, bool ver
   }();
   const int d = static_cast<int>(m.i64("d", 1, 1 << 24));
   const int64_t ntotal = m.i64("ntotal", 0, 0xfffffffeLL);
+  // Slots include holes (removed vectors awaiting reuse); files without the key have none.
+  const int64_t nslots = m.has("nslots") ? m.i64("nslots", ntotal, 0xfffffffeLL) : ntotal;
   const int64_t max_id = m.i64("max_id", -1, INT64_MAX);
   std::unique_ptr<Index> index;
   try {
@@ -220,10 +241,13 @@ std::unique_ptr<Index> load_index(std::shared_ptr<const io::Blob> blob, bool ver
   } catch (const InvalidArgument& e) {
     throw FormatError(std::string("index file has an unsupported spec: ") + e.what());
   }
-  index->read_impl(r, m, static_cast<size_t>(ntotal));
+  index->read_impl(r, m, static_cast<size_t>(nslots));
   SharedArray<idx_t> ids;
-  load_section_array(r, "IDS", static_cast<size_t>(ntotal), ids);
-  index->idmap_.load(std::move(ids), max_id);
+  load_section_array(r, "IDS", static_cast<size_t>(nslots), ids);
+  index->idmap_.load(std::move(ids), max_id, /*allow_holes=*/nslots != ntotal);
+  ANNX_CHECK(FormatError, index->idmap_.live() == static_cast<size_t>(ntotal),
+             "corrupt index file: ", index->idmap_.live(), " live ids but ntotal = ", ntotal);
+  index->after_load();
   return index;
 }
 

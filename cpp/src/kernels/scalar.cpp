@@ -79,11 +79,10 @@ void many(const float* q, const void* x, size_t n, size_t d, const float* aux, f
 }
 
 template <DistKind K>
-void gather(const float* q, const void* x, const uint32_t* rows, size_t n, size_t d,
+void gather(const float* q, const void* x, const uint32_t* rows, size_t n, size_t stride, size_t d,
             const float* aux, float* out) {
-  const size_t cs = simd::code_size(K, d);
   const auto* base = static_cast<const uint8_t*>(x);
-  for (size_t i = 0; i < n; ++i) out[i] = one<K>(q, base + size_t{rows[i]} * cs, d, aux);
+  for (size_t i = 0; i < n; ++i) out[i] = one<K>(q, base + size_t{rows[i]} * stride, d, aux);
 }
 
 void dot_f32_tile(const float* q, size_t nq, const float* x, size_t nx, size_t d, float* out,
@@ -97,7 +96,8 @@ constexpr size_t kScalarPanel = 8;
 
 void pack_f32_panel(const float* x, size_t nrows, size_t d, float* panel) {
   for (size_t k = 0; k < d; ++k)
-    for (size_t r = 0; r < kScalarPanel; ++r) panel[k * kScalarPanel + r] = r < nrows ? x[r * d + k] : 0.f;
+    for (size_t r = 0; r < kScalarPanel; ++r)
+      panel[k * kScalarPanel + r] = r < nrows ? x[r * d + k] : 0.f;
 }
 
 void dot_f32_panel(const float* q, size_t nq, size_t d, const float* panel, float* out,
@@ -105,7 +105,8 @@ void dot_f32_panel(const float* q, size_t nq, size_t d, const float* panel, floa
   for (size_t a = 0; a < nq; ++a) {
     float acc[kScalarPanel] = {};
     for (size_t k = 0; k < d; ++k)
-      for (size_t r = 0; r < kScalarPanel; ++r) acc[r] += q[a * d + k] * panel[k * kScalarPanel + r];
+      for (size_t r = 0; r < kScalarPanel; ++r)
+        acc[r] += q[a * d + k] * panel[k * kScalarPanel + r];
     for (size_t r = 0; r < kScalarPanel; ++r) out[a * out_stride + r] = acc[r];
   }
 }

@@ -151,8 +151,8 @@ float one(const float* q, const void* xv, size_t d, const float* aux) {
 /// Four rows against one query: the query block is loaded once per four rows and the
 /// four accumulator chains hide FMA latency even for small d.
 template <DistKind K>
-inline void four(const float* q, const typename RowType<K>::T* const* x, size_t d,
-                 const float* aux, const QueryTail& tail, float* out) {
+inline void four(const float* q, const typename RowType<K>::T* const* x, size_t d, const float* aux,
+                 const QueryTail& tail, float* out) {
   F a0 = Ops::zero(), a1 = Ops::zero(), a2 = Ops::zero(), a3 = Ops::zero();
   size_t j = 0;
   for (; j + W <= d; j += W) {
@@ -202,27 +202,27 @@ inline void prefetch_row(const void* p, size_t bytes) {
 }
 
 template <DistKind K>
-void gather(const float* q, const void* xv, const uint32_t* ids, size_t n, size_t d,
+void gather(const float* q, const void* xv, const uint32_t* ids, size_t n, size_t stride, size_t d,
             const float* aux, float* out) {
   using T = typename RowType<K>::T;
-  const T* x = static_cast<const T*>(xv);
+  const auto* x = static_cast<const uint8_t*>(xv);
+  auto row = [&](size_t i) { return reinterpret_cast<const T*>(x + size_t{ids[i]} * stride); };
   const QueryTail tail(q, aux, d);
   const size_t row_bytes = d * sizeof(T);
   size_t i = 0;
   if (d >= 2 * W) {
     for (; i < n; ++i) {
-      if (i + 2 < n) prefetch_row(x + size_t{ids[i + 2]} * d, row_bytes);
-      out[i] = one<K>(q, x + size_t{ids[i]} * d, d, aux);
+      if (i + 2 < n) prefetch_row(row(i + 2), row_bytes);
+      out[i] = one<K>(q, row(i), d, aux);
     }
     return;
   }
   for (; i + 4 <= n; i += 4) {
-    for (size_t p = i + 4; p < i + 8 && p < n; ++p) prefetch_row(x + size_t{ids[p]} * d, row_bytes);
-    const T* rows[4] = {x + size_t{ids[i]} * d, x + size_t{ids[i + 1]} * d,
-                        x + size_t{ids[i + 2]} * d, x + size_t{ids[i + 3]} * d};
+    for (size_t p = i + 4; p < i + 8 && p < n; ++p) prefetch_row(row(p), row_bytes);
+    const T* rows[4] = {row(i), row(i + 1), row(i + 2), row(i + 3)};
     four<K>(q, rows, d, aux, tail, out + i);
   }
-  for (; i < n; ++i) out[i] = one<K>(q, x + size_t{ids[i]} * d, d, aux);
+  for (; i < n; ++i) out[i] = one<K>(q, row(i), d, aux);
 }
 
 // ---- Many-to-many inner products (GEMM-like) -------------------------------------
@@ -277,11 +277,13 @@ void dot_f32_panel(const float* q, size_t nq, size_t d, const float* panel, floa
     if (k0 == 0) {
       for (; a + MQ <= nq; a += MQ)
         panel_micro<Ops::kMQ, true>(q + a * d, d, k0, k1, panel, out + a * out_stride, out_stride);
-      for (; a < nq; ++a) panel_micro<1, true>(q + a * d, d, k0, k1, panel, out + a * out_stride, out_stride);
+      for (; a < nq; ++a)
+        panel_micro<1, true>(q + a * d, d, k0, k1, panel, out + a * out_stride, out_stride);
     } else {
       for (; a + MQ <= nq; a += MQ)
         panel_micro<Ops::kMQ, false>(q + a * d, d, k0, k1, panel, out + a * out_stride, out_stride);
-      for (; a < nq; ++a) panel_micro<1, false>(q + a * d, d, k0, k1, panel, out + a * out_stride, out_stride);
+      for (; a < nq; ++a)
+        panel_micro<1, false>(q + a * d, d, k0, k1, panel, out + a * out_stride, out_stride);
     }
   }
 }
@@ -321,13 +323,17 @@ void dot_f32_tile(const float* q, size_t nq, const float* x, size_t nx, size_t d
   size_t i = 0;
   for (; i + TQ <= nq; i += TQ) {
     size_t j = 0;
-    for (; j + TX <= nx; j += TX) dot_micro<4, 3>(q + i * d, x + j * d, d, out + i * out_stride + j, out_stride);
-    for (; j < nx; ++j) dot_micro<4, 1>(q + i * d, x + j * d, d, out + i * out_stride + j, out_stride);
+    for (; j + TX <= nx; j += TX)
+      dot_micro<4, 3>(q + i * d, x + j * d, d, out + i * out_stride + j, out_stride);
+    for (; j < nx; ++j)
+      dot_micro<4, 1>(q + i * d, x + j * d, d, out + i * out_stride + j, out_stride);
   }
   for (; i < nq; ++i) {
     size_t j = 0;
-    for (; j + TX <= nx; j += TX) dot_micro<1, 3>(q + i * d, x + j * d, d, out + i * out_stride + j, out_stride);
-    for (; j < nx; ++j) out[i * out_stride + j] = one<DistKind::IP_F32>(q + i * d, x + j * d, d, nullptr);
+    for (; j + TX <= nx; j += TX)
+      dot_micro<1, 3>(q + i * d, x + j * d, d, out + i * out_stride + j, out_stride);
+    for (; j < nx; ++j)
+      out[i * out_stride + j] = one<DistKind::IP_F32>(q + i * d, x + j * d, d, nullptr);
   }
 }
 

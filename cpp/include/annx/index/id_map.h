@@ -1,6 +1,8 @@
 // External int64 ids <-> internal slots, owned by every index (no IDMap wrapper).
 //
-// Slots are dense 0..n-1. While every id equals its slot (the common case of adds
+// Slots are 0..size()-1. Structures that compact on removal (Flat) keep them dense;
+// graph structures (HNSW) leave holes instead: a hole's id is kNoId and the slot is
+// reused by a later add. While every id equals its slot (the common case of adds
 // without explicit ids and no removals) no hash table is kept at all.
 #pragma once
 
@@ -26,7 +28,12 @@ struct IdFilter {
 
 class IdMap {
  public:
+  static constexpr idx_t kNoId = -1;  // the id of a hole
+
+  /// Number of slots, holes included.
   size_t size() const { return ids_.size(); }
+  /// Number of live ids (slots that are not holes).
+  size_t live() const { return live_; }
   idx_t id(slot_t s) const { return ids_[s]; }
   const idx_t* ids() const { return ids_.data(); }
   /// Largest id ever used (-1 if none); add() without ids continues after it.
@@ -48,19 +55,25 @@ class IdMap {
   std::vector<slot_t> slots_of(const idx_t* ids, size_t n, bool allow_repeats = false) const;
   /// Moves the id of slot `from` into slot `to` and drops the last slot (swap-remove).
   void move_last_into(slot_t to);
+  /// Turns slot `s` into a hole (its id is forgotten).
+  void erase_slot(slot_t s);
+  /// Gives hole `s` the new id `id` (checked with check_new).
+  void assign_slot(slot_t s, idx_t id);
 
   /// Sorted list of slots the filter allows (ids not in the index are ignored).
   std::vector<slot_t> allowed_slots(const IdFilter& f) const;
 
   /// Persistence: the raw id array (slot order) and rebuild after load.
   const SharedArray<idx_t>& array() const { return ids_; }
-  void load(SharedArray<idx_t> ids, idx_t max_id);
+  /// `allow_holes`: kNoId entries are accepted (structures that keep holes).
+  void load(SharedArray<idx_t> ids, idx_t max_id, bool allow_holes = false);
 
  private:
   void build_map();
   SharedArray<idx_t> ids_;
   idx_t max_id_ = -1;
-  bool identity_ = true;  // ids_[s] == s for every slot
+  size_t live_ = 0;
+  bool identity_ = true;                   // ids_[s] == s for every slot
   std::unordered_map<idx_t, slot_t> map_;  // only when !identity_
 };
 

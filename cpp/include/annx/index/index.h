@@ -7,12 +7,16 @@
 // the *_impl hooks, which are called with inputs already validated and the lock held.
 //
 // Concurrency contract (enforced here, so C++ users get it too): any number of
-// search / range_search / reconstruct calls may run concurrently; add, remove and
-// train take the lock exclusively and wait for running searches (and block new
-// ones) while they run.
+// search / range_search / reconstruct calls may run concurrently. Mutations (add,
+// remove, train) and serialisation (save, to_bytes) are serialised among themselves
+// by `writer_mu_`. By default a mutation also takes the reader/writer lock exclusively,
+// so it waits for running searches and blocks new ones; a structure may instead do
+// the bulk of an add under the shared lock (HNSW links new nodes while searches run,
+// see hnsw.h), taking the exclusive lock only to publish storage and ids.
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <shared_mutex>
 #include <string>
 #include <utility>
@@ -35,6 +39,8 @@ class Manifest;
 struct SearchParams {
   int threads = 0;                   // 0: annx.get_num_threads()
   const IdFilter* filter = nullptr;  // restrict results to these ids
+  int ef_search = 0;                 // graph structures: candidate list size (0: default)
+  int rerank = 0;                    // Refine codecs: candidates re-scored (0: default)
 };
 
 /// faiss-style range-search result: results of query i are [lims[i], lims[i+1]).
@@ -62,7 +68,8 @@ class Index {
 
   void train(const float* x, size_t n);
   /// Adds n vectors; ids == nullptr assigns next_id(), next_id()+1, ...
-  void add(const float* x, size_t n, const idx_t* ids);
+  /// `threads`: 0 for annx.get_num_threads().
+  void add(const float* x, size_t n, const idx_t* ids, int threads = 0);
   /// D, I: nq x k. D holds squared L2 (ascending) or similarities (descending); missing
   /// results are padded with id -1 and distance +inf (L2) / -inf (similarities).
   void search(const float* q, size_t nq, size_t k, const SearchParams& params, float* D,
@@ -90,12 +97,18 @@ class Index {
  protected:
   virtual void train_impl(const float* x, size_t n) = 0;
   virtual void add_impl(const float* x, size_t n) = 0;  // ids already appended to idmap_
+  /// The whole add after input preparation, called with writer_mu_ held (no lock on
+  /// mu_). The default takes mu_ exclusively, checks ids, calls add_impl and appends
+  /// the ids; structures that add concurrently with searches override it.
+  virtual void add_prepared(const float* x, size_t n, const idx_t* ids, int threads);
+  /// Removes the given slots, called with writer_mu_ and mu_ (exclusive) held. The
+  /// default swap-removes (remove_slot_impl + IdMap::move_last_into).
+  virtual void remove_slots(std::vector<slot_t>& slots);
   /// Scores are "lower is better" internally; I holds slots (converted by the caller).
   virtual void search_impl(const float* q, size_t nq, size_t k, const SearchParams& params,
                            const std::vector<slot_t>* allowed, float* D, idx_t* I) const = 0;
-  virtual void range_impl(const float* q, size_t nq, float score_radius,
-                          const SearchParams& params, const std::vector<slot_t>* allowed,
-                          RangeResult& out) const = 0;
+  virtual void range_impl(const float* q, size_t nq, float score_radius, const SearchParams& params,
+                          const std::vector<slot_t>* allowed, RangeResult& out) const = 0;
   /// Remove one slot by moving the last slot into it (ids handled by the base).
   virtual void remove_slot_impl(slot_t s) = 0;
   virtual void reconstruct_impl(const slot_t* slots, size_t n, float* out) const = 0;
@@ -116,9 +129,11 @@ class Index {
                              std::vector<float>& buf) const;
 
   /// Restores structure-specific state written by write_impl (ids are restored by the
-  /// caller). Must validate every size against `ntotal` and throw FormatError.
-  virtual void read_impl(const io::ContainerReader& r, const io::Manifest& m,
-                         size_t ntotal) = 0;
+  /// caller). `nslots` counts slots, holes included. Must validate every size and
+  /// throw FormatError.
+  virtual void read_impl(const io::ContainerReader& r, const io::Manifest& m, size_t nslots) = 0;
+  /// Called after ids are restored: cross-checks structure state against them.
+  virtual void after_load() {}
 
   /// Fills a container writer with the whole index; requires the shared lock.
   void fill_writer(io::ContainerWriter& w, std::vector<std::vector<uint8_t>>& scratch) const;
@@ -128,6 +143,7 @@ class Index {
   int d_;
   Metric metric_;
   IdMap idmap_;
+  mutable std::mutex writer_mu_;  // taken before mu_, never after
   mutable std::shared_mutex mu_;
 };
 

@@ -44,9 +44,11 @@ using OneFn = float (*)(const float* q, const void* x, size_t d, const float* au
 /// out[i] = dist(q, row i) for rows 0..n-1 of x.
 using ManyFn = void (*)(const float* q, const void* x, size_t n, size_t d, const float* aux,
                         float* out);
-/// out[i] = dist(q, row rows[i]) for a list of row numbers (graph walks, re-ranking, filters).
+/// out[i] = dist(q, row rows[i]) for a list of row numbers (graph walks, re-ranking,
+/// filters); row r starts at x + r * stride bytes (stride = code_size for dense arrays,
+/// larger for interleaved layouts such as HNSW's level-0 blocks).
 using GatherFn = void (*)(const float* q, const void* x, const uint32_t* rows, size_t n,
-                          size_t d, const float* aux, float* out);
+                          size_t stride, size_t d, const float* aux, float* out);
 
 struct KernelTable {
   Isa isa;
