@@ -110,13 +110,19 @@ class HnswIndex final : public Index {
   // Walks.
   float score_to(const Query& q, uint32_t s) const;
   uint32_t greedy_descent(const Query& q, uint32_t entry, float& entry_score, int from_level,
-                          int to_level) const;
+                          int to_level, Scratch& sc) const;
+  bool collect(int level, Scratch& sc) const;
+  void score_batch(const Query& q, Scratch& sc) const;
   void walk(const Query& q, int level, Scratch& sc) const;
+  bool begin_walk(const Query& q, size_t ef, size_t want, const uint8_t* allow_bits,
+                  size_t n_admissible, Scratch& sc) const;
+  void end_walk(const Query& q, size_t k, size_t want, Scratch& sc,
+                std::vector<Candidate>& out) const;
   void search_one(const Query& q, size_t k, size_t ef, size_t rerank, const uint8_t* allow_bits,
                   size_t n_admissible, Scratch& sc, std::vector<Candidate>& out) const;
   void exact_over(const Query& q, const std::vector<slot_t>& slots, size_t k,
                   std::vector<Candidate>& out) const;
-  void refine(const Query& q, std::vector<Candidate>& cand, size_t k) const;
+  void refine(const Query& q, std::vector<Candidate>& cand, size_t k, Scratch& sc) const;
 
   // Construction.
   const float* vector_of(uint32_t s, float* buf) const;
