@@ -96,6 +96,7 @@ HnswIndex::HnswIndex(int d, Metric metric, CodecKind codec, std::optional<CodecK
 HnswIndex::~HnswIndex() = default;
 
 void HnswIndex::set_ef_construction(int ef) {
+  std::lock_guard wl(writer_mu_);  // never changes under a running add
   ANNX_CHECK(InvalidArgument, ef >= 1 && ef <= (1 << 20),
              "ef_construction must be in [1, 2^20], got ", ef);
   opt_.ef_construction = ef;
@@ -399,6 +400,7 @@ void HnswIndex::exact_over(const Query& q, const std::vector<slot_t>& slots, siz
                            std::vector<Candidate>& out) const {
   constexpr size_t kBlock = 1024;
   float buf[kBlock];
+  k = std::min(k, slots.size());
   TopK top(k);
   const PreparedQuery& pq = refine_ ? q.rq : q.pq;
   const int kind = static_cast<int>(pq.kind);
