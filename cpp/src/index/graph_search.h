@@ -9,29 +9,30 @@
 
 namespace annx::graph {
 
-/// Per-thread visited marks: one uint16 "epoch" tag per slot. Starting a walk bumps
-/// the epoch instead of clearing the array; the array is cleared only on wraparound.
+/// Per-thread visited marks: one bit per slot (1/16 of the memory of hnswlib's uint16
+/// epoch tags, at the same measured speed). Starting a walk clears only the words the
+/// previous walk touched, so the cost is proportional to the walk, not to the index.
 class VisitedSet {
  public:
   /// Starts a new walk over `n` slots.
   void start(size_t n) {
-    if (tags_.size() < n) tags_.resize(n, 0);
-    if (++epoch_ == 0) {
-      std::fill(tags_.begin(), tags_.end(), uint16_t{0});
-      epoch_ = 1;
-    }
+    for (uint32_t w : touched_) bits_[w] = 0;
+    touched_.clear();
+    if (bits_.size() < (n + 63) / 64) bits_.resize((n + 63) / 64, 0);
   }
   /// Marks `s`; returns whether it was marked already in this walk.
   bool test_and_set(uint32_t s) {
-    if (tags_[s] == epoch_) return true;
-    tags_[s] = epoch_;
+    uint64_t& w = bits_[s >> 6];
+    const uint64_t bit = uint64_t{1} << (s & 63);
+    if (w & bit) return true;
+    if (w == 0) touched_.push_back(s >> 6);
+    w |= bit;
     return false;
   }
-  void prefetch(uint32_t s) const { __builtin_prefetch(tags_.data() + s, 0, 3); }
 
  private:
-  std::vector<uint16_t> tags_;
-  uint16_t epoch_ = 0;
+  std::vector<uint64_t> bits_;
+  std::vector<uint32_t> touched_;
 };
 
 /// The candidate list of a best-first walk: the `cap` best (score, slot) pairs seen so
