@@ -1,7 +1,5 @@
 #include "annx/index/flat.h"
 
-#include "annx/index/section_array.h"
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -9,24 +7,25 @@
 #include "annx/common/error.h"
 #include "annx/common/thread_pool.h"
 #include "annx/common/topk.h"
+#include "annx/index/section_array.h"
 #include "annx/io/container.h"
 #include "annx/simd/kernels.h"
 
 namespace annx {
 namespace {
 
-constexpr size_t kScanBlock = 1024;          // distances computed per kernel call
-constexpr size_t kIntraQueryBlock = 16384;   // rows per thread chunk for one query
-constexpr size_t kQueryBlock = 64;           // queries per tile in the blocked path
-constexpr size_t kBaseBlock = 256;           // rows packed at once in the blocked path
+constexpr size_t kScanBlock = 1024;         // distances computed per kernel call
+constexpr size_t kIntraQueryBlock = 16384;  // rows per thread chunk for one query
+constexpr size_t kQueryBlock = 64;          // queries per tile in the blocked path
+constexpr size_t kBaseBlock = 256;          // rows packed at once in the blocked path
 constexpr size_t kBlockedMinQueries = 8;
-constexpr size_t kPackedMinQueries = 48;     // below: unpacked tiles (packing does not pay)
-constexpr size_t kBlockedChunkRows = 4096;    // base rows per thread chunk
+constexpr size_t kPackedMinQueries = 48;    // below: unpacked tiles (packing does not pay)
+constexpr size_t kBlockedChunkRows = 4096;  // base rows per thread chunk
 
 /// Scans rows [b, e) (or allowed[b..e) when `allowed`) for one prepared query.
-void scan_range(const simd::KernelTable& K, const PreparedQuery& pq, const uint8_t* codes,
-                size_t d, size_t code_size, const std::vector<slot_t>* allowed, size_t b,
-                size_t e, TopK& top) {
+void scan_range(const simd::KernelTable& K, const PreparedQuery& pq, const uint8_t* codes, size_t d,
+                size_t code_size, const std::vector<slot_t>* allowed, size_t b, size_t e,
+                TopK& top) {
   float buf[kScanBlock];
   uint32_t sel[kScanBlock];
   const int kind = static_cast<int>(pq.kind);
@@ -42,18 +41,19 @@ void scan_range(const simd::KernelTable& K, const PreparedQuery& pq, const uint8
     for (size_t h = 0; h < hits; ++h) {
       const size_t i = sel[h];
       if (buf[i] <= top.threshold())
-        top.push(buf[i], allowed ? static_cast<idx_t>((*allowed)[s + i]) : static_cast<idx_t>(s + i));
+        top.push(buf[i],
+                 allowed ? static_cast<idx_t>((*allowed)[s + i]) : static_cast<idx_t>(s + i));
     }
   }
 }
 
 }  // namespace
 
-FlatIndex::FlatIndex(int d, Metric metric, CodecKind codec)
-    : Index(d, metric), codec_(codec, d) {}
+FlatIndex::FlatIndex(int d, Metric metric, CodecKind codec) : Index(d, metric), codec_(codec, d) {}
 
 std::string FlatIndex::spec() const {
-  return codec_.kind() == CodecKind::F32 ? "Flat" : std::string("Flat,") + codec_name(codec_.kind());
+  return codec_.kind() == CodecKind::F32 ? "Flat"
+                                         : std::string("Flat,") + codec_name(codec_.kind());
 }
 
 size_t FlatIndex::memory_bytes() const {
@@ -104,7 +104,8 @@ void FlatIndex::remove_slot_impl(slot_t s) {
 void FlatIndex::reconstruct_impl(const slot_t* slots, size_t n, float* out) const {
   const size_t cs = codec_.code_size();
   const size_t d = static_cast<size_t>(d_);
-  for (size_t i = 0; i < n; ++i) codec_.decode(codes_.data() + size_t{slots[i]} * cs, 1, out + i * d);
+  for (size_t i = 0; i < n; ++i)
+    codec_.decode(codes_.data() + size_t{slots[i]} * cs, 1, out + i * d);
 }
 
 void FlatIndex::search_impl(const float* q, size_t nq, size_t k, const SearchParams& params,
@@ -128,19 +129,21 @@ void FlatIndex::search_per_query(const float* q, size_t nq, size_t k, int thread
   const uint8_t* codes = codes_.data();
   // Grain: about 2M distance terms per chunk keeps chunks short (Ctrl-C) but not tiny.
   const size_t grain = std::max<size_t>(1, (size_t{1} << 21) / std::max<size_t>(1, n * d));
-  parallel_for(nq, grain, [&](size_t b, size_t e) {
-    TopK top(k);
-    for (size_t i = b; i < e; ++i) {
-      const PreparedQuery pq = codec_.prepare(q + i * d, metric_);
-      scan_range(K, pq, codes, d, cs, allowed, 0, n, top);
-      top.drain_sorted(D + i * k, I + i * k);
-    }
-  }, threads);
+  parallel_for(
+      nq, grain,
+      [&](size_t b, size_t e) {
+        TopK top(k);
+        for (size_t i = b; i < e; ++i) {
+          const PreparedQuery pq = codec_.prepare(q + i * d, metric_);
+          scan_range(K, pq, codes, d, cs, allowed, 0, n, top);
+          top.drain_sorted(D + i * k, I + i * k);
+        }
+      },
+      threads);
 }
 
 void FlatIndex::search_intra_query(const float* q, size_t nq, size_t k, int threads,
-                                   const std::vector<slot_t>* allowed, float* D,
-                                   idx_t* I) const {
+                                   const std::vector<slot_t>* allowed, float* D, idx_t* I) const {
   const auto& K = simd::kernels();
   const size_t d = static_cast<size_t>(d_), cs = codec_.code_size();
   const size_t n = allowed ? allowed->size() : count();
@@ -149,16 +152,19 @@ void FlatIndex::search_intra_query(const float* q, size_t nq, size_t k, int thre
   for (size_t i = 0; i < nq; ++i) {
     const PreparedQuery pq = codec_.prepare(q + i * d, metric_);
     std::vector<TopK> tops(nchunks, TopK(k));
-    parallel_for(n, kIntraQueryBlock, [&](size_t b, size_t e) {
-      scan_range(K, pq, codes, d, cs, allowed, b, e, tops[b / kIntraQueryBlock]);
-    }, threads);
+    parallel_for(
+        n, kIntraQueryBlock,
+        [&](size_t b, size_t e) {
+          scan_range(K, pq, codes, d, cs, allowed, b, e, tops[b / kIntraQueryBlock]);
+        },
+        threads);
     for (size_t c = 1; c < nchunks; ++c) tops[0].merge(tops[c]);
     tops[0].drain_sorted(D + i * k, I + i * k);
   }
 }
 
-void FlatIndex::search_blocked_f32(const float* q, size_t nq, size_t k, int threads,
-                                   bool packed, float* D, idx_t* I) const {
+void FlatIndex::search_blocked_f32(const float* q, size_t nq, size_t k, int threads, bool packed,
+                                   float* D, idx_t* I) const {
   // Threads split the base (each packs its rows once and runs every query against
   // them), then per-chunk top-k lists are merged per query.
   const auto& K = simd::kernels();
@@ -174,63 +180,72 @@ void FlatIndex::search_blocked_f32(const float* q, size_t nq, size_t k, int thre
   const size_t grain = XB * std::max<size_t>(1, rows / XB);
   const int nthreads = std::max(1, threads);
   std::vector<std::vector<TopK>> thread_tops(static_cast<size_t>(nthreads));
-  parallel_for(n, grain, [&](size_t b, size_t e) {
-    std::vector<TopK>& tops = thread_tops[static_cast<size_t>(worker_index())];
-    if (tops.empty()) tops.assign(nq, TopK(k));
-    std::vector<float> panel(packed ? XB * d : 0);
-    std::vector<float> tile(kQueryBlock * XB);
-    std::vector<uint32_t> sel(XB);
-    for (size_t xb = b; xb < e; xb += XB) {
-      const size_t nx = std::min(XB, e - xb);
-      const size_t nstrips = (nx + P - 1) / P;
-      if (packed)
-        for (size_t s = 0; s < nstrips; ++s)
-          K.pack_f32_panel(x + (xb + s * P) * d, std::min(P, nx - s * P), d, panel.data() + s * P * d);
-      for (size_t a0 = 0; a0 < nq; a0 += kQueryBlock) {
-        const size_t mq = std::min(kQueryBlock, nq - a0);
-        if (packed) {
-          for (size_t s = 0; s < nstrips; ++s)
-            K.dot_f32_panel(q + a0 * d, mq, d, panel.data() + s * P * d, tile.data() + s * P, XB);
-        } else {
-          K.dot_f32_tile(q + a0 * d, mq, x + xb * d, nx, d, tile.data(), XB);
-        }
-        for (size_t a = 0; a < mq; ++a) {
-          float* row = tile.data() + a * XB;
-          // Scores: L2 up to the query's own norm (constant per query) |x|^2 - 2<q,x>;
-          // negated inner products for similarities.
-          if (l2) {
-            for (size_t j = 0; j < nx; ++j) row[j] = norms[xb + j] - 2.f * row[j];
-          } else {
-            for (size_t j = 0; j < nx; ++j) row[j] = -row[j];
+  parallel_for(
+      n, grain,
+      [&](size_t b, size_t e) {
+        std::vector<TopK>& tops = thread_tops[static_cast<size_t>(worker_index())];
+        if (tops.empty()) tops.assign(nq, TopK(k));
+        std::vector<float> panel(packed ? XB * d : 0);
+        std::vector<float> tile(kQueryBlock * XB);
+        std::vector<uint32_t> sel(XB);
+        for (size_t xb = b; xb < e; xb += XB) {
+          const size_t nx = std::min(XB, e - xb);
+          const size_t nstrips = (nx + P - 1) / P;
+          if (packed)
+            for (size_t s = 0; s < nstrips; ++s)
+              K.pack_f32_panel(x + (xb + s * P) * d, std::min(P, nx - s * P), d,
+                               panel.data() + s * P * d);
+          for (size_t a0 = 0; a0 < nq; a0 += kQueryBlock) {
+            const size_t mq = std::min(kQueryBlock, nq - a0);
+            if (packed) {
+              for (size_t s = 0; s < nstrips; ++s)
+                K.dot_f32_panel(q + a0 * d, mq, d, panel.data() + s * P * d, tile.data() + s * P,
+                                XB);
+            } else {
+              K.dot_f32_tile(q + a0 * d, mq, x + xb * d, nx, d, tile.data(), XB);
+            }
+            for (size_t a = 0; a < mq; ++a) {
+              float* row = tile.data() + a * XB;
+              // Scores: L2 up to the query's own norm (constant per query) |x|^2 - 2<q,x>;
+              // negated inner products for similarities.
+              if (l2) {
+                for (size_t j = 0; j < nx; ++j) row[j] = norms[xb + j] - 2.f * row[j];
+              } else {
+                for (size_t j = 0; j < nx; ++j) row[j] = -row[j];
+              }
+              TopK& top = tops[a0 + a];
+              const size_t hits = K.select_le(row, nx, top.threshold(), sel.data());
+              for (size_t h = 0; h < hits; ++h) {
+                const uint32_t j = sel[h];
+                if (row[j] <= top.threshold()) top.push(row[j], static_cast<idx_t>(xb + j));
+              }
+            }
           }
-          TopK& top = tops[a0 + a];
-          const size_t hits = K.select_le(row, nx, top.threshold(), sel.data());
-          for (size_t h = 0; h < hits; ++h) {
-            const uint32_t j = sel[h];
-            if (row[j] <= top.threshold()) top.push(row[j], static_cast<idx_t>(xb + j));
-          }
         }
-      }
-    }
-  }, threads);
+      },
+      threads);
   // Merge, then recompute the winners' distances in direct form (exact and
   // independent of the search path).
   const int exact_kind = static_cast<int>(l2 ? simd::DistKind::L2_F32 : simd::DistKind::IP_F32);
-  parallel_for(nq, 16, [&](size_t qb, size_t qe) {
-    for (size_t i = qb; i < qe; ++i) {
-      TopK top(k);
-      for (const auto& tops : thread_tops)
-        if (!tops.empty()) top.merge(tops[i]);
-      float* Di = D + i * k;
-      idx_t* Ii = I + i * k;
-      top.drain_sorted(Di, Ii);
-      for (size_t j = 0; j < k && Ii[j] >= 0; ++j) {
-        const float v = K.one[exact_kind](q + i * d, x + static_cast<size_t>(Ii[j]) * d, d, nullptr);
-        top.push(l2 ? v : -v, Ii[j]);
-      }
-      top.drain_sorted(Di, Ii);
-    }
-  }, threads);
+  parallel_for(
+      nq, 16,
+      [&](size_t qb, size_t qe) {
+        for (size_t i = qb; i < qe; ++i) {
+          TopK top(k);
+          for (const auto& tops : thread_tops)
+            if (!tops.empty()) top.merge(tops[i]);
+          float* Di = D + i * k;
+          idx_t* Ii = I + i * k;
+          top.drain_sorted(Di, Ii);
+          for (size_t j = 0; j < k && Ii[j] >= 0; ++j) {
+            const float v =
+                K.one[exact_kind](q + i * d, x + static_cast<size_t>(Ii[j]) * d, d, nullptr);
+            top.push(l2 ? v : -v, Ii[j]);
+          }
+          top.drain_sorted(Di, Ii);
+        }
+      },
+      threads);
 }
 
 void FlatIndex::range_impl(const float* q, size_t nq, float score_radius,
@@ -241,37 +256,32 @@ void FlatIndex::range_impl(const float* q, size_t nq, float score_radius,
   const size_t n = allowed ? allowed->size() : count();
   const uint8_t* codes = codes_.data();
   std::vector<std::vector<std::pair<float, idx_t>>> per(nq);
-  parallel_for(nq, 1, [&](size_t b, size_t e) {
-    std::vector<float> buf(kScanBlock);
-    for (size_t i = b; i < e; ++i) {
-      const PreparedQuery pq = codec_.prepare(q + i * d, metric_);
-      const int kind = static_cast<int>(pq.kind);
-      auto& res = per[i];
-      for (size_t s = 0; s < n; s += kScanBlock) {
-        const size_t m = std::min(kScanBlock, n - s);
-        if (allowed) {
-          K.gather[kind](pq.q.data(), codes, allowed->data() + s, m, cs, d, pq.aux, buf.data());
-        } else {
-          K.many[kind](pq.q.data(), codes + s * cs, m, d, pq.aux, buf.data());
+  parallel_for(
+      nq, 1,
+      [&](size_t b, size_t e) {
+        std::vector<float> buf(kScanBlock);
+        for (size_t i = b; i < e; ++i) {
+          const PreparedQuery pq = codec_.prepare(q + i * d, metric_);
+          const int kind = static_cast<int>(pq.kind);
+          auto& res = per[i];
+          for (size_t s = 0; s < n; s += kScanBlock) {
+            const size_t m = std::min(kScanBlock, n - s);
+            if (allowed) {
+              K.gather[kind](pq.q.data(), codes, allowed->data() + s, m, cs, d, pq.aux, buf.data());
+            } else {
+              K.many[kind](pq.q.data(), codes + s * cs, m, d, pq.aux, buf.data());
+            }
+            pq.finish_all(buf.data(), m);
+            for (size_t j = 0; j < m; ++j)
+              if (buf[j] < score_radius)
+                res.emplace_back(buf[j], allowed ? static_cast<idx_t>((*allowed)[s + j])
+                                                 : static_cast<idx_t>(s + j));
+          }
+          std::sort(res.begin(), res.end());
         }
-        pq.finish_all(buf.data(), m);
-        for (size_t j = 0; j < m; ++j)
-          if (buf[j] < score_radius)
-            res.emplace_back(buf[j], allowed ? static_cast<idx_t>((*allowed)[s + j])
-                                             : static_cast<idx_t>(s + j));
-      }
-      std::sort(res.begin(), res.end());
-    }
-  }, params.threads);
-  out.lims.assign(nq + 1, 0);
-  for (size_t i = 0; i < nq; ++i) out.lims[i + 1] = out.lims[i] + per[i].size();
-  out.distances.resize(out.lims[nq]);
-  out.ids.resize(out.lims[nq]);
-  for (size_t i = 0; i < nq; ++i)
-    for (size_t j = 0; j < per[i].size(); ++j) {
-      out.distances[out.lims[i] + j] = per[i][j].first;
-      out.ids[out.lims[i] + j] = per[i][j].second;
-    }
+      },
+      params.threads);
+  out = RangeResult::concat(per, [](const std::pair<float, idx_t>& r) { return r; });
 }
 
 void FlatIndex::write_impl(io::Manifest& manifest, std::vector<Section>& sections,
@@ -288,7 +298,6 @@ void FlatIndex::write_impl(io::Manifest& manifest, std::vector<Section>& section
   }
   (void)scratch;
 }
-
 
 void FlatIndex::read_impl(const io::ContainerReader& r, const io::Manifest& m, size_t ntotal) {
   ANNX_CHECK(FormatError, m.str("structure") == "flat", "corrupt index file: structure '",

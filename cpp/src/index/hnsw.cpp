@@ -50,6 +50,10 @@ void write_links(uint32_t* l, const uint32_t* ids, size_t n) {
   store_release(l, static_cast<uint32_t>(n));
 }
 
+bool by_score(const HnswIndex::Candidate& a, const HnswIndex::Candidate& b) {
+  return a.score < b.score || (a.score == b.score && a.slot < b.slot);
+}
+
 }  // namespace
 
 struct HnswIndex::Query {
@@ -65,7 +69,7 @@ struct HnswIndex::Scratch {
   std::vector<uint32_t> batch;
   std::vector<float> dist;
   std::vector<Candidate> cand, cand2;
-  std::vector<uint32_t> nbrs, nbrs2, old;
+  std::vector<uint32_t> nbrs, nbrs2, old, ids;
   std::vector<float> vbuf, base_buf, sel;  // decoded vectors (non-F32 codecs)
   uint32_t m = 0;                          // neighbours collected into batch
   // Admission of walk results (tombstones, filters); results == nullptr: every node
@@ -390,9 +394,7 @@ void HnswIndex::refine(const Query& q, std::vector<Candidate>& cand, size_t k, S
                     static_cast<size_t>(d_), q.rq.aux, sc.dist.data());
   q.rq.finish_all(sc.dist.data(), m);
   for (size_t i = 0; i < m; ++i) cand[i].score = sc.dist[i];
-  std::sort(cand.begin(), cand.end(), [](const Candidate& a, const Candidate& b) {
-    return a.score < b.score || (a.score == b.score && a.slot < b.slot);
-  });
+  std::sort(cand.begin(), cand.end(), by_score);
   if (cand.size() > k) cand.resize(k);
 }
 
@@ -539,15 +541,9 @@ void HnswIndex::range_impl(const float* q, size_t nq, float score_radius,
         }
       },
       params.threads);
-  out.lims.assign(nq + 1, 0);
-  for (size_t i = 0; i < nq; ++i) out.lims[i + 1] = out.lims[i] + per[i].size();
-  out.distances.resize(out.lims[nq]);
-  out.ids.resize(out.lims[nq]);
-  for (size_t i = 0; i < nq; ++i)
-    for (size_t j = 0; j < per[i].size(); ++j) {
-      out.distances[out.lims[i] + j] = per[i][j].score;
-      out.ids[out.lims[i] + j] = per[i][j].slot;
-    }
+  out = RangeResult::concat(per, [](const Candidate& c) {
+    return std::pair<float, idx_t>(c.score, static_cast<idx_t>(c.slot));
+  });
 }
 
 void HnswIndex::reconstruct_impl(const slot_t* slots, size_t n, float* out) const {
@@ -632,23 +628,25 @@ void HnswIndex::link_back(uint32_t e, uint32_t s, int level, Scratch& sc) {
     store_release(l, cnt + 1);
     return;
   }
-  // Full: re-select among the current links and the new node (tombstones dropped).
-  const size_t d = static_cast<size_t>(d_);
-  sc.base_buf.resize(d);
-  sc.vbuf.resize(d);
+  // Full: re-select among the current links and the new node (tombstones dropped),
+  // down to kPruneTarget of the capacity.
+  sc.base_buf.resize(static_cast<size_t>(d_));
   const float* base = vector_of(e, sc.base_buf.data());
-  sc.cand2.clear();
-  for (uint32_t j = 0; j <= cnt; ++j) {
-    const uint32_t v = j < cnt ? l[1 + j] : s;
-    if (v != s && is_deleted(v)) continue;
-    sc.cand2.push_back({pair_score(base, vector_of(v, sc.vbuf.data())), v});
-  }
-  std::sort(sc.cand2.begin(), sc.cand2.end(), [](const Candidate& a, const Candidate& b) {
-    return a.score < b.score || (a.score == b.score && a.slot < b.slot);
-  });
+  sc.ids.clear();
+  for (uint32_t j = 0; j < cnt; ++j)
+    if (!is_deleted(l[1 + j])) sc.ids.push_back(l[1 + j]);
+  sc.ids.push_back(s);
   const size_t target =
       std::max<size_t>(1, static_cast<size_t>(static_cast<float>(maxl) * kPruneTarget));
-  select_neighbors(base, sc.cand2, target, sc, sc.nbrs2, kPruneAlpha);
+  reselect(base, target, sc, l);
+}
+
+void HnswIndex::reselect(const float* base, size_t m, Scratch& sc, uint32_t* l) const {
+  sc.vbuf.resize(static_cast<size_t>(d_));
+  sc.cand2.clear();
+  for (uint32_t v : sc.ids) sc.cand2.push_back({pair_score(base, vector_of(v, sc.vbuf.data())), v});
+  std::sort(sc.cand2.begin(), sc.cand2.end(), by_score);
+  select_neighbors(base, sc.cand2, m, sc, sc.nbrs2, kPruneAlpha);
   write_links(l, sc.nbrs2.data(), sc.nbrs2.size());
 }
 
@@ -667,24 +665,15 @@ void HnswIndex::repair_around(uint32_t s, Scratch& sc) {
       const uint32_t cnt = l[0];
       if (std::find(l + 1, l + 1 + cnt, s) == l + 1 + cnt) continue;
       sc.base_buf.resize(d);
-      sc.vbuf.resize(d);
       const float* base = vector_of(nb, sc.base_buf.data());
-      sc.nbrs.clear();
-      for (uint32_t j = 0; j < cnt; ++j) sc.nbrs.push_back(l[1 + j]);
-      for (uint32_t v : sc.old) sc.nbrs.push_back(v);
+      sc.nbrs.assign(l + 1, l + 1 + cnt);
+      sc.nbrs.insert(sc.nbrs.end(), sc.old.begin(), sc.old.end());
       std::sort(sc.nbrs.begin(), sc.nbrs.end());
       sc.nbrs.erase(std::unique(sc.nbrs.begin(), sc.nbrs.end()), sc.nbrs.end());
-      sc.cand2.clear();
-      for (uint32_t v : sc.nbrs) {
-        if (v == s || v == nb || is_deleted(v) || level_of(v) < lev) continue;
-        sc.cand2.push_back({pair_score(base, vector_of(v, sc.vbuf.data())), v});
-      }
-      std::sort(sc.cand2.begin(), sc.cand2.end(), [](const Candidate& a, const Candidate& b) {
-        return a.score < b.score || (a.score == b.score && a.slot < b.slot);
-      });
-      select_neighbors(base, sc.cand2, static_cast<size_t>(max_links(lev)), sc, sc.nbrs2,
-                       kPruneAlpha);
-      write_links(l, sc.nbrs2.data(), sc.nbrs2.size());
+      sc.ids.clear();
+      for (uint32_t v : sc.nbrs)
+        if (v != s && v != nb && !is_deleted(v) && level_of(v) >= lev) sc.ids.push_back(v);
+      reselect(base, static_cast<size_t>(max_links(lev)), sc, l);
     }
   }
 }
@@ -746,21 +735,14 @@ void HnswIndex::insert(uint32_t s, const float* x, Scratch& sc, bool reused) {
             sc.nbrs.push_back(l[1 + j]);
         write_links(l, sc.nbrs.data(), sc.nbrs.size());
       } else {
-        sc.cand2.clear();
-        sc.vbuf.resize(static_cast<size_t>(d_));
-        for (uint32_t v : sc.nbrs)
-          sc.cand2.push_back({pair_score(x, vector_of(v, sc.vbuf.data())), v});
+        sc.ids = sc.nbrs;
         for (uint32_t j = 0; j < cnt; ++j) {
           const uint32_t v = l[1 + j];
           if (std::find(sc.nbrs.begin(), sc.nbrs.end(), v) == sc.nbrs.end() && !is_deleted(v))
-            sc.cand2.push_back({pair_score(x, vector_of(v, sc.vbuf.data())), v});
+            sc.ids.push_back(v);
         }
-        std::sort(sc.cand2.begin(), sc.cand2.end(), [](const Candidate& a, const Candidate& b) {
-          return a.score < b.score || (a.score == b.score && a.slot < b.slot);
-        });
-        select_neighbors(x, sc.cand2, static_cast<size_t>(max_links(lev)), sc, sc.nbrs,
-                         kPruneAlpha);
-        write_links(l, sc.nbrs.data(), sc.nbrs.size());
+        reselect(x, static_cast<size_t>(max_links(lev)), sc, l);
+        sc.nbrs = sc.nbrs2;
       }
     }
     const std::vector<uint32_t> mine = sc.nbrs;

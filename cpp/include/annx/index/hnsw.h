@@ -92,12 +92,13 @@ class HnswIndex final : public Index {
   void read_impl(const io::ContainerReader& r, const io::Manifest& m, size_t nslots) override;
   void after_load() override;
 
- private:
-  struct Candidate {
+ public:
+  struct Candidate {  // a slot and its score ("lower is better")
     float score;
     uint32_t slot;
   };
 
+ private:
   size_t nslots() const { return levels_.size(); }
   // Raw access (storage never moves while the shared lock is held).
   const uint8_t* block(uint32_t s) const { return level0_.data() + size_t{s} * block_; }
@@ -131,6 +132,9 @@ class HnswIndex final : public Index {
                         std::vector<uint32_t>& out, float alpha = 1.f) const;
   void insert(uint32_t s, const float* x, Scratch& sc, bool reused);
   void link_back(uint32_t e, uint32_t s, int level, Scratch& sc);
+  /// Scores sc.ids against `base`, selects at most m and writes them into list `l`
+  /// (result also left in sc.nbrs2). The caller holds the list's node lock.
+  void reselect(const float* base, size_t m, Scratch& sc, uint32_t* l) const;
   void repair_around(uint32_t s, Scratch& sc);
   int draw_level(uint64_t counter) const;
   std::mutex& node_lock(uint32_t s) const { return node_locks_[s & (kNodeLocks - 1)]; }

@@ -48,6 +48,25 @@ struct RangeResult {
   std::vector<size_t> lims;
   std::vector<float> distances;
   std::vector<idx_t> ids;
+
+  /// Concatenates per-query result lists (already sorted); `get(item)` returns the
+  /// item's (score, id).
+  template <class List, class Get>
+  static RangeResult concat(const std::vector<List>& per, Get get) {
+    RangeResult out;
+    const size_t nq = per.size();
+    out.lims.assign(nq + 1, 0);
+    for (size_t i = 0; i < nq; ++i) out.lims[i + 1] = out.lims[i] + per[i].size();
+    out.distances.resize(out.lims[nq]);
+    out.ids.resize(out.lims[nq]);
+    for (size_t i = 0; i < nq; ++i)
+      for (size_t j = 0; j < per[i].size(); ++j) {
+        const auto [score, id] = get(per[i][j]);
+        out.distances[out.lims[i] + j] = score;
+        out.ids[out.lims[i] + j] = id;
+      }
+    return out;
+  }
 };
 
 class Index {
