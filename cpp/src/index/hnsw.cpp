@@ -70,6 +70,7 @@ struct HnswIndex::Scratch {
   std::vector<float> dist;
   std::vector<Candidate> cand, cand2;
   std::vector<uint32_t> nbrs, nbrs2, old, ids;
+  const simd::KernelTable* K = nullptr;    // kernels of the running add (pair_score)
   std::vector<float> vbuf, base_buf, sel;  // decoded vectors (non-F32 codecs)
   uint32_t m = 0;                          // neighbours collected into batch
   // Admission of walk results (tombstones, filters); results == nullptr: every node
@@ -573,8 +574,8 @@ const float* HnswIndex::vector_of(uint32_t s, float* buf) const {
   return buf;
 }
 
-float HnswIndex::pair_score(const float* a, const float* b) const {
-  const auto& K = simd::kernels();
+float HnswIndex::pair_score(const float* a, const float* b, const Scratch& sc) const {
+  const auto& K = *sc.K;
   const size_t d = static_cast<size_t>(d_);
   if (metric_ == Metric::L2)
     return K.one[static_cast<int>(simd::DistKind::L2_F32)](a, b, d, nullptr);
@@ -602,10 +603,10 @@ void HnswIndex::select_neighbors(const float* base, std::vector<Candidate>& cand
       // unit vectors ("cos"); inner products over arbitrary norms keep alpha = 1.
       const float a2 = alpha * alpha;
       if (alpha == 1.f || metric_ == Metric::IP) {
-        if (pair_score(cv, rv) < c.score) keep = false;
+        if (pair_score(cv, rv, sc) < c.score) keep = false;
       } else if (metric_ == Metric::L2) {
-        if (a2 * pair_score(cv, rv) < c.score) keep = false;
-      } else if (a2 * (2.f + 2.f * pair_score(cv, rv)) < 2.f + 2.f * c.score) {
+        if (a2 * pair_score(cv, rv, sc) < c.score) keep = false;
+      } else if (a2 * (2.f + 2.f * pair_score(cv, rv, sc)) < 2.f + 2.f * c.score) {
         keep = false;
       }
     }
@@ -644,7 +645,8 @@ void HnswIndex::link_back(uint32_t e, uint32_t s, int level, Scratch& sc) {
 void HnswIndex::reselect(const float* base, size_t m, Scratch& sc, uint32_t* l) const {
   sc.vbuf.resize(static_cast<size_t>(d_));
   sc.cand2.clear();
-  for (uint32_t v : sc.ids) sc.cand2.push_back({pair_score(base, vector_of(v, sc.vbuf.data())), v});
+  for (uint32_t v : sc.ids)
+    sc.cand2.push_back({pair_score(base, vector_of(v, sc.vbuf.data()), sc), v});
   std::sort(sc.cand2.begin(), sc.cand2.end(), by_score);
   select_neighbors(base, sc.cand2, m, sc, sc.nbrs2, kPruneAlpha);
   write_links(l, sc.nbrs2.data(), sc.nbrs2.size());
@@ -878,6 +880,7 @@ void HnswIndex::add_prepared(const float* x, size_t n, const idx_t* ids, int thr
         n, 1,
         [&](size_t b, size_t e) {
           Scratch& sc = *tls_scratch_ptr();
+          sc.K = &simd::kernels();
           for (size_t i = b; i < e; ++i) {
             const uint32_t j = order[i];
             if (j < n_reused) repair_around(slots[j], sc);

@@ -127,7 +127,7 @@ class HnswIndex final : public Index {
 
   // Construction.
   const float* vector_of(uint32_t s, float* buf) const;
-  float pair_score(const float* a, const float* b) const;
+  float pair_score(const float* a, const float* b, const Scratch& sc) const;
   void select_neighbors(const float* base, std::vector<Candidate>& cand, size_t m, Scratch& sc,
                         std::vector<uint32_t>& out, float alpha = 1.f) const;
   void insert(uint32_t s, const float* x, Scratch& sc, bool reused);
