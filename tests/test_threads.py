@@ -270,6 +270,33 @@ def test_concurrent_mutations_from_many_threads() -> None:
 
 
 # ----------------------------------------------------------------------- Ctrl-C
+@pytest.mark.parametrize("spec", ["Flat", "HNSW8"])
+def test_writers_are_not_starved_by_searches(spec: str) -> None:
+    """An add must get in while several threads search back to back without pause."""
+    x = make_data(4000, 16, seed=71)
+    q = make_data(64, 16, seed=72)
+    index = annx.index_factory(16, spec)
+    index.add(x[:3000])
+    stop = threading.Event()
+    add_seconds: list[float] = []
+
+    def searcher() -> None:
+        while not stop.is_set():
+            index.search(q, 10, threads=1)
+
+    def writer() -> None:
+        time.sleep(0.1)
+        t0 = time.perf_counter()
+        index.add(x[3000:], threads=1)
+        index.remove(np.arange(100))
+        add_seconds.append(time.perf_counter() - t0)
+        stop.set()
+
+    run_threads([searcher, searcher, searcher, writer])
+    assert add_seconds and add_seconds[0] < 10.0
+    assert len(index) == 3900
+
+
 def interrupt_latency(fn: Callable[[], Any], after: float = 0.3) -> float:
     """Run fn() in the main thread, send it a real SIGINT after `after` seconds.
 

@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "annx/common/rw_lock.h"
 #include "annx/common/types.h"
 #include "annx/index/id_map.h"
 
@@ -163,7 +164,7 @@ class Index {
   Metric metric_;
   IdMap idmap_;
   mutable std::mutex writer_mu_;  // taken before mu_, never after
-  mutable std::shared_mutex mu_;
+  mutable RwLock mu_;  // writer-preferring (see rw_lock.h)
 };
 
 /// Reads an index from a blob (bytes or an mmap'ed file); the returned index may view
