@@ -804,25 +804,26 @@ void HnswIndex::add_prepared(const float* x, size_t n, const idx_t* ids, int thr
   const size_t d = static_cast<size_t>(d_);
   std::vector<uint32_t> slots(n);
   size_t n_reused = 0;
+  // writer_mu_ is held, so no train() can change the codecs: encode before locking
+  // out searches. A value the codec cannot store raises before anything changes.
+  ANNX_CHECK(NotTrained, is_trained(), "index '", spec(),
+             "' must be trained before add: call train(x) first");
+  if (n == 0) return;
+  const size_t cs = codec_.code_size();
+  std::vector<uint8_t> codes(n * cs), rcodes;
+  codec_.encode(x, n, codes.data());
+  if (refine_) {
+    rcodes.resize(n * refine_->code_size());
+    refine_->encode(x, n, rcodes.data());
+  }
   {
     std::unique_lock lk(mu_);
-    ANNX_CHECK(NotTrained, is_trained(), "index '", spec(),
-               "' must be trained before add: call train(x) first");
-    if (n == 0) return;
     idmap_.check_new(ids, n);
     n_reused = std::min(n, free_slots_.size());
     const size_t old = nslots();
     const size_t grow = n - n_reused;
     ANNX_CHECK(InvalidArgument, old + grow <= kMaxSlots, "an HNSW index holds at most ", kMaxSlots,
                " vectors (removed ones included until reused)");
-    // Encode first: a value the codec cannot store raises before anything changes.
-    const size_t cs = codec_.code_size();
-    std::vector<uint8_t> codes(n * cs), rcodes;
-    codec_.encode(x, n, codes.data());
-    if (refine_) {
-      rcodes.resize(n * refine_->code_size());
-      refine_->encode(x, n, rcodes.data());
-    }
     std::vector<idx_t> id_vec(n);
     for (size_t i = 0; i < n; ++i)
       id_vec[i] = ids ? ids[i] : idmap_.next_id() + static_cast<idx_t>(i);
