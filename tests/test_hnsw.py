@@ -1205,3 +1205,14 @@ def test_full_candidate_list_is_exact_on_connected_graphs(
     event(f"M={m} level 0 strongly connected: {connected}")
     if connected:
         assert_knn(D, I, x, q, k, metric)
+
+
+def test_range_search_rejects_rerank() -> None:
+    """range_search re-ranks every candidate, so a rerank keyword is an error, not ignored."""
+    x = make_data(200, 8, seed=90)
+    index = annx.index_factory(8, "HNSW8,SQ8,Refine(F32)")
+    index.train(x)
+    index.add(x)
+    with pytest.raises(annx.InvalidArgumentError, match="rerank"):
+        index.range_search(x[:2], 1.0, rerank=10)
+    index.range_search(x[:2], 1.0, ef_search=32)

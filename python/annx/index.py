@@ -226,8 +226,13 @@ class Index:
         are ``D[lims[i]:lims[i+1]]`` and ``I[lims[i]:lims[i+1]]``, best first.
         Structure-specific ``**params`` are checked as in :meth:`search`. On HNSW
         the result is approximate: the walk's candidate list (starting at
-        ``ef_search``) grows 4x at a time until it reaches past the radius.
+        ``ef_search``) grows 4x at a time until it reaches past the radius; every
+        candidate is re-ranked, so ``rerank`` does not apply.
         """
+        if "rerank" in params:
+            raise InvalidArgumentError(
+                "range_search re-ranks every candidate; rerank does not apply"
+            )
         p = self._check_params(params)
         q = as_matrix(q, self.d, "queries")
         radius = float(radius)
