@@ -584,9 +584,10 @@ float HnswIndex::pair_score(const float* a, const float* b, const Scratch& sc) c
 
 void HnswIndex::select_neighbors(const float* base, std::vector<Candidate>& cand, size_t m,
                                  Scratch& sc, std::vector<uint32_t>& out, float alpha) const {
-  // The paper's heuristic (Algorithm 4, no extension, no kept-pruned): scan candidates
-  // by increasing score to the base and keep one unless it is closer to an already
-  // kept neighbour than to the base. `cand` must be sorted.
+  // The paper's heuristic (Algorithm 4, no extension, no kept-pruned), relaxed by
+  // `alpha`: scan candidates by increasing score to the base and keep one unless
+  // alpha times its distance to an already kept neighbour is below its distance to
+  // the base. `cand` must be sorted.
   (void)base;
   const size_t d = static_cast<size_t>(d_);
   const bool f32 = codec_.kind() == CodecKind::F32;
