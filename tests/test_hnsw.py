@@ -19,7 +19,6 @@ import math
 import pickle
 import struct
 import threading
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,7 +29,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 from test_flat import assert_knn
 from test_io import build_container, manifest_of, parse, section_bytes, with_manifest
-from test_threads import interrupt_latency, needs_signals
+from test_threads import interrupt_latency, needs_signals, run_threads
 
 import annx
 
@@ -895,29 +894,6 @@ def test_truncated_files(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------- concurrency
-def run_threads(targets: list[Callable[[], None]], timeout: float = 60.0) -> None:
-    errors: list[BaseException] = []
-
-    def wrap(fn: Callable[[], None]) -> Callable[[], None]:
-        def inner() -> None:
-            try:
-                fn()
-            except BaseException as e:  # noqa: BLE001 - re-raised in the main thread
-                errors.append(e)
-
-        return inner
-
-    threads = [threading.Thread(target=wrap(t), daemon=True) for t in targets]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + timeout
-    for t in threads:
-        t.join(max(0.0, deadline - time.monotonic()))
-    assert not any(t.is_alive() for t in threads), "threads still running (deadlock?)"
-    if errors:
-        raise errors[0]
-
-
 @pytest.mark.parametrize(("spec", "metric"), [("HNSW8", "l2"), ("HNSW8,SQ8,Refine(F32)", "cos")])
 def test_search_during_add_and_remove(spec: str, metric: str) -> None:
     """Searches racing adds (linking runs alongside searches) and removes.

@@ -278,22 +278,22 @@ def test_writers_are_not_starved_by_searches(spec: str) -> None:
     index = annx.index_factory(16, spec)
     index.add(x[:3000])
     stop = threading.Event()
-    add_seconds: list[float] = []
+    written: list[bool] = []
 
     def searcher() -> None:
         while not stop.is_set():
             index.search(q, 10, threads=1)
 
     def writer() -> None:
-        time.sleep(0.1)
-        t0 = time.perf_counter()
+        time.sleep(0.1)  # let the searchers get going first
         index.add(x[3000:], threads=1)
         index.remove(np.arange(100))
-        add_seconds.append(time.perf_counter() - t0)
+        written.append(True)
         stop.set()
 
+    # run_threads fails if the writer is still waiting at its deadline.
     run_threads([searcher, searcher, searcher, writer])
-    assert add_seconds and add_seconds[0] < 10.0
+    assert written
     assert len(index) == 3900
 
 

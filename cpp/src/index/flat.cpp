@@ -291,28 +291,14 @@ void FlatIndex::write_impl(io::Manifest& manifest, std::vector<Section>& section
   manifest.set("trained", is_trained());
   sections.push_back({"CODES", codes_.data(), codes_.size()});
   if (use_norms()) sections.push_back({"NORMS", norms_.data(), norms_.size() * sizeof(float)});
-  if (codec_.kind() == CodecKind::SQ8 && is_trained()) {
-    sections.push_back({"SQMIN", codec_.sq_min().data(), codec_.sq_min().size() * sizeof(float)});
-    sections.push_back(
-        {"SQSCALE", codec_.sq_scale().data(), codec_.sq_scale().size() * sizeof(float)});
-  }
+  write_codec_sections(codec_, sections);
   (void)scratch;
 }
 
 void FlatIndex::read_impl(const io::ContainerReader& r, const io::Manifest& m, size_t ntotal) {
   ANNX_CHECK(FormatError, m.str("structure") == "flat", "corrupt index file: structure '",
              m.str("structure"), "' does not match spec '", spec(), "'");
-  const size_t d = static_cast<size_t>(d_);
-  if (codec_.kind() == CodecKind::SQ8 && m.boolean("trained")) {
-    SharedArray<float> lo, sc;
-    load_section_array(r, "SQMIN", d, lo);
-    load_section_array(r, "SQSCALE", d, sc);
-    std::vector<float> vlo(lo.data(), lo.data() + d), vsc(sc.data(), sc.data() + d);
-    for (size_t j = 0; j < d; ++j)
-      ANNX_CHECK(FormatError, std::isfinite(vlo[j]) && std::isfinite(vsc[j]) && vsc[j] > 0,
-                 "corrupt index file: invalid SQ8 parameters at dimension ", j);
-    codec_.set_sq_params(std::move(vlo), std::move(vsc));
-  }
+  read_codec_sections(r, m, codec_);
   ANNX_CHECK(FormatError, ntotal == 0 || is_trained(),
              "corrupt index file: untrained index with vectors");
   // Guard the multiplication against absurd counts before computing sizes.

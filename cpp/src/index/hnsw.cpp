@@ -496,16 +496,16 @@ void HnswIndex::range_impl(const float* q, size_t nq, float score_radius,
   const size_t ef0 = static_cast<size_t>(params.ef_search > 0 ? params.ef_search : kDefaultEf);
   std::vector<uint8_t> bits;
   size_t n_adm = idmap_.live();
-  std::vector<slot_t> adm;
+  std::vector<slot_t> live;  // admissible slots when there is no filter
   if (allowed) {
     bits.assign((n + 7) / 8, 0);
     for (slot_t s : *allowed) bits[s >> 3] |= static_cast<uint8_t>(1u << (s & 7));
     n_adm = allowed->size();
-    adm = *allowed;
   } else {
     for (size_t s = 0; s < n; ++s)
-      if (!deleted_.data()[s]) adm.push_back(static_cast<slot_t>(s));
+      if (!deleted_.data()[s]) live.push_back(static_cast<slot_t>(s));
   }
+  const std::vector<slot_t>& adm = allowed ? *allowed : live;
   const auto& K = simd::kernels();
   const size_t d = static_cast<size_t>(d_);
   std::vector<std::vector<Candidate>> per(nq);
@@ -582,13 +582,12 @@ float HnswIndex::pair_score(const float* a, const float* b, const Scratch& sc) c
   return -K.one[static_cast<int>(simd::DistKind::IP_F32)](a, b, d, nullptr);
 }
 
-void HnswIndex::select_neighbors(const float* base, std::vector<Candidate>& cand, size_t m,
-                                 Scratch& sc, std::vector<uint32_t>& out, float alpha) const {
+void HnswIndex::select_neighbors(const std::vector<Candidate>& cand, size_t m, Scratch& sc,
+                                 std::vector<uint32_t>& out, float alpha) const {
   // The paper's heuristic (Algorithm 4, no extension, no kept-pruned), relaxed by
   // `alpha`: scan candidates by increasing score to the base and keep one unless
   // alpha times its distance to an already kept neighbour is below its distance to
-  // the base. `cand` must be sorted.
-  (void)base;
+  // the base. `cand` must be sorted by score to the base.
   const size_t d = static_cast<size_t>(d_);
   const bool f32 = codec_.kind() == CodecKind::F32;
   out.clear();
@@ -649,7 +648,7 @@ void HnswIndex::reselect(const float* base, size_t m, Scratch& sc, uint32_t* l) 
   for (uint32_t v : sc.ids)
     sc.cand2.push_back({pair_score(base, vector_of(v, sc.vbuf.data()), sc), v});
   std::sort(sc.cand2.begin(), sc.cand2.end(), by_score);
-  select_neighbors(base, sc.cand2, m, sc, sc.nbrs2, kPruneAlpha);
+  select_neighbors(sc.cand2, m, sc, sc.nbrs2, kPruneAlpha);
   write_links(l, sc.nbrs2.data(), sc.nbrs2.size());
 }
 
@@ -719,7 +718,7 @@ void HnswIndex::insert(uint32_t s, const float* x, Scratch& sc, bool reused) {
         if (sc.pool.slot(i) != s) sc.cand.push_back({sc.pool.score(i), sc.pool.slot(i)});
     // Level 0 selects up to 2M links for the new node (as faiss does; hnswlib selects
     // M): measured +1.2 to +2 points of recall at equal ef_search on GloVe-50.
-    select_neighbors(x, sc.cand, static_cast<size_t>(max_links(lev)), sc, sc.nbrs, kPruneAlpha);
+    select_neighbors(sc.cand, static_cast<size_t>(max_links(lev)), sc, sc.nbrs, kPruneAlpha);
     {
       // Other threads may have linked to a new s already (they reached it from a
       // level above): keep those links, re-selecting only when the union does not
@@ -895,13 +894,7 @@ void HnswIndex::add_prepared(const float* x, size_t n, const idx_t* ids, int thr
     // become tombstones (their slots are reused later).
     lk.unlock();
     std::unique_lock ex(mu_);
-    auto& del = deleted_.mut();
-    for (uint32_t s : slots) {
-      del[s] = 1;
-      idmap_.erase_slot(s);
-      free_slots_.push_back(s);
-    }
-    sort_free_slots();
+    remove_slots(slots);
     throw;
   }
 }
@@ -930,11 +923,7 @@ void HnswIndex::write_impl(io::Manifest& m, std::vector<Section>& sections,
   sections.push_back({"HNSWUP", upper_.data(), upper_.size() * 4});
   sections.push_back({"HNSWDEL", deleted_.data(), deleted_.size()});
   if (refine_) sections.push_back({"REFINE", refine_codes_.data(), refine_codes_.size()});
-  if (codec_.kind() == CodecKind::SQ8 && is_trained()) {
-    sections.push_back({"SQMIN", codec_.sq_min().data(), codec_.sq_min().size() * sizeof(float)});
-    sections.push_back(
-        {"SQSCALE", codec_.sq_scale().data(), codec_.sq_scale().size() * sizeof(float)});
-  }
+  write_codec_sections(codec_, sections);
 }
 
 void HnswIndex::read_impl(const io::ContainerReader& r, const io::Manifest& m, size_t n) {
@@ -955,17 +944,7 @@ void HnswIndex::read_impl(const io::ContainerReader& r, const io::Manifest& m, s
   const int64_t entry = m.i64("hnsw_entry", -1, static_cast<int64_t>(n) - 1);
   const int64_t maxl = m.i64("hnsw_max_level", -1, kMaxLevel);
   if (n > kMaxSlots) bad("too many slots");
-  const size_t d = static_cast<size_t>(d_);
-  if (codec_.kind() == CodecKind::SQ8 && m.boolean("trained")) {
-    SharedArray<float> lo, sc;
-    load_section_array(r, "SQMIN", d, lo);
-    load_section_array(r, "SQSCALE", d, sc);
-    std::vector<float> vlo(lo.data(), lo.data() + d), vsc(sc.data(), sc.data() + d);
-    for (size_t j = 0; j < d; ++j)
-      if (!std::isfinite(vlo[j]) || !std::isfinite(vsc[j]) || !(vsc[j] > 0))
-        bad("invalid SQ8 parameters at dimension " + std::to_string(j));
-    codec_.set_sq_params(std::move(vlo), std::move(vsc));
-  }
+  read_codec_sections(r, m, codec_);
   if (n > 0 && !is_trained()) bad("untrained index with vectors");
   if (n > r.blob()->size() / block_ + 1) bad("slot count does not fit in the file");
   load_section_array(r, "HNSWL0", n * block_, level0_);

@@ -182,6 +182,26 @@ std::vector<idx_t> Index::ids() const {
   return out;
 }
 
+void Index::write_codec_sections(const VectorCodec& codec, std::vector<Section>& sections) {
+  if (codec.kind() != CodecKind::SQ8 || !codec.is_trained()) return;
+  sections.push_back({"SQMIN", codec.sq_min().data(), codec.sq_min().size() * sizeof(float)});
+  sections.push_back({"SQSCALE", codec.sq_scale().data(), codec.sq_scale().size() * sizeof(float)});
+}
+
+void Index::read_codec_sections(const io::ContainerReader& r, const io::Manifest& m,
+                                VectorCodec& codec) {
+  if (codec.kind() != CodecKind::SQ8 || !m.boolean("trained")) return;
+  const size_t d = static_cast<size_t>(codec.d());
+  SharedArray<float> lo, sc;
+  load_section_array(r, "SQMIN", d, lo);
+  load_section_array(r, "SQSCALE", d, sc);
+  std::vector<float> vlo(lo.data(), lo.data() + d), vsc(sc.data(), sc.data() + d);
+  for (size_t j = 0; j < d; ++j)
+    ANNX_CHECK(FormatError, std::isfinite(vlo[j]) && std::isfinite(vsc[j]) && vsc[j] > 0,
+               "corrupt index file: invalid SQ8 parameters at dimension ", j);
+  codec.set_sq_params(std::move(vlo), std::move(vsc));
+}
+
 void Index::fill_writer(io::ContainerWriter& w, std::vector<std::vector<uint8_t>>& scratch) const {
   io::Manifest m;
   m.set("annx_version", ANNX_VERSION);

@@ -44,8 +44,8 @@ class FlatIndex final : public Index {
  private:
   size_t count() const { return idmap_.size(); }
   bool use_norms() const { return codec_.kind() == CodecKind::F32 && metric_ == Metric::L2; }
-  void search_blocked_f32(const float* q, size_t nq, size_t k, int threads, bool packed,
-                          float* D, idx_t* I) const;
+  void search_blocked_f32(const float* q, size_t nq, size_t k, int threads, bool packed, float* D,
+                          idx_t* I) const;
   void search_intra_query(const float* q, size_t nq, size_t k, int threads,
                           const std::vector<slot_t>* allowed, float* D, idx_t* I) const;
   void search_per_query(const float* q, size_t nq, size_t k, int threads,

@@ -128,7 +128,7 @@ class HnswIndex final : public Index {
   // Construction.
   const float* vector_of(uint32_t s, float* buf) const;
   float pair_score(const float* a, const float* b, const Scratch& sc) const;
-  void select_neighbors(const float* base, std::vector<Candidate>& cand, size_t m, Scratch& sc,
+  void select_neighbors(const std::vector<Candidate>& cand, size_t m, Scratch& sc,
                         std::vector<uint32_t>& out, float alpha = 1.f) const;
   void insert(uint32_t s, const float* x, Scratch& sc, bool reused);
   void link_back(uint32_t e, uint32_t s, int level, Scratch& sc);

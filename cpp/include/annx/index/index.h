@@ -25,6 +25,7 @@
 #include "annx/common/rw_lock.h"
 #include "annx/common/types.h"
 #include "annx/index/id_map.h"
+#include "annx/index/vector_codec.h"
 
 namespace annx {
 
@@ -155,6 +156,12 @@ class Index {
   /// Called after ids are restored: cross-checks structure state against them.
   virtual void after_load() {}
 
+  /// The codec's trained parameters (SQ8 min/step) as sections, and their loader
+  /// (validated; FormatError), shared by every structure that stores codes.
+  static void write_codec_sections(const VectorCodec& codec, std::vector<Section>& sections);
+  static void read_codec_sections(const io::ContainerReader& r, const io::Manifest& m,
+                                  VectorCodec& codec);
+
   /// Fills a container writer with the whole index; requires the shared lock.
   void fill_writer(io::ContainerWriter& w, std::vector<std::vector<uint8_t>>& scratch) const;
 
@@ -164,7 +171,7 @@ class Index {
   Metric metric_;
   IdMap idmap_;
   mutable std::mutex writer_mu_;  // taken before mu_, never after
-  mutable RwLock mu_;  // writer-preferring (see rw_lock.h)
+  mutable RwLock mu_;             // writer-preferring (see rw_lock.h)
 };
 
 /// Reads an index from a blob (bytes or an mmap'ed file); the returned index may view

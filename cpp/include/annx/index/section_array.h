@@ -16,8 +16,8 @@ void load_section_array(const io::ContainerReader& r, const char* tag, size_t co
                         SharedArray<T>& dst) {
   const auto bytes = r.section(tag);
   ANNX_CHECK(FormatError, count <= bytes.size() / sizeof(T) && bytes.size() == count * sizeof(T),
-             "corrupt index file: section ", tag, " has ", bytes.size(), " bytes, expected ",
-             count, " x ", sizeof(T));
+             "corrupt index file: section ", tag, " has ", bytes.size(), " bytes, expected ", count,
+             " x ", sizeof(T));
   if (r.blob()->is_mapped() && reinterpret_cast<uintptr_t>(bytes.data()) % alignof(T) == 0) {
     dst.set_view(r.blob(), reinterpret_cast<const T*>(bytes.data()), count);
   } else {

@@ -24,8 +24,8 @@ struct PreparedQuery {
   simd::DistKind kind;
   std::vector<float> q;  // the (transformed) query the kernel sees
   const float* aux = nullptr;
-  float offset = 0.f;    // added to the kernel value
-  bool negate = false;   // similarity kernels: score = -(value + offset)
+  float offset = 0.f;   // added to the kernel value
+  bool negate = false;  // similarity kernels: score = -(value + offset)
 
   float finish(float v) const { return negate ? -(v + offset) : v + offset; }
   void finish_all(float* v, size_t n) const {
