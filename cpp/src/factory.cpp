@@ -6,6 +6,7 @@
 #include "annx/common/error.h"
 #include "annx/index/flat.h"
 #include "annx/index/hnsw.h"
+#include "annx/index/ivf.h"
 
 namespace annx {
 namespace {
@@ -36,6 +37,15 @@ bool parse_codec(const std::string& t, CodecKind& out) {
       return true;
     }
   return false;
+}
+
+/// A positive decimal without leading zeros and at most `max_digits` digits.
+bool parse_count(const std::string& digits, size_t max_digits, size_t& out) {
+  if (digits.empty() || digits.size() > max_digits || digits[0] == '0' ||
+      digits.find_first_not_of("0123456789") != std::string::npos)
+    return false;
+  out = std::stoull(digits);
+  return true;
 }
 
 bool starts_with_structure(const std::string& t, const char* name) { return t.rfind(name, 0) == 0; }
@@ -102,6 +112,99 @@ std::unique_ptr<Index> make_hnsw(int d, const std::string& spec,
   return std::make_unique<HnswIndex>(d, metric, codec, refine, o);
 }
 
+/// "PQ<M>", "PQ<M>x8" (8-bit ADC) or "PQ<M>x4fs" (4-bit fast-scan).
+bool parse_pq(const std::string& t, IvfOptions& o) {
+  if (t.rfind("PQ", 0) != 0) return false;
+  std::string rest = t.substr(2);
+  IvfCodec codec = IvfCodec::PQ8;
+  if (rest.size() > 4 && rest.compare(rest.size() - 4, 4, "x4fs") == 0) {
+    codec = IvfCodec::PQ4FastScan;
+    rest.resize(rest.size() - 4);
+  } else if (rest.size() > 2 && rest.compare(rest.size() - 2, 2, "x8") == 0) {
+    rest.resize(rest.size() - 2);
+  }
+  size_t m = 0;
+  if (!parse_count(rest, 5, m)) return false;
+  o.codec = codec;
+  o.pq_m = m;
+  return true;
+}
+
+std::unique_ptr<Index> make_ivf(int d, const std::string& spec, const std::vector<std::string>& tok,
+                                Metric metric, const FactoryOptions& opt) {
+  IvfOptions o;
+  size_t i = 0;
+  const bool flat_pq = tok[0].rfind("PQ", 0) == 0;
+  const char* grammar = flat_pq ? "a PQ spec is 'PQ<M>[x4fs][,Refine(F32|F16)]'"
+                                : "an IVF spec is 'IVF<nlist>[_HNSW<M>][,codec][,Refine(F32|F16)]'";
+  if (flat_pq) {
+    if (!parse_pq(tok[0], o))
+      throw InvalidArgument("bad PQ token '" + tok[0] + "' in spec '" + spec +
+                            "': expected PQ<M>, PQ<M>x8 or PQ<M>x4fs, e.g. PQ48x4fs");
+    i = 1;
+  } else {
+    std::string t = tok[0].substr(3);
+    const size_t us = t.find("_HNSW");
+    std::string hnsw;
+    if (us != std::string::npos) {
+      hnsw = t.substr(us + 5);
+      t.resize(us);
+    }
+    size_t nlist = 0, hm = 0;
+    if (!parse_count(t, 8, nlist) || (us != std::string::npos && !parse_count(hnsw, 4, hm)))
+      throw InvalidArgument("bad structure token '" + tok[0] + "' in spec '" + spec +
+                            "': expected IVF<nlist> or IVF<nlist>_HNSW<M>, e.g. IVF1024");
+    if (nlist > (size_t{1} << 24))
+      throw InvalidArgument("IVF nlist must be at most 2^24, got " + t + " in spec '" + spec + "'");
+    if (us != std::string::npos && (hm < 2 || hm > 512))
+      throw InvalidArgument("HNSW M must be in [2, 512], got " + hnsw + " in spec '" + spec + "'");
+    o.nlist = nlist;
+    o.hnsw_m = static_cast<int>(hm);
+    i = 1;
+    if (i < tok.size() && tok[i].rfind("Refine(", 0) != 0) {
+      if (tok[i] == "Flat") {
+        o.vector_codec = CodecKind::F32;
+      } else if (!parse_codec(tok[i], o.vector_codec) && !parse_pq(tok[i], o)) {
+        throw InvalidArgument("unknown codec '" + tok[i] + "' in spec '" + spec +
+                              "': expected one of Flat, F32, F16, BF16, SQ8, PQ<M>, PQ<M>x4fs");
+      }
+      ++i;
+    }
+  }
+  if (i < tok.size()) {
+    CodecKind r;
+    if (!parse_refine(tok[i], r))
+      throw InvalidArgument("unexpected token '" + tok[i] + "' in spec '" + spec + "': " + grammar);
+    const CodecKind c = o.vector_codec;
+    const bool finer = o.codec != IvfCodec::Vector || c == CodecKind::SQ8 ||
+                       (r == CodecKind::F32 && (c == CodecKind::F16 || c == CodecKind::BF16));
+    if (!finer)
+      throw InvalidArgument("'" + tok[i] + "' in spec '" + spec +
+                            "' re-ranks with a codec no finer than " + codec_name(c) +
+                            "; use Refine with a compressed codec, e.g. "
+                            "'IVF1024,PQ32x4fs,Refine(F32)'");
+    o.refine = r;
+    ++i;
+  }
+  if (i < tok.size())
+    throw InvalidArgument("unexpected token '" + tok[i] + "' in spec '" + spec + "': " + grammar);
+  if (o.codec != IvfCodec::Vector && o.pq_m > static_cast<size_t>(d))
+    throw InvalidArgument("PQ" + std::to_string(o.pq_m) + " in spec '" + spec +
+                          "' has more sub-quantizers than the " + std::to_string(d) +
+                          " dimensions");
+  if (opt.ef_construction || opt.shuffle)
+    throw InvalidArgument("ef_construction and shuffle apply to HNSW specs only, not '" + spec +
+                          "'");
+  if (opt.seed) o.seed = *opt.seed;
+  if (opt.by_residual) {
+    if (o.codec == IvfCodec::Vector || o.nlist == 0)
+      throw InvalidArgument("by_residual applies to IVF specs with a PQ codec only, not '" + spec +
+                            "'");
+    o.by_residual = *opt.by_residual;
+  }
+  return std::make_unique<IvfIndex>(d, metric, o);
+}
+
 }  // namespace
 
 std::unique_ptr<Index> make_index(int d, const std::string& spec, Metric metric,
@@ -109,19 +212,21 @@ std::unique_ptr<Index> make_index(int d, const std::string& spec, Metric metric,
   const std::vector<std::string> tok = split(spec);
   const std::string& s = tok[0];
   if (starts_with_structure(s, "HNSW")) return make_hnsw(d, spec, tok, metric, options);
-  if (options.ef_construction || options.seed || options.shuffle)
-    throw InvalidArgument("ef_construction, seed and shuffle apply to HNSW specs only, not '" +
+  if (starts_with_structure(s, "IVF") || starts_with_structure(s, "PQ"))
+    return make_ivf(d, spec, tok, metric, options);
+  if (options.ef_construction || options.seed || options.shuffle || options.by_residual)
+    throw InvalidArgument("ef_construction, seed, shuffle and by_residual do not apply to '" +
                           spec + "'");
   if (s != "Flat") {
     if (s.empty())
       throw InvalidArgument("empty index spec '" + spec + "': expected e.g. 'Flat' or 'HNSW32'");
-    for (const char* planned : {"IVF", "PQ", "LeanVec", "BIN", "BEBR", "FDE", "PCA"})
+    for (const char* planned : {"LeanVec", "BIN", "BEBR", "FDE", "PCA"})
       if (starts_with_structure(s, planned))
         throw InvalidArgument("spec token '" + s + "' in '" + spec +
                               "' is not available in this version of annx (available structures: "
-                              "Flat, HNSW<M>)");
+                              "Flat, HNSW<M>, IVF<nlist>, PQ<M>)");
     throw InvalidArgument("unknown structure '" + s + "' in spec '" + spec +
-                          "': expected 'Flat' or 'HNSW<M>'");
+                          "': expected 'Flat', 'HNSW<M>', 'IVF<nlist>' or 'PQ<M>'");
   }
   CodecKind codec = CodecKind::F32;
   if (tok.size() >= 2) {

@@ -30,6 +30,7 @@ from ._errors import (
     NotTrainedError,
     UnsupportedError,
 )
+from .cluster import KMeans, kmeans
 from .config import (
     available_isas,
     config,
@@ -51,6 +52,7 @@ __all__ = [
     "FormatError",
     "Index",
     "InvalidArgumentError",
+    "KMeans",
     "NotTrainedError",
     "UnsupportedError",
     "__version__",
@@ -62,6 +64,7 @@ __all__ = [
     "get_isa",
     "get_num_threads",
     "index_factory",
+    "kmeans",
     "load",
     "read_info",
     "set_isa",

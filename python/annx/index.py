@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import warnings
 from typing import Any
 
 import numpy as np
@@ -16,6 +18,9 @@ from ._validate import as_filter, as_ids, as_k, as_matrix, as_threads
 _SEARCH_PARAMS: dict[str, frozenset[str]] = {
     "flat": frozenset(),
     "hnsw": frozenset({"ef_search"}),
+    "ivf": frozenset({"nprobe"}),
+    "ivf_hnsw": frozenset({"nprobe", "ef_search"}),  # ef_search: the coarse graph's
+    "pq": frozenset(),
 }
 _KNOWN_SEARCH_PARAMS = frozenset({"ef_search", "nprobe", "rerank"})
 # Largest nq * k one search may return (12 bytes each): 24 GiB of results.
@@ -95,6 +100,20 @@ class Index:
         """HNSW: removed vectors whose slots await reuse by a later :meth:`add`."""
         return self._impl.n_deleted
 
+    @property
+    def nlist(self) -> int:
+        """IVF: number of inverted lists (1 for a flat ``PQ`` index)."""
+        return self._impl.nlist
+
+    def list_sizes(self) -> np.ndarray:
+        """IVF / PQ: number of vectors in each inverted list (int64 [nlist])."""
+        return np.asarray(self._impl.ivf_list_sizes(), dtype=np.int64)
+
+    @property
+    def centroids(self) -> np.ndarray:
+        """IVF: the coarse quantizer's centroids, float32 [nlist, d] (empty before training)."""
+        return self._impl.ivf_centroids()
+
     def memory_usage(self) -> int:
         """Bytes held by the index (vectors, ids, auxiliary arrays)."""
         return self._impl.memory_bytes()
@@ -115,10 +134,25 @@ class Index:
 
     # ------------------------------------------------------------------- building
     def train(self, x: Any) -> None:
-        """Train the index's codec on ``x`` (float32 [n, d]); a no-op where not needed."""
+        """Train the index on ``x`` (float32 [n, d]); a no-op where not needed.
+
+        ``SQ8`` learns per-dimension ranges. ``IVF<nlist>`` runs k-means (10 iterations,
+        seeded, at most 256 points per list: faiss's defaults; spherical for ``"ip"`` and
+        ``"cos"``) and needs at least ``nlist`` vectors; fewer than 39 per list gives a
+        ``RuntimeWarning``. PQ codecs train one 16- or 256-centroid k-means per
+        sub-quantizer (25 iterations) on the residuals to the nearest centroid. An index
+        that already holds vectors cannot be trained again.
+        """
         x = as_matrix(x, self.d, "x")
         if x.shape[0] == 0:
             raise InvalidArgumentError("train needs at least one vector, got 0")
+        if self._structure().startswith("ivf") and x.shape[0] < 39 * self.nlist:
+            warnings.warn(
+                f"training {self.spec!r} on {x.shape[0]} vectors: fewer than 39 per list "
+                f"(nlist={self.nlist}); the lists may be poor",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         self._impl.train(x)
 
     def add(self, x: Any, ids: Any = None, *, threads: int | None = None) -> None:
@@ -150,9 +184,15 @@ class Index:
         return self._impl.remove(as_ids(ids))
 
     # ------------------------------------------------------------------ searching
+    def _structure(self) -> str:
+        head = self.spec.split(",")[0]
+        if head.startswith("IVF"):
+            return "ivf_hnsw" if "_HNSW" in head else "ivf"
+        return re.sub(r"\d.*$", "", head).lower()
+
     def _check_params(self, params: dict[str, Any]) -> dict[str, int]:
         spec = self.spec
-        allowed = _SEARCH_PARAMS.get(spec.split(",")[0].lower().rstrip("0123456789"), frozenset())
+        allowed = _SEARCH_PARAMS.get(self._structure(), frozenset())
         if "Refine(" in spec:
             allowed = allowed | {"rerank"}
         for name in params:
@@ -194,6 +234,13 @@ class Index:
                 admits at most 20,000 vectors or when an exact scan is estimated
                 cheaper than the walk, and falls back to exact search when the walk
                 finds fewer than ``k`` admissible vectors.
+                IVF: ``nprobe`` (lists scanned, default 16); ``IVF<n>_HNSW<M>`` also
+                ``ef_search`` for the graph over the centroids. ``Refine(...)`` specs
+                take ``rerank``: candidates re-scored with the finer codec (default
+                ``4 * k``; HNSW: ``ef_search``). Under a filter that admits at most
+                4,096 vectors, IVF scores exactly those vectors' codes; when the probed
+                lists hold fewer than ``k`` admissible vectors, the other lists are
+                scanned too.
 
         Returns:
             ``(D, I)``: float32 [nq, k] distances and int64 [nq, k] ids, best first.
@@ -227,7 +274,10 @@ class Index:
         Structure-specific ``**params`` are checked as in :meth:`search`. On HNSW
         the result is approximate: the walk's candidate list (starting at
         ``ef_search``) grows 4x at a time until it reaches past the radius; every
-        candidate is re-ranked, so ``rerank`` does not apply.
+        candidate is re-ranked, so ``rerank`` does not apply. On IVF only the
+        ``nprobe`` nearest lists are scanned; with a PQ or SQ8 codec distances are the
+        codes' approximate ones; with ``Refine(...)`` every vector of the probed lists
+        is scored with the finer codec, so the result is exact within those lists.
         """
         if "rerank" in params:
             raise InvalidArgumentError(
@@ -275,6 +325,7 @@ def index_factory(
     ef_construction: int | None = None,
     seed: int | None = None,
     shuffle: bool | None = None,
+    by_residual: bool | None = None,
 ) -> Index:
     """Build an empty index from a factory string.
 
@@ -286,12 +337,23 @@ def index_factory(
             links per node (``2M`` on level 0), e.g. ``"HNSW32"``,
             ``"HNSW32,F16"`` or ``"HNSW32,SQ8,Refine(F32)"`` (walk on 8-bit codes,
             re-rank with float32 vectors).
+            ``"IVF<nlist>[_HNSW<M>][,codec][,Refine(F32|F16)]"`` for an inverted-file
+            index over ``nlist`` k-means lists, e.g. ``"IVF1024,Flat"``,
+            ``"IVF1024,SQ8"``, ``"IVF1024,PQ48"`` (8-bit product quantization, 48
+            sub-quantizers) or ``"IVF1024,PQ192x4fs,Refine(F32)"`` (4-bit fast-scan
+            PQ, re-ranked with float32 vectors); ``_HNSW<M>`` searches the centroids
+            with an HNSW graph (for large ``nlist``). ``"PQ<M>"`` and ``"PQ<M>x4fs"``
+            are flat (single-list) PQ indexes. IVF and PQ indexes need
+            :meth:`Index.train` before :meth:`Index.add`.
         metric: ``"l2"`` (squared Euclidean), ``"ip"`` (inner product) or ``"cos"``
             (cosine similarity; vectors are normalised when added).
         ef_construction: HNSW candidate list size while inserting (default 200).
-        seed: HNSW seed for level draws and insertion order (default 0).
+        seed: HNSW seed for level draws and insertion order (default 0); IVF/PQ seed
+            of the k-means samples and initialisations (default 1234).
         shuffle: HNSW: insert each batch in a seeded random order (default True);
             insertion order moves recall by several points on ordered data.
+        by_residual: IVF with a PQ codec: encode each vector's residual to its
+            centroid (default True, as faiss's IVFPQ); False encodes the vector itself.
 
     A bad spec raises :class:`annx.InvalidArgumentError` naming the bad token.
 
@@ -316,6 +378,8 @@ def index_factory(
         raise InvalidArgumentError(f"seed must be an integer in [0, 2**64), got {seed!r}")
     if shuffle is not None and not isinstance(shuffle, (bool, np.bool_)):
         raise InvalidArgumentError(f"shuffle must be a bool, got {shuffle!r}")
+    if by_residual is not None and not isinstance(by_residual, (bool, np.bool_)):
+        raise InvalidArgumentError(f"by_residual must be a bool, got {by_residual!r}")
     return Index(
         _core.index_factory(
             int(d),
@@ -324,6 +388,7 @@ def index_factory(
             None if ef_construction is None else int(ef_construction),
             None if seed is None else int(seed),
             None if shuffle is None else bool(shuffle),
+            None if by_residual is None else bool(by_residual),
         )
     )
 

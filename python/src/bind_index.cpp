@@ -6,6 +6,7 @@
 #include "annx/factory.h"
 #include "annx/index/hnsw.h"
 #include "annx/index/index.h"
+#include "annx/index/ivf.h"
 #include "annx/io/container.h"
 #include "glue.h"
 
@@ -47,6 +48,12 @@ HnswIndex& as_hnsw(const IndexPtr& self) {
   return *h;
 }
 
+IvfIndex& as_ivf(const IndexPtr& self) {
+  auto* h = dynamic_cast<IvfIndex*>(self.get());
+  ANNX_CHECK(InvalidArgument, h != nullptr, "index '", self->spec(), "' is not an IVF or PQ index");
+  return *h;
+}
+
 int checked_param(int64_t v, const char* name) {
   ANNX_CHECK(InvalidArgument, v >= 0 && v <= (int64_t{1} << 30), name, " must be >= 1, got ", v);
   return static_cast<int>(v);
@@ -54,7 +61,8 @@ int checked_param(int64_t v, const char* name) {
 
 py::tuple search(const IndexPtr& self, const CArray<float>& q, int64_t k, int threads,
                  std::optional<CArray<int64_t>> filter_ids,
-                 std::optional<CArray<uint8_t>> filter_mask, int64_t ef_search, int64_t rerank) {
+                 std::optional<CArray<uint8_t>> filter_mask, int64_t ef_search, int64_t rerank,
+                 int64_t nprobe) {
   size_t nq = 0;
   const float* qp = checked_rows(q, *self, "queries", &nq);
   ANNX_CHECK(InvalidArgument, k >= 1, "k must be >= 1, got ", k);
@@ -67,6 +75,7 @@ py::tuple search(const IndexPtr& self, const CArray<float>& q, int64_t k, int th
   params.filter = f.get();
   params.ef_search = checked_param(ef_search, "ef_search");
   params.rerank = checked_param(rerank, "rerank");
+  params.nprobe = checked_param(nprobe, "nprobe");
   float* Dp = D.mutable_data();
   int64_t* Ip = I.mutable_data();
   without_gil([&] { self->search(qp, nq, static_cast<size_t>(k), params, Dp, Ip); });
@@ -76,7 +85,7 @@ py::tuple search(const IndexPtr& self, const CArray<float>& q, int64_t k, int th
 py::tuple range_search(const IndexPtr& self, const CArray<float>& q, float radius, int threads,
                        std::optional<CArray<int64_t>> filter_ids,
                        std::optional<CArray<uint8_t>> filter_mask, int64_t ef_search,
-                       int64_t rerank) {
+                       int64_t rerank, int64_t nprobe) {
   size_t nq = 0;
   const float* qp = checked_rows(q, *self, "queries", &nq);
   FilterArgs f{std::move(filter_ids), std::move(filter_mask), {}};
@@ -85,6 +94,7 @@ py::tuple range_search(const IndexPtr& self, const CArray<float>& q, float radiu
   params.filter = f.get();
   params.ef_search = checked_param(ef_search, "ef_search");
   params.rerank = checked_param(rerank, "rerank");
+  params.nprobe = checked_param(nprobe, "nprobe");
   RangeResult r = without_gil([&] { return self->range_search(qp, nq, radius, params); });
   CArray<int64_t> lims(static_cast<ssize_t>(r.lims.size()));
   std::copy(r.lims.begin(), r.lims.end(), lims.mutable_data());
@@ -134,10 +144,10 @@ void bind_index(py::module_& m) {
           py::arg("x"), py::arg("ids") = py::none(), py::arg("threads") = 0)
       .def("search", &search, py::arg("q"), py::arg("k"), py::arg("threads") = 0,
            py::arg("filter_ids") = py::none(), py::arg("filter_mask") = py::none(),
-           py::arg("ef_search") = 0, py::arg("rerank") = 0)
+           py::arg("ef_search") = 0, py::arg("rerank") = 0, py::arg("nprobe") = 0)
       .def("range_search", &range_search, py::arg("q"), py::arg("radius"), py::arg("threads") = 0,
            py::arg("filter_ids") = py::none(), py::arg("filter_mask") = py::none(),
-           py::arg("ef_search") = 0, py::arg("rerank") = 0)
+           py::arg("ef_search") = 0, py::arg("rerank") = 0, py::arg("nprobe") = 0)
       .def_property(
           "ef_construction",
           [](const IndexPtr& self) { return as_hnsw(self).options().ef_construction; },
@@ -145,9 +155,45 @@ void bind_index(py::module_& m) {
       .def_property_readonly("hnsw_m",
                              [](const IndexPtr& self) { return as_hnsw(self).options().M; })
       .def_property_readonly("seed",
-                             [](const IndexPtr& self) { return as_hnsw(self).options().seed; })
+                             [](const IndexPtr& self) -> uint64_t {
+                               if (auto* ivf = dynamic_cast<IvfIndex*>(self.get()))
+                                 return ivf->options().seed;
+                               return as_hnsw(self).options().seed;
+                             })
       .def_property_readonly("n_deleted",
                              [](const IndexPtr& self) { return as_hnsw(self).n_deleted(); })
+      .def_property_readonly("nlist", [](const IndexPtr& self) { return as_ivf(self).nlist(); })
+      .def("ivf_list_sizes", [](const IndexPtr& self) { return as_ivf(self).list_sizes(); })
+      .def("ivf_centroids",
+           [](const IndexPtr& self) {
+             const IvfIndex& ivf = as_ivf(self);
+             std::vector<float> c = ivf.centroids();
+             const ssize_t k = static_cast<ssize_t>(c.size() / static_cast<size_t>(ivf.d()));
+             CArray<float> out({k, static_cast<ssize_t>(ivf.d())});
+             std::copy(c.begin(), c.end(), out.mutable_data());
+             return out;
+           })
+      .def(
+          "ivf_list_of",
+          [](const IndexPtr& self, const CArray<int64_t>& ids) {
+            std::vector<int64_t> v =
+                as_ivf(self).list_of(ids.data(), static_cast<size_t>(ids.size()));
+            CArray<int64_t> out(static_cast<ssize_t>(v.size()));
+            std::copy(v.begin(), v.end(), out.mutable_data());
+            return out;
+          },
+          py::arg("ids"))
+      .def("ivf_pq_codebooks",
+           [](const IndexPtr& self) {
+             const IvfIndex& ivf = as_ivf(self);
+             std::vector<float> c = ivf.pq_codebooks();
+             const ssize_t ds = static_cast<ssize_t>(std::max<size_t>(1, ivf.pq_dsub()));
+             CArray<float> out({static_cast<ssize_t>(c.size()) / ds, ds});
+             std::copy(c.begin(), c.end(), out.mutable_data());
+             return out;
+           })
+      .def_property_readonly(
+          "by_residual", [](const IndexPtr& self) { return as_ivf(self).options().by_residual; })
       .def("hnsw_max_level", [](const IndexPtr& self) { return as_hnsw(self).max_level(); })
       .def("hnsw_level_counts", [](const IndexPtr& self) { return as_hnsw(self).level_counts(); })
       .def("hnsw_check_graph",
@@ -203,16 +249,17 @@ void bind_index(py::module_& m) {
       "index_factory",
       [](int d, const std::string& spec, const std::string& metric,
          std::optional<int> ef_construction, std::optional<uint64_t> seed,
-         std::optional<bool> shuffle) {
+         std::optional<bool> shuffle, std::optional<bool> by_residual) {
         FactoryOptions o;
         o.ef_construction = ef_construction;
         o.seed = seed;
         o.shuffle = shuffle;
+        o.by_residual = by_residual;
         return IndexPtr(make_index(d, spec, parse_metric(metric), o));
       },
       py::arg("d"), py::arg("spec"), py::arg("metric") = "l2",
       py::arg("ef_construction") = py::none(), py::arg("seed") = py::none(),
-      py::arg("shuffle") = py::none());
+      py::arg("shuffle") = py::none(), py::arg("by_residual") = py::none());
 
   m.def(
       "load",

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "annx/common/thread_pool.h"
+#include "annx/quant/pq4_layout.h"
 #include "annx/simd/kernels.h"
 #include "glue.h"
 
@@ -52,6 +53,41 @@ const float* aux_of(const std::optional<CArray<float>>& aux, size_t d, const Kin
   ANNX_CHECK(InvalidArgument, aux && static_cast<size_t>(aux->size()) == d,
              "kernel wl2_u8 needs aux weights of length ", d);
   return aux->data();
+}
+
+/// A C-contiguous array of exactly dtype T with `ndim` dimensions (any if ndim < 0);
+/// InvalidArgument otherwise (the PQ hooks take raw arrays so that a wrong dtype is
+/// reported, never silently converted, and pq4_set_code can write in place).
+template <class T>
+const py::array& typed(const py::array& a, const char* what, int ndim) {
+  ANNX_CHECK(InvalidArgument, a.dtype().is(py::dtype::of<T>()), what, " must have dtype ",
+             py::str(py::dtype::of<T>()).cast<std::string>(), ", got ",
+             py::str(a.dtype()).cast<std::string>());
+  ANNX_CHECK(InvalidArgument, ndim < 0 || a.ndim() == ndim, what, " must be ", ndim, "-D, got ",
+             a.ndim(), "-D");
+  ANNX_CHECK(InvalidArgument, a.flags() & py::array::c_style, what, " must be C-contiguous");
+  return a;
+}
+
+template <class T>
+const T* data_of(const py::array& a) {
+  return static_cast<const T*>(a.data());
+}
+
+void check_nibbles(const uint8_t* p, size_t n, const char* what) {
+  for (size_t i = 0; i < n; ++i)
+    ANNX_CHECK(InvalidArgument, p[i] <= 15, what, ": 4-bit code values must be <= 15, got ",
+               int{p[i]}, " at position ", i);
+}
+
+/// Checks a packed pq4 buffer for M sub-quantizers; returns how many blocks it holds.
+size_t packed_blocks(const py::array& blocks, size_t M) {
+  typed<uint8_t>(blocks, "blocks", 1);
+  ANNX_CHECK(InvalidArgument, M >= 1, "M must be >= 1");
+  const size_t bb = pq4::block_bytes(M), size = static_cast<size_t>(blocks.size());
+  ANNX_CHECK(InvalidArgument, size % bb == 0, "blocks: length ", size,
+             " is not a multiple of the block size ", bb, " (M = ", M, ")");
+  return size / bb;
 }
 
 }  // namespace
@@ -156,6 +192,129 @@ void bind_kernels(py::module_& m) {
     simd::kernels().hamming_many(q.data(), x.data(), n, nb, out.mutable_data());
     return out;
   }, py::arg("q"), py::arg("x"));
+
+  // ---- PQ kernels and the pq4 layout (test hooks) -----------------------------------
+  m.def("kernel_pq4_accumulate", [](const py::array& blocks, int64_t nblocks, int64_t npairs,
+                                    const py::array& lut) {
+    typed<uint8_t>(blocks, "blocks", 1);
+    typed<uint8_t>(lut, "lut", 1);
+    ANNX_CHECK(InvalidArgument, nblocks >= 0 && npairs >= 1,
+               "kernel_pq4_accumulate: need nblocks >= 0 and npairs >= 1");
+    const size_t nb = static_cast<size_t>(nblocks), np = static_cast<size_t>(npairs);
+    ANNX_CHECK(InvalidArgument, static_cast<size_t>(blocks.size()) == nb * np * 32,
+               "kernel_pq4_accumulate: blocks must hold nblocks * npairs * 32 = ", nb * np * 32,
+               " bytes, got ", blocks.size());
+    ANNX_CHECK(InvalidArgument, static_cast<size_t>(lut.size()) == np * 32,
+               "kernel_pq4_accumulate: lut must hold npairs * 32 = ", np * 32, " bytes, got ",
+               lut.size());
+    CArray<uint16_t> out(static_cast<ssize_t>(nb * 32));
+    simd::kernels().pq4_accumulate(data_of<uint8_t>(blocks), nb, np, data_of<uint8_t>(lut),
+                                   out.mutable_data());
+    return out;
+  }, py::arg("blocks"), py::arg("nblocks"), py::arg("npairs"), py::arg("lut"));
+
+  m.def("kernel_select_le_u16", [](const py::array& v, int64_t thr) {
+    typed<uint16_t>(v, "v", 1);
+    ANNX_CHECK(InvalidArgument, thr >= 0 && thr <= 65535,
+               "kernel_select_le_u16: thr must be in [0, 65535], got ", thr);
+    std::vector<uint32_t> idx(static_cast<size_t>(v.size()));
+    const size_t hits = simd::kernels().select_le_u16(data_of<uint16_t>(v), idx.size(),
+                                                      static_cast<uint16_t>(thr), idx.data());
+    CArray<uint32_t> out(static_cast<ssize_t>(hits));
+    std::copy(idx.begin(), idx.begin() + static_cast<ptrdiff_t>(hits), out.mutable_data());
+    return out;
+  }, py::arg("v"), py::arg("thr"));
+
+  // codes: (n, M) uint8, lut: (M, 256) float32.
+  auto pq8_args = [](const py::array& codes, const py::array& lut, size_t* n, size_t* M) {
+    typed<uint8_t>(codes, "codes", 2);
+    typed<float>(lut, "lut", 2);
+    *n = static_cast<size_t>(codes.shape(0));
+    *M = static_cast<size_t>(codes.shape(1));
+    ANNX_CHECK(InvalidArgument, static_cast<size_t>(lut.shape(0)) == *M && lut.shape(1) == 256,
+               "lut must have shape (", *M, ", 256), got (", lut.shape(0), ", ", lut.shape(1),
+               ")");
+  };
+  m.def("kernel_pq8_adc", [pq8_args](const py::array& codes, const py::array& lut) {
+    size_t n = 0, M = 0;
+    pq8_args(codes, lut, &n, &M);
+    CArray<float> out(static_cast<ssize_t>(n));
+    simd::kernels().pq8_adc(data_of<uint8_t>(codes), n, M, data_of<float>(lut),
+                            out.mutable_data());
+    return out;
+  }, py::arg("codes"), py::arg("lut"));
+
+  m.def("kernel_pq8_adc_gather", [pq8_args](const py::array& codes, const py::array& rows,
+                                            const py::array& lut) {
+    size_t n = 0, M = 0;
+    pq8_args(codes, lut, &n, &M);
+    typed<uint32_t>(rows, "rows", 1);
+    const size_t k = static_cast<size_t>(rows.size());
+    const uint32_t* r = data_of<uint32_t>(rows);
+    for (size_t i = 0; i < k; ++i)
+      ANNX_CHECK(InvalidArgument, r[i] < n, "row ", r[i], " out of range (n = ", n, ")");
+    CArray<float> out(static_cast<ssize_t>(k));
+    simd::kernels().pq8_adc_gather(data_of<uint8_t>(codes), r, k, M, data_of<float>(lut),
+                                   out.mutable_data());
+    return out;
+  }, py::arg("codes"), py::arg("rows"), py::arg("lut"));
+
+  m.def("pq4_pack", [](const py::array& codes) {
+    typed<uint8_t>(codes, "codes", 2);
+    const size_t n = static_cast<size_t>(codes.shape(0)), M = static_cast<size_t>(codes.shape(1));
+    ANNX_CHECK(InvalidArgument, M >= 1, "pq4_pack: codes need at least one column");
+    check_nibbles(data_of<uint8_t>(codes), n * M, "pq4_pack");
+    CArray<uint8_t> out(static_cast<ssize_t>(pq4::nblocks(n) * pq4::block_bytes(M)));
+    pq4::pack(data_of<uint8_t>(codes), n, M, out.mutable_data());
+    return out;
+  }, py::arg("codes"));
+
+  m.def("pq4_unpack", [](const py::array& blocks, int64_t n, int64_t M) {
+    ANNX_CHECK(InvalidArgument, n >= 0 && M >= 1, "pq4_unpack: need n >= 0 and M >= 1");
+    const size_t nb = packed_blocks(blocks, static_cast<size_t>(M));
+    ANNX_CHECK(InvalidArgument, static_cast<size_t>(n) <= nb * pq4::kBlock, "pq4_unpack: ", nb,
+               " blocks hold at most ", nb * pq4::kBlock, " vectors, asked for ", n);
+    CArray<uint8_t> out({static_cast<ssize_t>(n), static_cast<ssize_t>(M)});
+    pq4::unpack(data_of<uint8_t>(blocks), static_cast<size_t>(n), static_cast<size_t>(M),
+                out.mutable_data());
+    return out;
+  }, py::arg("blocks"), py::arg("n"), py::arg("M"));
+
+  m.def("pq4_get_code", [](const py::array& blocks, int64_t M, int64_t i) {
+    ANNX_CHECK(InvalidArgument, M >= 1, "pq4_get_code: M must be >= 1");
+    const size_t nb = packed_blocks(blocks, static_cast<size_t>(M));
+    ANNX_CHECK(InvalidArgument, i >= 0 && static_cast<size_t>(i) < nb * pq4::kBlock,
+               "pq4_get_code: vector ", i, " out of range (", nb * pq4::kBlock, " slots)");
+    CArray<uint8_t> out(static_cast<ssize_t>(M));
+    pq4::get_code(data_of<uint8_t>(blocks), static_cast<size_t>(M), static_cast<size_t>(i),
+                  out.mutable_data());
+    return out;
+  }, py::arg("blocks"), py::arg("M"), py::arg("i"));
+
+  m.def("pq4_set_code", [](py::array& blocks, int64_t M, int64_t i, const py::array& code) {
+    ANNX_CHECK(InvalidArgument, M >= 1, "pq4_set_code: M must be >= 1");
+    const size_t nb = packed_blocks(blocks, static_cast<size_t>(M));
+    ANNX_CHECK(InvalidArgument, blocks.writeable(), "pq4_set_code: blocks must be writable");
+    ANNX_CHECK(InvalidArgument, i >= 0 && static_cast<size_t>(i) < nb * pq4::kBlock,
+               "pq4_set_code: vector ", i, " out of range (", nb * pq4::kBlock, " slots)");
+    typed<uint8_t>(code, "code", 1);
+    ANNX_CHECK(InvalidArgument, code.size() == M, "pq4_set_code: code must have ", M,
+               " values, got ", code.size());
+    check_nibbles(data_of<uint8_t>(code), static_cast<size_t>(M), "pq4_set_code");
+    pq4::set_code(static_cast<uint8_t*>(blocks.mutable_data()), static_cast<size_t>(M),
+                  static_cast<size_t>(i), data_of<uint8_t>(code));
+  }, py::arg("blocks"), py::arg("M"), py::arg("i"), py::arg("code"));
+
+  m.def("pq4_quantize_lut", [](const py::array& lut) {
+    typed<float>(lut, "lut", 2);
+    ANNX_CHECK(InvalidArgument, lut.shape(1) == 16 && lut.shape(0) >= 1,
+               "pq4_quantize_lut: lut must have shape (M, 16) with M >= 1");
+    pq4::QuantizedLut q;
+    pq4::quantize_lut(data_of<float>(lut), static_cast<size_t>(lut.shape(0)), q);
+    CArray<uint8_t> packed(static_cast<ssize_t>(q.packed.size()));
+    std::copy(q.packed.begin(), q.packed.end(), packed.mutable_data());
+    return py::make_tuple(packed, q.scale, q.bias);
+  }, py::arg("lut"));
 
   m.def("convert", [](const std::string& op, const py::array& in) -> py::array {
     const auto& K = simd::kernels();

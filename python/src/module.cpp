@@ -12,6 +12,7 @@ namespace py = pybind11;
 namespace annx::py_glue {
 void bind_index(py::module_& m);
 void bind_kernels(py::module_& m);
+void bind_cluster(py::module_& m);
 }  // namespace annx::py_glue
 
 namespace {
@@ -99,4 +100,5 @@ PYBIND11_MODULE(_core, m) {
 
   annx::py_glue::bind_index(m);
   annx::py_glue::bind_kernels(m);
+  annx::py_glue::bind_cluster(m);
 }

@@ -3,7 +3,10 @@
 // Grammar (this release):
 //   spec    := "Flat" [ "," codec ]
 //            | "HNSW" M [ "," codec ] [ "," "Refine(" rcodec ")" ]
-//   codec   := "F32" | "F16" | "BF16" | "SQ8"     ("Flat" after HNSW<M> means F32)
+//            | "IVF" nlist [ "_HNSW" M ] [ "," codec | "," pq ] [ "," "Refine(" rcodec ")" ]
+//            | pq [ "," "Refine(" rcodec ")" ]                 (flat PQ: one list)
+//   codec   := "F32" | "F16" | "BF16" | "SQ8"     ("Flat" after HNSW/IVF means F32)
+//   pq      := "PQ" M [ "x8" | "x4fs" ]            (8-bit ADC, or 4-bit fast-scan)
 //   rcodec  := "F32" | "F16"                       (finer than the codec)
 // Tokens are comma separated; surrounding spaces are ignored; matching is
 // case-sensitive. The metric is never part of the spec; build options that do not
@@ -22,7 +25,9 @@ namespace annx {
 
 struct FactoryOptions {
   std::optional<int> ef_construction;  // HNSW (default 200)
-  std::optional<uint64_t> seed;        // HNSW level draws and insertion order (default 0)
+  std::optional<uint64_t> seed;        // HNSW level draws and insertion order (default 0);
+                                       // IVF/PQ k-means (default 1234)
+  std::optional<bool> by_residual;     // IVF with PQ: encode x - centroid (default true)
   std::optional<bool> shuffle;         // HNSW: insert batches in a seeded random order
 };
 

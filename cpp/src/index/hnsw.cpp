@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "annx/common/error.h"
+#include "annx/common/random.h"
 #include "annx/common/thread_pool.h"
 #include "annx/common/topk.h"
 #include "annx/index/section_array.h"
@@ -29,13 +30,6 @@ constexpr size_t kFilterEfFactorCap = 16;  // pool grows at most 16x under filte
 // time rose by about a fifth on GloVe.
 constexpr float kPruneAlpha = 1.1f;
 constexpr float kPruneTarget = 0.75f;
-
-uint64_t splitmix64(uint64_t z) {
-  z += 0x9e3779b97f4a7c15ULL;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
 
 uint32_t load_acquire(const uint32_t* p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 uint32_t load_relaxed(const uint32_t* p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }

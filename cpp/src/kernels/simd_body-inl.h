@@ -355,3 +355,138 @@ inline void fill_float_kinds(simd::KernelTable& t) {
   t.pack_f32_panel = &pack_f32_panel;
   t.dot_f32_panel = &dot_f32_panel;
 }
+
+// ---- 4-bit PQ fast-scan, 256-bit (pq4 layout, see annx/quant/pq4_layout.h) -----------
+// The AVX2 kernel, also used by the AVX-512 levels for short codes (few pairs), where the
+// 512-bit kernel's lane reduction costs more than it saves.
+//
+// One 256-bit register covers a sub-quantizer pair: lane 0 sub-quantizer 2j, lane 1 2j+1,
+// so one vpshufb looks up 32 codes. Byte t of a lane holds vector pi(t) (low nibble) and
+// pi(t) + 16 (high nibble), pi = 0, 8, 1, 9, ...: a u16 lane k of a lookup result holds the
+// entries of vector k (low byte) and k + 8 (high byte). Adding whole u16 lanes into a0
+// and the high bytes alone into a1 gives a0 = sum(lo) + 256 * sum(hi) mod 2^16 and
+// a1 = sum(hi), so a0 - (a1 << 8) = sum(lo): exact, as all sums are <= 65535 (and equal to
+// the true sum mod 2^16 otherwise, like the scalar kernel).
+#if defined(__AVX2__)
+
+/// Accumulators of one block: a0/a1 vectors 0-7 / 8-15, a2/a3 16-23 / 24-31; lane 0 sums
+/// the even, lane 1 the odd sub-quantizers.
+struct Pq4Acc256 {
+  __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
+  __m256i a2 = _mm256_setzero_si256(), a3 = _mm256_setzero_si256();
+
+  inline void add(__m256i lut, __m256i codes, __m256i nib) {
+    add_nibbles(lut, _mm256_and_si256(codes, nib),
+                _mm256_and_si256(_mm256_srli_epi16(codes, 4), nib));
+  }
+
+  /// The same with the codes already unpacked: lo/hi = low/high nibbles (one per byte).
+  inline void add_nibbles(__m256i lut, __m256i lo, __m256i hi) {
+    const __m256i r0 = _mm256_shuffle_epi8(lut, lo);
+    const __m256i r1 = _mm256_shuffle_epi8(lut, hi);
+    a0 = _mm256_add_epi16(a0, r0);
+    a1 = _mm256_add_epi16(a1, _mm256_srli_epi16(r0, 8));
+    a2 = _mm256_add_epi16(a2, r1);
+    a3 = _mm256_add_epi16(a3, _mm256_srli_epi16(r1, 8));
+  }
+
+  inline void store(uint16_t* out) const {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), finish(a0, a1));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 16), finish(a2, a3));
+  }
+
+  /// The 16 sums of an accumulator pair (a0, a1) or (a2, a3): sum(lo) = a0 - (a1 << 8), then
+  /// the two lanes (even + odd sub-quantizers) of each added; low half of the result:
+  /// vectors 0-7 (16-23), high half: 8-15 (24-31).
+  static inline __m256i finish(__m256i x0, __m256i x1) {
+    const __m256i v = _mm256_sub_epi16(x0, _mm256_slli_epi16(x1, 8));
+    return _mm256_add_epi16(_mm256_permute2x128_si256(v, x1, 0x20),
+                            _mm256_permute2x128_si256(v, x1, 0x31));
+  }
+};
+
+inline __m256i pq4_load256(const uint8_t* p) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+}
+
+/// NB blocks per pass over the LUT (each LUT load serves NB blocks), then single blocks.
+template <int NB>
+void pq4_accumulate_256(const uint8_t* blocks, size_t nblocks, size_t npairs, const uint8_t* lut,
+                        uint16_t* out) {
+  const __m256i nib = _mm256_set1_epi8(0x0F);
+  const size_t bb = npairs * 32;
+  size_t b = 0;
+  for (; b + NB <= nblocks; b += NB) {
+    const uint8_t* c = blocks + b * bb;
+    Pq4Acc256 acc[NB];
+    for (size_t j = 0; j < npairs; ++j) {
+      const __m256i l = pq4_load256(lut + j * 32);
+      for (int k = 0; k < NB; ++k) acc[k].add(l, pq4_load256(c + k * bb + j * 32), nib);
+    }
+    for (int k = 0; k < NB; ++k) acc[k].store(out + (b + k) * 32);
+  }
+  for (; b < nblocks; ++b) {
+    const uint8_t* c = blocks + b * bb;
+    Pq4Acc256 acc;
+    for (size_t j = 0; j < npairs; ++j)
+      acc.add(pq4_load256(lut + j * 32), pq4_load256(c + j * 32), nib);
+    acc.store(out + b * 32);
+  }
+}
+
+/// pq4_accumulate for NQ queries per pass: each 32-byte code chunk is loaded and split into
+/// nibbles once, then shuffled with the LUT of every query. 4 * NQ accumulators: for
+/// 16-register ISAs NQ <= 2 (see pq4_accumulate_nq_halves_256).
+template <int NQ>
+void pq4_accumulate_nq_256(const uint8_t* blocks, size_t nblocks, size_t npairs,
+                           const uint8_t* const* luts, uint16_t* const* out) {
+  const __m256i nib = _mm256_set1_epi8(0x0F);
+  const size_t bb = npairs * 32;
+  const uint8_t* lut[NQ];  // local copies (stores through out[] might alias luts[])
+  for (int q = 0; q < NQ; ++q) lut[q] = luts[q];
+  for (size_t b = 0; b < nblocks; ++b) {
+    const uint8_t* c = blocks + b * bb;
+    Pq4Acc256 acc[NQ];
+    for (size_t j = 0; j < npairs; ++j) {
+      const __m256i codes = pq4_load256(c + j * 32);
+      const __m256i lo = _mm256_and_si256(codes, nib);
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(codes, 4), nib);
+      for (int q = 0; q < NQ; ++q) acc[q].add_nibbles(pq4_load256(lut[q] + j * 32), lo, hi);
+    }
+    for (int q = 0; q < NQ; ++q) acc[q].store(out[q] + b * 32);
+  }
+}
+
+/// The same in two passes over each block, low nibbles (vectors 0-15) then high nibbles
+/// (16-31): 2 * NQ accumulators, so NQ = 3, 4 fit in 16 registers without spills (the codes
+/// are loaded twice, from L1, and the per-pass unpack is 1-2 ops instead of 3).
+template <int NQ>
+void pq4_accumulate_nq_halves_256(const uint8_t* blocks, size_t nblocks, size_t npairs,
+                                  const uint8_t* const* luts, uint16_t* const* out) {
+  const __m256i nib = _mm256_set1_epi8(0x0F);
+  const size_t bb = npairs * 32;
+  const uint8_t* lut[NQ];
+  for (int q = 0; q < NQ; ++q) lut[q] = luts[q];
+  for (size_t b = 0; b < nblocks; ++b) {
+    const uint8_t* c = blocks + b * bb;
+    for (int h = 0; h < 2; ++h) {
+      __m256i a0[NQ], a1[NQ];
+      for (int q = 0; q < NQ; ++q) a0[q] = a1[q] = _mm256_setzero_si256();
+      for (size_t j = 0; j < npairs; ++j) {
+        __m256i codes = pq4_load256(c + j * 32);
+        if (h) codes = _mm256_srli_epi16(codes, 4);
+        const __m256i x = _mm256_and_si256(codes, nib);
+        for (int q = 0; q < NQ; ++q) {
+          const __m256i r = _mm256_shuffle_epi8(pq4_load256(lut[q] + j * 32), x);
+          a0[q] = _mm256_add_epi16(a0[q], r);
+          a1[q] = _mm256_add_epi16(a1[q], _mm256_srli_epi16(r, 8));
+        }
+      }
+      for (int q = 0; q < NQ; ++q)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[q] + b * 32 + 16 * h),
+                            Pq4Acc256::finish(a0[q], a1[q]));
+    }
+  }
+}
+
+#endif  // __AVX2__

@@ -43,6 +43,7 @@ struct SearchParams {
   const IdFilter* filter = nullptr;  // restrict results to these ids
   int ef_search = 0;                 // graph structures: candidate list size (0: default)
   int rerank = 0;                    // Refine codecs: candidates re-scored (0: default)
+  int nprobe = 0;                    // IVF: lists scanned per query (0: default)
 };
 
 /// faiss-style range-search result: results of query i are [lims[i], lims[i+1]).

@@ -88,6 +88,39 @@ struct KernelTable {
   void (*f16_to_f32)(const uint16_t* in, float* out, size_t n);
   void (*f32_to_bf16)(const float* in, uint16_t* out, size_t n);
   void (*bf16_to_f32)(const uint16_t* in, float* out, size_t n);
+
+  /// 4-bit PQ fast-scan. `blocks`: `nblocks` consecutive packed blocks of 32 vectors
+  /// (pq4 layout, see annx/quant/pq4_layout.h), each npairs * 32 bytes. `lut`: npairs * 32
+  /// bytes (pair j: 16 uint8 entries of sub-quantizer 2j, then 16 of 2j+1).
+  /// out[32 * b + i] = sum over sub-quantizers of lut entries for vector i of block b (uint16,
+  /// exact when the quantised LUT's sum bound <= 65535 holds; otherwise the sum mod 2^16,
+  /// identical on every ISA).
+  void (*pq4_accumulate)(const uint8_t* blocks, size_t nblocks, size_t npairs, const uint8_t* lut,
+                         uint16_t* out);
+  /// Writes the positions i < n with v[i] <= thr into out (ascending); returns how many.
+  /// `out` must have room for n entries: SIMD levels may clobber entries past the count.
+  size_t (*select_le_u16)(const uint16_t* v, size_t n, uint16_t thr, uint32_t* out);
+  /// 8-bit PQ ADC: out[i] = sum_{m < M} lut[m * 256 + codes[i * M + m]] (codes: n rows of M bytes).
+  /// Summed in f32 with m ascending on every ISA, so results are bit-identical across ISAs.
+  void (*pq8_adc)(const uint8_t* codes, size_t n, size_t M, const float* lut, float* out);
+  /// 8-bit PQ ADC over listed rows: out[i] = same sum for row rows[i] of `codes`.
+  void (*pq8_adc_gather)(const uint8_t* codes, const uint32_t* rows, size_t n, size_t M,
+                         const float* lut, float* out);
+
+  /// Nearest of k centroids in few dimensions (PQ sub-quantizers, their k-means):
+  /// ct holds the centroids transposed, d rows of `kstride` floats (kstride >= k rounded
+  /// up to 16; columns past k are read but never chosen). For each of the n rows of x
+  /// (d floats each): I[i] = argmin_j sum_t (x[i][t] - ct[t][j])^2, ties to the lower j,
+  /// D[i] = that distance. Computed as (x - c)^2 summed over t ascending without FMA, so
+  /// results are bit-identical across ISAs.
+  void (*nearest_l2_small)(const float* x, size_t n, size_t d, const float* ct, size_t k,
+                           size_t kstride, uint32_t* I, float* D);
+  /// pq4_accumulate for nq <= 4 queries at once over the same blocks: out[j][32 * b + i]
+  /// is what pq4_accumulate(blocks, nblocks, npairs, luts[j], out[j]) writes, for j < nq.
+  /// Codes are loaded and unpacked once per pass and shuffled with each query's LUT.
+  /// nq > 4 runs in passes of up to 4 queries; nq == 0 does nothing.
+  void (*pq4_accumulate_nq)(const uint8_t* blocks, size_t nblocks, size_t npairs,
+                            const uint8_t* const* luts, size_t nq, uint16_t* const* out);
 };
 
 /// The table of the active ISA (see isa.h). The reference is stable for the life of

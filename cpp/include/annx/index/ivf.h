@@ -1,0 +1,157 @@
+// IvfIndex: inverted-file index (algorithms.md §3-4). A coarse quantizer of nlist
+// k-means centroids (searched exhaustively, or through an HNSW graph over the
+// centroids for large nlist) splits the vectors into lists; a query scans the
+// `nprobe` lists whose centroids are nearest. Flat PQ ("PQ<M>", "PQ<M>x4fs") is the
+// same structure with a single list and no coarse quantizer.
+//
+// List codecs:
+// - F32 / F16 / BF16 / SQ8: the vector codecs of vector_codec.h, scanned with the
+//   shared float kernels (not residual);
+// - PQ<M>: 8-bit product quantization, ADC with a per-query float table;
+// - PQ<M>x4fs: 4-bit PQ in fast-scan blocks of 32 vectors, scanned with uint8 tables
+//   and in-register shuffles (pq4_layout.h), candidates converted back to float.
+// PQ codes encode the residual x - c of the vector's centroid by default (`by_residual`),
+// as faiss's IVFPQ does. With L2 each probed list then gets its own table, built from
+// q - c; with inner products one table serves every list and <q, c> is a per-list bias.
+//
+// Refine(F32|F16) keeps a second, finer copy of every vector (slot-indexed); a search
+// collects `rerank` candidates with the list codec and re-scores them with it.
+//
+// Slots: a vector's slot indexes the id map and the Refine store; each list holds
+// the slots of its vectors beside their codes. remove() takes vectors out of their
+// lists (the list's last entry moves into the gap) and leaves a hole in the id map,
+// reused by the next add (lowest slot first).
+//
+// Concurrency: train, add and remove take the index lock exclusively (an add assigns
+// and encodes its vectors before taking it, so searches wait only for the append).
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "annx/cluster/kmeans.h"
+#include "annx/common/topk.h"
+#include "annx/index/index.h"
+#include "annx/index/vector_codec.h"
+#include "annx/quant/product_quantizer.h"
+
+namespace annx {
+
+class HnswIndex;
+
+enum class IvfCodec : int { Vector = 0, PQ8 = 1, PQ4FastScan = 2 };
+
+struct IvfOptions {
+  size_t nlist = 0;  // 0: flat PQ (one list, no coarse quantizer)
+  int hnsw_m = 0;    // > 0: HNSW<M> graph over the centroids (IVF<nlist>_HNSW<M>)
+  IvfCodec codec = IvfCodec::Vector;
+  CodecKind vector_codec = CodecKind::F32;  // when codec == Vector
+  size_t pq_m = 0;                          // sub-quantizers (PQ codecs)
+  std::optional<CodecKind> refine;          // F32 or F16
+  bool by_residual = true;                  // PQ codecs: encode x - centroid
+  uint64_t seed = 1234;                     // k-means seeds (coarse and PQ)
+  int coarse_iters = 10;                    // faiss's IVF default
+  int pq_iters = 25;                        // faiss's PQ default
+};
+
+class IvfIndex final : public Index {
+ public:
+  static constexpr int kDefaultNprobe = 16;
+  /// A filter admitting at most this many vectors is answered by scoring exactly
+  /// those vectors' codes (no list scan).
+  static constexpr size_t kDirectFilterMax = 4096;
+
+  IvfIndex(int d, Metric metric, IvfOptions options);
+  ~IvfIndex() override;
+
+  std::string spec() const override;
+  bool is_trained() const override;
+  size_t memory_bytes() const override;
+  double bytes_per_vector() const override;
+
+  const IvfOptions& options() const { return opt_; }
+  size_t nlist() const { return lists_.size(); }
+  /// Sizes of the inverted lists.
+  std::vector<size_t> list_sizes() const;
+  /// Centroids (nlist x d; empty before training or for flat PQ).
+  std::vector<float> centroids() const;
+  /// List number of each stored id (for tests).
+  std::vector<int64_t> list_of(const idx_t* ids, size_t n) const;
+  /// PQ codebooks (M x ksub x dsub; empty for vector codecs or before training).
+  std::vector<float> pq_codebooks() const {
+    std::shared_lock lk(mu_);
+    return pq_.codebooks();
+  }
+  size_t pq_dsub() const { return pq_.dsub(); }
+  /// The k-means report of the last train().
+  const KMeansResult& train_report() const { return coarse_report_; }
+
+ protected:
+  void train_impl(const float* x, size_t n) override;
+  void add_impl(const float* x, size_t n) override;
+  void add_prepared(const float* x, size_t n, const idx_t* ids, int threads) override;
+  void remove_slots(std::vector<slot_t>& slots) override;
+  void search_impl(const float* q, size_t nq, size_t k, const SearchParams& params,
+                   const std::vector<slot_t>* allowed, float* D, idx_t* I) const override;
+  void range_impl(const float* q, size_t nq, float score_radius, const SearchParams& params,
+                  const std::vector<slot_t>* allowed, RangeResult& out) const override;
+  void remove_slot_impl(slot_t s) override;
+  void reconstruct_impl(const slot_t* slots, size_t n, float* out) const override;
+  void write_impl(io::Manifest& manifest, std::vector<Section>& sections,
+                  std::vector<std::vector<uint8_t>>& scratch) const override;
+  void read_impl(const io::ContainerReader& r, const io::Manifest& m, size_t nslots) override;
+  void after_load() override;
+
+ public:
+  struct List {
+    std::vector<uint8_t> codes;  // n x code_size, or fast-scan blocks
+    std::vector<slot_t> slots;
+    size_t size() const { return slots.size(); }
+  };
+  struct QueryCtx;  // per-query scan state (ivf.cpp)
+
+ private:
+  bool flat_pq() const { return opt_.nlist == 0; }
+  bool is_pq() const { return opt_.codec != IvfCodec::Vector; }
+  bool residual() const { return is_pq() && opt_.by_residual && !flat_pq(); }
+  /// Bytes per vector inside a list (fast-scan: M/2 rounded up, blocks padded).
+  size_t code_size() const;
+  /// Nearest `p` lists of each query (scores lower-is-better), via the coarse quantizer.
+  void coarse_search(const float* q, size_t nq, size_t p, int ef, int threads, float* D,
+                     uint32_t* I) const;
+  void encode_for_lists(const float* x, size_t n, const uint32_t* lists, uint8_t* codes,
+                        int threads) const;
+  /// Scans the listed lists of one query into `sink` (TopK or range collector, by
+  /// slot); `coarse`: the lists' coarse scores (or null); `bitset`: allowed slots.
+  template <class Sink>
+  void scan_lists(QueryCtx& ctx, const uint32_t* lists, const float* coarse, size_t np,
+                  const std::vector<uint64_t>* bitset, Sink& sink) const;
+  /// Prepares a query's PQ tables (shared ones now, per-list ones during the scan).
+  void prepare_pq(QueryCtx& ctx, bool ip) const;
+  /// Approximate (list codec) scores of given slots, computed from their decoded codes.
+  void score_slots(const float* q, const slot_t* slots, size_t n, float* out) const;
+  /// Best k of the candidates (re-scored with the Refine codec if there is one).
+  void rerank(const float* q, TopK& cand, size_t k, float* D, idx_t* I) const;
+  void reconstruct_slot(slot_t s, float* out) const;
+
+  IvfOptions opt_;
+  // Coarse quantizer.
+  CentroidTable coarse_;
+  std::unique_ptr<HnswIndex> coarse_hnsw_;
+  KMeansResult coarse_report_;
+  // List codec.
+  VectorCodec vcodec_;
+  ProductQuantizer pq_;
+  // Lists and slot bookkeeping.
+  std::vector<List> lists_;
+  std::vector<uint32_t> slot_list_, slot_pos_;  // per slot (holes: kNoList)
+  std::vector<slot_t> free_slots_;              // descending; pop_back reuses the lowest
+  // Refine store.
+  std::optional<VectorCodec> refine_;
+  std::vector<uint8_t> refine_codes_;  // nslots x refine code size
+};
+
+}  // namespace annx

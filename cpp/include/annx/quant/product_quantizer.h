@@ -1,0 +1,57 @@
+// Product quantization (Jegou et al.; algorithms.md §4): d dimensions are cut into M
+// sub-vectors of dsub = ceil(d / M) dimensions (zero-padded), each encoded as the
+// number of its nearest of ksub = 2^nbits centroids (nbits 4 or 8). Codes are one
+// byte per sub-quantizer here; 4-bit codes are packed for fast-scan by pq4_layout.h.
+//
+// Distances to codes are asymmetric (ADC): a query builds an M x ksub lookup table
+// once, and a code's distance is the sum of its M table entries. Tables are "lower
+// is better": squared L2 partial distances, or negated partial inner products.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace annx {
+
+class ProductQuantizer {
+ public:
+  ProductQuantizer() = default;
+  ProductQuantizer(size_t d, size_t M, size_t nbits);
+
+  size_t d() const { return d_; }
+  size_t M() const { return M_; }
+  size_t nbits() const { return nbits_; }
+  size_t ksub() const { return ksub_; }
+  size_t dsub() const { return dsub_; }
+  bool is_trained() const { return !codebooks_.empty(); }
+
+  /// Trains every sub-quantizer with k-means (L2, `niter` iterations, at most 256
+  /// points per centroid, seeds derived from `seed`); parallel over sub-quantizers.
+  void train(const float* x, size_t n, int niter, uint64_t seed, int threads);
+  /// codes: n x M bytes (values < ksub).
+  void encode(const float* x, size_t n, uint8_t* codes, int threads) const;
+  void decode(const uint8_t* codes, size_t n, float* x) const;
+  /// lut: M x ksub floats for query q (d floats): ||q_m - C_m[j]||^2, or -<q_m, C_m[j]>
+  /// when `ip`.
+  void compute_lut(const float* q, bool ip, float* lut) const;
+
+  /// Codebooks: M x ksub x dsub floats (for persistence and tests).
+  const std::vector<float>& codebooks() const { return codebooks_; }
+  /// Throws FormatError when the size is wrong or a value is not finite.
+  void set_codebooks(std::vector<float> cb);
+
+ private:
+  /// Sub-vector m of the rows of x, zero-padded: n x dsub.
+  void slice(const float* x, size_t n, size_t m, float* out) const;
+
+  void build_transposed();
+
+  size_t d_ = 0, M_ = 0, nbits_ = 0, ksub_ = 0, dsub_ = 0;
+  std::vector<float> codebooks_;
+  // Per sub-quantizer, its centroids transposed (dsub x kstride_) for nearest_l2_small.
+  std::vector<float> transposed_;
+  size_t kstride_ = 0;
+};
+
+}  // namespace annx

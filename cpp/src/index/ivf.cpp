@@ -1,0 +1,822 @@
+#include "annx/index/ivf.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <mutex>
+
+#include "annx/common/error.h"
+#include "annx/common/thread_pool.h"
+#include "annx/common/topk.h"
+#include "annx/index/hnsw.h"
+#include "annx/index/section_array.h"
+#include "annx/io/container.h"
+#include "annx/quant/pq4_layout.h"
+#include "annx/simd/kernels.h"
+
+namespace annx {
+
+namespace {
+
+constexpr uint32_t kNoList = 0xffffffffu;
+constexpr float kInf = std::numeric_limits<float>::infinity();
+// Refine re-scores this many candidates per result unless `rerank` says otherwise
+// (faiss's IndexRefine uses 1; 4 costs little and recovers most of the recall).
+constexpr size_t kDefaultRerankFactor = 4;
+
+bool test_bit(const std::vector<uint64_t>& bits, slot_t s) {
+  return (bits[s >> 6] >> (s & 63)) & 1;
+}
+
+/// Collects every candidate under a fixed radius (range search).
+struct RangeSink {
+  float radius;
+  std::vector<std::pair<float, slot_t>> hits;
+  float threshold() const { return radius; }
+  void push(float s, slot_t slot) {
+    if (s < radius) hits.emplace_back(s, slot);
+  }
+};
+
+/// Adapts TopK (which stores idx_t) to the sink interface.
+struct TopSink {
+  TopK& top;
+  float threshold() const { return top.threshold(); }
+  void push(float s, slot_t slot) { top.push(s, static_cast<idx_t>(slot)); }
+};
+
+}  // namespace
+
+/// Per-query scan state: the prepared query and its lookup tables. Kept per thread
+/// and reused across that thread's queries.
+struct IvfIndex::QueryCtx {
+  const float* q = nullptr;  // the query (normalised for cosine)
+  PreparedQuery vq;          // vector codecs
+  std::vector<float> lut;    // PQ: M x ksub (the shared table, or this list's)
+  std::vector<float> resid;  // L2 residual: q - c
+  pq4::QuantizedLut qlut;    // fast-scan: quantised `lut`
+  bool shared_lut = false;   // one table for every list (inner products, or no residual)
+  std::vector<float> buf;    // per-list scores
+  std::vector<uint16_t> buf16;
+  std::vector<uint32_t> sel;
+};
+
+namespace {
+
+size_t context_slots(int threads) {
+  return static_cast<size_t>(std::max({1, threads, get_num_threads()}));
+}
+
+/// The calling thread's context (a fresh local one if the pool grew meanwhile).
+IvfIndex::QueryCtx& pick_context(std::vector<IvfIndex::QueryCtx>& ctxs, IvfIndex::QueryCtx& local) {
+  const size_t w = static_cast<size_t>(worker_index());
+  return w < ctxs.size() ? ctxs[w] : local;
+}
+
+}  // namespace
+
+IvfIndex::IvfIndex(int d, Metric metric, IvfOptions options)
+    : Index(d, metric), opt_(options), vcodec_(options.vector_codec, d) {
+  ANNX_CHECK(InvalidArgument, opt_.codec == IvfCodec::Vector || opt_.pq_m >= 1,
+             "PQ needs at least one sub-quantizer");
+  if (is_pq()) {
+    ANNX_CHECK(InvalidArgument, opt_.pq_m <= static_cast<size_t>(d), "PQ", opt_.pq_m,
+               " has more sub-quantizers than the ", d, " dimensions");
+    pq_ = ProductQuantizer(static_cast<size_t>(d), opt_.pq_m, opt_.codec == IvfCodec::PQ8 ? 8 : 4);
+  }
+  if (opt_.refine) refine_.emplace(*opt_.refine, d);
+  lists_.resize(flat_pq() ? 1 : opt_.nlist);
+}
+
+IvfIndex::~IvfIndex() = default;
+
+std::string IvfIndex::spec() const {
+  std::string s;
+  std::string codec;
+  switch (opt_.codec) {
+    case IvfCodec::Vector:
+      codec = opt_.vector_codec == CodecKind::F32 ? "Flat" : codec_name(opt_.vector_codec);
+      break;
+    case IvfCodec::PQ8: codec = "PQ" + std::to_string(opt_.pq_m); break;
+    case IvfCodec::PQ4FastScan: codec = "PQ" + std::to_string(opt_.pq_m) + "x4fs"; break;
+  }
+  if (flat_pq()) {
+    s = codec;
+  } else {
+    s = "IVF" + std::to_string(opt_.nlist);
+    if (opt_.hnsw_m > 0) s += "_HNSW" + std::to_string(opt_.hnsw_m);
+    s += "," + codec;
+  }
+  if (refine_) s += std::string(",Refine(") + codec_name(refine_->kind()) + ")";
+  return s;
+}
+
+bool IvfIndex::is_trained() const {
+  const bool coarse = flat_pq() || coarse_.k() == opt_.nlist;
+  const bool codec = is_pq() ? pq_.is_trained() : vcodec_.is_trained();
+  return coarse && codec;
+}
+
+size_t IvfIndex::code_size() const {
+  switch (opt_.codec) {
+    case IvfCodec::Vector: return vcodec_.code_size();
+    case IvfCodec::PQ8: return opt_.pq_m;
+    case IvfCodec::PQ4FastScan: return (opt_.pq_m + 1) / 2;
+  }
+  return 0;
+}
+
+size_t IvfIndex::memory_bytes() const {
+  size_t b =
+      coarse_.centroids().size() * sizeof(float) * 2 + pq_.codebooks().size() * sizeof(float);
+  for (const List& l : lists_) b += l.codes.capacity() + l.slots.capacity() * sizeof(slot_t);
+  b += (slot_list_.capacity() + slot_pos_.capacity()) * sizeof(uint32_t);
+  b += idmap_.size() * sizeof(idx_t) + refine_codes_.capacity();
+  if (coarse_hnsw_) b += coarse_hnsw_->memory_bytes();
+  return b;
+}
+
+double IvfIndex::bytes_per_vector() const {
+  // Per vector: its code (fast-scan: with the block padding actually allocated), its
+  // slot in the list (4), its id (8), the slot's list/position (8) and the Refine row.
+  const size_t live = idmap_.live();
+  const double extra =
+      4.0 + 8.0 + 8.0 + (refine_ ? static_cast<double>(refine_->code_size()) : 0.0);
+  if (live == 0) return static_cast<double>(code_size()) + extra;
+  size_t codes = 0;
+  for (const List& l : lists_) codes += l.codes.size();
+  return static_cast<double>(codes) / static_cast<double>(live) + extra;
+}
+
+std::vector<size_t> IvfIndex::list_sizes() const {
+  std::shared_lock lk(mu_);
+  std::vector<size_t> out;
+  for (const List& l : lists_) out.push_back(l.size());
+  return out;
+}
+
+std::vector<float> IvfIndex::centroids() const {
+  std::shared_lock lk(mu_);
+  return coarse_.centroids();
+}
+
+std::vector<int64_t> IvfIndex::list_of(const idx_t* ids, size_t n) const {
+  std::shared_lock lk(mu_);
+  const std::vector<slot_t> slots = idmap_.slots_of(ids, n, /*allow_repeats=*/true);
+  std::vector<int64_t> out(n);
+  for (size_t i = 0; i < n; ++i) out[i] = slot_list_[slots[i]];
+  return out;
+}
+
+// ------------------------------------------------------------------------ training
+
+void IvfIndex::train_impl(const float* x, size_t n) {
+  ANNX_CHECK(InvalidArgument, idmap_.size() == 0, "index '", spec(),
+             "' already holds vectors; training again would invalidate their codes "
+             "(create a new index)");
+  const bool ip = is_similarity(metric_);
+  const size_t d = static_cast<size_t>(d_);
+  if (!flat_pq()) {
+    ANNX_CHECK(InvalidArgument, n >= opt_.nlist, "training '", spec(), "' needs at least ",
+               opt_.nlist, " vectors (one per list), got ", n);
+    KMeansOptions o;
+    o.niter = opt_.coarse_iters;
+    o.seed = opt_.seed;
+    o.spherical = ip;  // as faiss does for inner-product IVF
+    o.ip = ip;
+    KMeansResult r = kmeans(x, n, d, opt_.nlist, o);
+    CentroidTable table(r.centroids.data(), opt_.nlist, d, ip);
+    std::unique_ptr<HnswIndex> graph;
+    if (opt_.hnsw_m > 0) {
+      HnswOptions ho;
+      ho.M = opt_.hnsw_m;
+      ho.seed = opt_.seed;
+      graph = std::make_unique<HnswIndex>(d_, ip ? Metric::IP : Metric::L2, CodecKind::F32,
+                                          std::nullopt, ho);
+      graph->add(r.centroids.data(), opt_.nlist, nullptr);
+    }
+    coarse_ = std::move(table);
+    coarse_hnsw_ = std::move(graph);
+    coarse_report_ = std::move(r);
+  }
+  if (!is_pq()) {
+    vcodec_.train(x, n);
+    return;
+  }
+  ANNX_CHECK(InvalidArgument, n >= pq_.ksub(), "training '", spec(), "' needs at least ",
+             pq_.ksub(), " vectors (one per PQ centroid), got ", n);
+  if (!residual()) {
+    pq_.train(x, n, opt_.pq_iters, opt_.seed + 1, 0);
+    return;
+  }
+  // Residuals of (a sample of) the training vectors to their nearest centroids.
+  const size_t ns = std::min(n, pq_.ksub() * 256);
+  const size_t step = n / ns;
+  std::vector<float> r(ns * d);
+  for (size_t i = 0; i < ns; ++i) std::memcpy(&r[i * d], x + i * step * d, d * sizeof(float));
+  std::vector<float> cd(ns);
+  std::vector<uint32_t> ci(ns);
+  coarse_search(r.data(), ns, 1, 0, 0, cd.data(), ci.data());
+  for (size_t i = 0; i < ns; ++i) {
+    const float* c = coarse_.centroid(ci[i]);
+    for (size_t t = 0; t < d; ++t) r[i * d + t] -= c[t];
+  }
+  pq_.train(r.data(), ns, opt_.pq_iters, opt_.seed + 1, 0);
+}
+
+// --------------------------------------------------------------------------- adding
+
+void IvfIndex::coarse_search(const float* q, size_t nq, size_t p, int ef, int threads, float* D,
+                             uint32_t* I) const {
+  if (!coarse_hnsw_) {
+    coarse_.search(q, nq, p, D, I, threads);
+    return;
+  }
+  SearchParams sp;
+  sp.threads = threads;
+  sp.ef_search = std::max<int>(ef > 0 ? ef : 0, static_cast<int>(std::max<size_t>(2 * p, 64)));
+  std::vector<idx_t> ids(nq * p);
+  coarse_hnsw_->search(q, nq, p, sp, D, ids.data());
+  const bool ip = is_similarity(metric_);
+  for (size_t i = 0; i < nq * p; ++i) {
+    I[i] = ids[i] < 0 ? kNoList : static_cast<uint32_t>(ids[i]);
+    if (ip) D[i] = -D[i];  // similarities back to lower-is-better
+  }
+}
+
+void IvfIndex::encode_for_lists(const float* x, size_t n, const uint32_t* lists, uint8_t* codes,
+                                int threads) const {
+  const size_t d = static_cast<size_t>(d_);
+  if (!is_pq()) {
+    vcodec_.encode(x, n, codes);
+    return;
+  }
+  if (!residual()) {
+    pq_.encode(x, n, codes, threads);
+    return;
+  }
+  const size_t chunk = 8192;
+  std::vector<float> r(std::min(n, chunk) * d);
+  for (size_t b = 0; b < n; b += chunk) {
+    const size_t m = std::min(chunk, n - b);
+    for (size_t i = 0; i < m; ++i) {
+      const float* c = coarse_.centroid(lists[b + i]);
+      for (size_t t = 0; t < d; ++t) r[i * d + t] = x[(b + i) * d + t] - c[t];
+    }
+    pq_.encode(r.data(), m, codes + b * pq_.M(), threads);
+  }
+}
+
+void IvfIndex::add_impl(const float*, size_t) {
+  throw Error("IvfIndex::add_impl is not used (add_prepared overrides it)");
+}
+
+void IvfIndex::add_prepared(const float* x, size_t n, const idx_t* ids, int threads) {
+  ANNX_CHECK(NotTrained, is_trained(), "index '", spec(),
+             "' must be trained before add: call train(x) first");
+  if (n == 0) {
+    std::unique_lock lk(mu_);
+    idmap_.check_new(ids, n);
+    return;
+  }
+  // writer_mu_ is held, so the trained state is stable: assign and encode before
+  // locking out searches.
+  std::vector<uint32_t> assign(n, 0);
+  if (!flat_pq()) {
+    std::vector<float> dist(n);
+    coarse_search(x, n, 1, 0, threads, dist.data(), assign.data());
+    for (uint32_t a : assign)
+      ANNX_CHECK(Error, a < opt_.nlist, "coarse quantizer returned no list for a vector");
+  }
+  const size_t ucs = is_pq() ? pq_.M() : vcodec_.code_size();  // unpacked code size
+  std::vector<uint8_t> codes(n * ucs), rcodes;
+  encode_for_lists(x, n, assign.data(), codes.data(), threads);
+  if (refine_) {
+    rcodes.resize(n * refine_->code_size());
+    refine_->encode(x, n, rcodes.data());
+  }
+  std::unique_lock lk(mu_);
+  idmap_.check_new(ids, n);
+  ANNX_CHECK(InvalidArgument, idmap_.size() + n <= size_t{0xfffffffe},
+             "an IVF index holds at most ", size_t{0xfffffffe}, " vectors");
+  std::vector<idx_t> id_vec(n);
+  for (size_t i = 0; i < n; ++i)
+    id_vec[i] = ids ? ids[i] : idmap_.next_id() + static_cast<idx_t>(i);
+  // Reserve everything first so that a failed allocation changes nothing.
+  const size_t n_reused = std::min(n, free_slots_.size());
+  const size_t nslots = idmap_.size() + (n - n_reused);
+  std::vector<size_t> grow(lists_.size(), 0);
+  for (uint32_t a : assign) ++grow[a];
+  const bool fs = opt_.codec == IvfCodec::PQ4FastScan;
+  const size_t bb = fs ? pq4::block_bytes(pq_.M()) : 0;
+  for (size_t l = 0; l < lists_.size(); ++l) {
+    if (!grow[l]) continue;
+    List& L = lists_[l];
+    const size_t sz = L.size() + grow[l];
+    L.slots.reserve(sz);
+    L.codes.reserve(fs ? pq4::nblocks(sz) * bb : sz * ucs);
+  }
+  slot_list_.reserve(nslots);
+  slot_pos_.reserve(nslots);
+  if (refine_) refine_codes_.reserve(nslots * refine_->code_size());
+  // Commit.
+  slot_list_.resize(nslots, kNoList);
+  slot_pos_.resize(nslots, 0);
+  if (refine_) refine_codes_.resize(nslots * refine_->code_size());
+  std::vector<slot_t> slots(n);
+  for (size_t i = 0; i < n_reused; ++i) {
+    slots[i] = free_slots_.back();
+    free_slots_.pop_back();
+  }
+  for (size_t i = n_reused; i < n; ++i)
+    slots[i] = static_cast<slot_t>(idmap_.size() + (i - n_reused));
+  for (size_t i = 0; i < n; ++i) {
+    const slot_t s = slots[i];
+    List& L = lists_[assign[i]];
+    const size_t pos = L.size();
+    if (fs) {
+      if (pos % pq4::kBlock == 0) L.codes.resize(L.codes.size() + bb, 0);
+      pq4::set_code(L.codes.data(), pq_.M(), pos, codes.data() + i * ucs);
+    } else {
+      L.codes.insert(L.codes.end(), codes.begin() + static_cast<std::ptrdiff_t>(i * ucs),
+                     codes.begin() + static_cast<std::ptrdiff_t>((i + 1) * ucs));
+    }
+    L.slots.push_back(s);
+    slot_list_[s] = assign[i];
+    slot_pos_[s] = static_cast<uint32_t>(pos);
+    if (refine_) {
+      const size_t rcs = refine_->code_size();
+      std::memcpy(refine_codes_.data() + size_t{s} * rcs, rcodes.data() + i * rcs, rcs);
+    }
+  }
+  for (size_t i = 0; i < n_reused; ++i) idmap_.assign_slot(slots[i], id_vec[i]);
+  idmap_.append(id_vec.data() + n_reused, n - n_reused);
+}
+
+// ------------------------------------------------------------------------- removing
+
+void IvfIndex::remove_slot_impl(slot_t) {
+  throw Error("IvfIndex::remove_slot_impl is not used (remove_slots overrides it)");
+}
+
+void IvfIndex::remove_slots(std::vector<slot_t>& slots) {
+  const bool fs = opt_.codec == IvfCodec::PQ4FastScan;
+  const size_t ucs = is_pq() ? pq_.M() : vcodec_.code_size();
+  std::vector<uint8_t> code(ucs);
+  for (slot_t s : slots) {
+    List& L = lists_[slot_list_[s]];
+    const size_t pos = slot_pos_[s], last = L.size() - 1;
+    if (pos != last) {
+      const slot_t moved = L.slots[last];
+      if (fs) {
+        pq4::get_code(L.codes.data(), pq_.M(), last, code.data());
+        pq4::set_code(L.codes.data(), pq_.M(), pos, code.data());
+      } else {
+        std::memcpy(L.codes.data() + pos * ucs, L.codes.data() + last * ucs, ucs);
+      }
+      L.slots[pos] = moved;
+      slot_pos_[moved] = static_cast<uint32_t>(pos);
+    }
+    L.slots.pop_back();
+    L.codes.resize(fs ? pq4::nblocks(L.size()) * pq4::block_bytes(pq_.M()) : L.size() * ucs);
+    slot_list_[s] = kNoList;
+    idmap_.erase_slot(s);
+    free_slots_.push_back(s);
+  }
+  // Descending, so pop_back() reuses the lowest free slot: the order depends only on
+  // which slots are free, so a loaded copy evolves exactly like the original.
+  std::sort(free_slots_.begin(), free_slots_.end(), std::greater<slot_t>());
+}
+
+// ------------------------------------------------------------------------ searching
+
+template <class Sink>
+void IvfIndex::scan_lists(QueryCtx& ctx, const uint32_t* probes, const float* coarse, size_t np,
+                          const std::vector<uint64_t>* bitset, Sink& sink) const {
+  const auto& K = simd::kernels();
+  const size_t d = static_cast<size_t>(d_);
+  const bool ip = is_similarity(metric_);
+  for (size_t p = 0; p < np; ++p) {
+    const uint32_t l = probes[p];
+    if (l == kNoList) continue;
+    const List& L = lists_[l];
+    const size_t n = L.size();
+    if (n == 0) continue;
+    // The list's additive term: -<q, c> for inner products on residual codes.
+    float bias = 0.f;
+    if (residual() && ip) {
+      bias = coarse ? coarse[p]
+                    : -K.one[static_cast<int>(simd::DistKind::IP_F32)](ctx.q, coarse_.centroid(l),
+                                                                       d, nullptr);
+    }
+    if (is_pq() && !ctx.shared_lut) {
+      const float* c = coarse_.centroid(l);
+      for (size_t t = 0; t < d; ++t) ctx.resid[t] = ctx.q[t] - c[t];
+      pq_.compute_lut(ctx.resid.data(), false, ctx.lut.data());
+      if (opt_.codec == IvfCodec::PQ4FastScan) pq4::quantize_lut(ctx.lut.data(), pq_.M(), ctx.qlut);
+    }
+    if (ctx.sel.size() < n) ctx.sel.resize(n);
+    if (opt_.codec == IvfCodec::PQ4FastScan) {
+      const size_t nb = pq4::nblocks(n);
+      if (ctx.buf16.size() < nb * pq4::kBlock) ctx.buf16.resize(nb * pq4::kBlock);
+      const float base = bias + ctx.qlut.bias, a = ctx.qlut.scale, inv_a = 1.f / a;
+      const float thr = sink.threshold();
+      uint16_t t16 = 65535;
+      if (thr != kInf) {
+        const float t = (thr - base) * a;
+        if (t < 0.f) continue;  // nothing in this list can beat the threshold
+        if (t < 65535.f) t16 = static_cast<uint16_t>(t);
+      }
+      K.pq4_accumulate(L.codes.data(), nb, pq4::npairs(pq_.M()), ctx.qlut.packed.data(),
+                       ctx.buf16.data());
+      const size_t hits = K.select_le_u16(ctx.buf16.data(), n, t16, ctx.sel.data());
+      for (size_t h = 0; h < hits; ++h) {
+        const uint32_t j = ctx.sel[h];
+        const slot_t s = L.slots[j];
+        if (bitset && !test_bit(*bitset, s)) continue;
+        sink.push(base + static_cast<float>(ctx.buf16[j]) * inv_a, s);
+      }
+      continue;
+    }
+    if (ctx.buf.size() < n) ctx.buf.resize(n);
+    float* v = ctx.buf.data();
+    if (opt_.codec == IvfCodec::PQ8) {
+      K.pq8_adc(L.codes.data(), n, pq_.M(), ctx.lut.data(), v);
+      if (bias != 0.f)
+        for (size_t j = 0; j < n; ++j) v[j] += bias;
+    } else {
+      const PreparedQuery& pq = ctx.vq;
+      K.many[static_cast<int>(pq.kind)](pq.q.data(), L.codes.data(), n, d, pq.aux, v);
+      pq.finish_all(v, n);
+    }
+    const size_t hits = K.select_le(v, n, sink.threshold(), ctx.sel.data());
+    for (size_t h = 0; h < hits; ++h) {
+      const uint32_t j = ctx.sel[h];
+      const slot_t s = L.slots[j];
+      if (bitset && !test_bit(*bitset, s)) continue;
+      sink.push(v[j], s);
+    }
+  }
+}
+
+void IvfIndex::prepare_pq(QueryCtx& ctx, bool ip) const {
+  // Inner products (and non-residual codes) share one table across lists; L2 on
+  // residuals builds one per probed list in scan_lists.
+  ctx.shared_lut = !residual() || ip;
+  ctx.lut.resize(pq_.M() * pq_.ksub());
+  ctx.resid.resize(static_cast<size_t>(d_));
+  if (!ctx.shared_lut) return;
+  pq_.compute_lut(ctx.q, ip, ctx.lut.data());
+  if (opt_.codec == IvfCodec::PQ4FastScan) pq4::quantize_lut(ctx.lut.data(), pq_.M(), ctx.qlut);
+}
+
+void IvfIndex::reconstruct_slot(slot_t s, float* out) const {
+  const size_t d = static_cast<size_t>(d_);
+  const List& L = lists_[slot_list_[s]];
+  const size_t pos = slot_pos_[s];
+  if (!is_pq()) {
+    vcodec_.decode(L.codes.data() + pos * vcodec_.code_size(), 1, out);
+    return;
+  }
+  std::vector<uint8_t> code(pq_.M());
+  if (opt_.codec == IvfCodec::PQ4FastScan)
+    pq4::get_code(L.codes.data(), pq_.M(), pos, code.data());
+  else
+    std::memcpy(code.data(), L.codes.data() + pos * pq_.M(), pq_.M());
+  pq_.decode(code.data(), 1, out);
+  if (residual()) {
+    const float* c = coarse_.centroid(slot_list_[s]);
+    for (size_t t = 0; t < d; ++t) out[t] += c[t];
+  }
+}
+
+void IvfIndex::score_slots(const float* q, const slot_t* slots, size_t n, float* out) const {
+  const size_t d = static_cast<size_t>(d_);
+  const bool ip = is_similarity(metric_);
+  std::vector<float> x(d);
+  for (size_t i = 0; i < n; ++i) {
+    reconstruct_slot(slots[i], x.data());
+    double s = 0;
+    if (ip) {
+      for (size_t t = 0; t < d; ++t) s += double{q[t]} * x[t];
+      s = -s;
+    } else {
+      for (size_t t = 0; t < d; ++t) s += double{q[t] - x[t]} * (q[t] - x[t]);
+    }
+    out[i] = static_cast<float>(s);
+  }
+}
+
+void IvfIndex::rerank(const float* q, TopK& cand, size_t k, float* D, idx_t* I) const {
+  const size_t m = cand.size();
+  std::vector<float> cs(m);
+  std::vector<idx_t> ci(m);
+  // drain_sorted pads up to the heap's k: give it room, then use the first m.
+  std::vector<float> ds(cand.k());
+  std::vector<idx_t> is(cand.k());
+  cand.drain_sorted(ds.data(), is.data());
+  if (!refine_) {
+    for (size_t i = 0; i < k; ++i) {
+      D[i] = i < m ? ds[i] : kInf;
+      I[i] = i < m ? is[i] : -1;
+    }
+    return;
+  }
+  std::vector<uint32_t> rows(m);
+  for (size_t i = 0; i < m; ++i) rows[i] = static_cast<uint32_t>(is[i]);
+  const PreparedQuery rq = refine_->prepare(q, metric_);
+  const auto& K = simd::kernels();
+  K.gather[static_cast<int>(rq.kind)](rq.q.data(), refine_codes_.data(), rows.data(), m,
+                                      refine_->code_size(), static_cast<size_t>(d_), rq.aux,
+                                      cs.data());
+  rq.finish_all(cs.data(), m);
+  TopK top(k);
+  for (size_t i = 0; i < m; ++i) top.push(cs[i], is[i]);
+  top.drain_sorted(D, I);
+}
+
+void IvfIndex::search_impl(const float* q, size_t nq, size_t k, const SearchParams& params,
+                           const std::vector<slot_t>* allowed, float* D, idx_t* I) const {
+  const size_t d = static_cast<size_t>(d_);
+  const size_t nl = lists_.size();
+  const size_t nprobe =
+      flat_pq() ? 1 : std::min<size_t>(nl, params.nprobe > 0 ? params.nprobe : kDefaultNprobe);
+  const size_t kc = refine_ ? std::max(k, params.rerank > 0 ? static_cast<size_t>(params.rerank)
+                                                            : kDefaultRerankFactor * k)
+                            : k;
+  const int threads = params.threads;
+  const bool ip = is_similarity(metric_);
+  // Small filters: score exactly the admitted vectors' codes.
+  if (allowed && allowed->size() <= kDirectFilterMax) {
+    parallel_for(
+        nq, 1,
+        [&](size_t b, size_t e) {
+          std::vector<float> sc(allowed->size());
+          for (size_t i = b; i < e; ++i) {
+            score_slots(q + i * d, allowed->data(), allowed->size(), sc.data());
+            TopK top(kc);
+            for (size_t j = 0; j < allowed->size(); ++j)
+              top.push(sc[j], static_cast<idx_t>((*allowed)[j]));
+            rerank(q + i * d, top, k, D + i * k, I + i * k);
+          }
+        },
+        threads);
+    return;
+  }
+  std::vector<uint64_t> bits;
+  if (allowed) {
+    bits.assign((idmap_.size() + 63) / 64, 0);
+    for (slot_t s : *allowed) bits[s >> 6] |= uint64_t{1} << (s & 63);
+  }
+  std::vector<float> cd(nq * nprobe);
+  std::vector<uint32_t> ci(nq * nprobe, 0);
+  if (!flat_pq()) coarse_search(q, nq, nprobe, params.ef_search, threads, cd.data(), ci.data());
+  // One scan context per thread, reused across its queries (no per-query allocations).
+  std::vector<QueryCtx> ctxs(context_slots(threads));
+  parallel_for(
+      nq, 1,
+      [&](size_t b, size_t e) {
+        QueryCtx local;
+        QueryCtx& ctx = pick_context(ctxs, local);
+        for (size_t i = b; i < e; ++i) {
+          ctx.q = q + i * d;
+          if (is_pq())
+            prepare_pq(ctx, ip);
+          else
+            ctx.vq = vcodec_.prepare(ctx.q, metric_);
+          TopK top(kc);
+          TopSink sink{top};
+          scan_lists(ctx, ci.data() + i * nprobe, flat_pq() ? nullptr : cd.data() + i * nprobe,
+                     nprobe, allowed ? &bits : nullptr, sink);
+          if (allowed && top.size() < k && nprobe < nl) {
+            // The filter left too few results in the probed lists: scan the others.
+            std::vector<uint8_t> seen(nl, 0);
+            for (size_t p = 0; p < nprobe; ++p)
+              if (ci[i * nprobe + p] != kNoList) seen[ci[i * nprobe + p]] = 1;
+            std::vector<uint32_t> rest;
+            for (size_t l = 0; l < nl; ++l)
+              if (!seen[l]) rest.push_back(static_cast<uint32_t>(l));
+            scan_lists(ctx, rest.data(), nullptr, rest.size(), &bits, sink);
+          }
+          rerank(ctx.q, top, k, D + i * k, I + i * k);
+        }
+      },
+      threads);
+}
+
+void IvfIndex::range_impl(const float* q, size_t nq, float score_radius, const SearchParams& params,
+                          const std::vector<slot_t>* allowed, RangeResult& out) const {
+  const size_t d = static_cast<size_t>(d_);
+  const size_t nl = lists_.size();
+  const size_t nprobe =
+      flat_pq() ? 1 : std::min<size_t>(nl, params.nprobe > 0 ? params.nprobe : kDefaultNprobe);
+  const bool ip = is_similarity(metric_);
+  std::vector<uint64_t> bits;
+  if (allowed) {
+    bits.assign((idmap_.size() + 63) / 64, 0);
+    for (slot_t s : *allowed) bits[s >> 6] |= uint64_t{1} << (s & 63);
+  }
+  std::vector<float> cd(nq * nprobe);
+  std::vector<uint32_t> ci(nq * nprobe, 0);
+  if (!flat_pq())
+    coarse_search(q, nq, nprobe, params.ef_search, params.threads, cd.data(), ci.data());
+  std::vector<std::vector<std::pair<float, slot_t>>> per(nq);
+  std::vector<QueryCtx> ctxs(context_slots(params.threads));
+  parallel_for(
+      nq, 1,
+      [&](size_t b, size_t e) {
+        QueryCtx local;
+        QueryCtx& ctx = pick_context(ctxs, local);
+        const auto& K = simd::kernels();
+        for (size_t i = b; i < e; ++i) {
+          ctx.q = q + i * d;
+          RangeSink sink{score_radius, {}};
+          if (refine_) {
+            // Exact within the probed lists: every vector there is scored with the
+            // Refine codec (the codes' approximate distances would miss members near
+            // the radius).
+            const PreparedQuery rq = refine_->prepare(ctx.q, metric_);
+            for (size_t p = 0; p < nprobe; ++p) {
+              const uint32_t l = ci[i * nprobe + p];
+              if (l == kNoList || lists_[l].size() == 0) continue;
+              const List& L = lists_[l];
+              ctx.buf.resize(L.size());
+              K.gather[static_cast<int>(rq.kind)](rq.q.data(), refine_codes_.data(), L.slots.data(),
+                                                  L.size(), refine_->code_size(), d, rq.aux,
+                                                  ctx.buf.data());
+              rq.finish_all(ctx.buf.data(), L.size());
+              for (size_t j = 0; j < L.size(); ++j)
+                if (!allowed || test_bit(bits, L.slots[j])) sink.push(ctx.buf[j], L.slots[j]);
+            }
+          } else {
+            if (is_pq())
+              prepare_pq(ctx, ip);
+            else
+              ctx.vq = vcodec_.prepare(ctx.q, metric_);
+            scan_lists(ctx, ci.data() + i * nprobe, flat_pq() ? nullptr : cd.data() + i * nprobe,
+                       nprobe, allowed ? &bits : nullptr, sink);
+          }
+          auto& hits = sink.hits;
+          std::sort(hits.begin(), hits.end());
+          per[i] = std::move(hits);
+        }
+      },
+      params.threads);
+  out = RangeResult::concat(per, [](const std::pair<float, slot_t>& h) {
+    return std::make_pair(h.first, static_cast<idx_t>(h.second));
+  });
+}
+
+void IvfIndex::reconstruct_impl(const slot_t* slots, size_t n, float* out) const {
+  const size_t d = static_cast<size_t>(d_);
+  for (size_t i = 0; i < n; ++i) reconstruct_slot(slots[i], out + i * d);
+}
+
+// ---------------------------------------------------------------------- persistence
+
+void IvfIndex::write_impl(io::Manifest& m, std::vector<Section>& sections,
+                          std::vector<std::vector<uint8_t>>& scratch) const {
+  m.set("structure", "ivf");
+  m.set("nlist", static_cast<uint64_t>(opt_.nlist));
+  m.set("trained", is_trained());
+  m.set("by_residual", opt_.by_residual);
+  m.set("seed", static_cast<uint64_t>(opt_.seed));
+  if (!flat_pq() && coarse_.k() == opt_.nlist)
+    sections.push_back(
+        {"IVFCENT", coarse_.centroids().data(), coarse_.centroids().size() * sizeof(float)});
+  if (coarse_hnsw_) {
+    scratch.push_back(coarse_hnsw_->to_bytes());
+    sections.push_back({"IVFHNSW", scratch.back().data(), scratch.back().size()});
+  }
+  if (pq_.is_trained())
+    sections.push_back({"PQCB", pq_.codebooks().data(), pq_.codebooks().size() * sizeof(float)});
+  write_codec_sections(vcodec_, sections);
+  // Lists: sizes, then all slots and all codes concatenated in list order.
+  std::vector<uint8_t> sizes(lists_.size() * sizeof(uint64_t)), slots, codes;
+  size_t nslot = 0, ncode = 0;
+  for (const List& l : lists_) {
+    nslot += l.size();
+    ncode += l.codes.size();
+  }
+  slots.resize(nslot * sizeof(slot_t));
+  codes.resize(ncode);
+  size_t so = 0, co = 0;
+  for (size_t i = 0; i < lists_.size(); ++i) {
+    const List& l = lists_[i];
+    const uint64_t sz = l.size();
+    std::memcpy(sizes.data() + i * sizeof(uint64_t), &sz, sizeof sz);
+    if (sz) std::memcpy(slots.data() + so, l.slots.data(), sz * sizeof(slot_t));
+    if (!l.codes.empty()) std::memcpy(codes.data() + co, l.codes.data(), l.codes.size());
+    so += sz * sizeof(slot_t);
+    co += l.codes.size();
+  }
+  for (auto* v : {&sizes, &slots, &codes}) scratch.push_back(std::move(*v));
+  const size_t base = scratch.size() - 3;
+  sections.push_back({"IVFSIZES", scratch[base].data(), scratch[base].size()});
+  sections.push_back({"IVFSLOTS", scratch[base + 1].data(), scratch[base + 1].size()});
+  sections.push_back({"IVFCODES", scratch[base + 2].data(), scratch[base + 2].size()});
+  if (refine_) sections.push_back({"REFINE", refine_codes_.data(), refine_codes_.size()});
+}
+
+void IvfIndex::read_impl(const io::ContainerReader& r, const io::Manifest& m, size_t nslots) {
+  ANNX_CHECK(FormatError, m.str("structure") == "ivf", "corrupt index file: structure '",
+             m.str("structure"), "' does not match spec '", spec(), "'");
+  ANNX_CHECK(FormatError, m.u64("nlist") == opt_.nlist, "corrupt index file: nlist ",
+             m.str("nlist"), " does not match spec '", spec(), "'");
+  opt_.by_residual = m.boolean("by_residual");
+  opt_.seed = m.u64("seed");
+  const bool trained = m.boolean("trained");
+  const size_t d = static_cast<size_t>(d_);
+  if (trained) {
+    if (!flat_pq()) {
+      SharedArray<float> c;
+      load_section_array(r, "IVFCENT", opt_.nlist * d, c);
+      for (size_t i = 0; i < opt_.nlist * d; ++i)
+        ANNX_CHECK(FormatError, std::isfinite(c.data()[i]),
+                   "corrupt index file: non-finite centroid");
+      coarse_ = CentroidTable(c.data(), opt_.nlist, d, is_similarity(metric_));
+      if (opt_.hnsw_m > 0) {
+        const auto b = r.section("IVFHNSW");
+        std::unique_ptr<Index> g = load_index(io::Blob::copy_of(b.data(), b.size()), true);
+        auto* h = dynamic_cast<HnswIndex*>(g.get());
+        ANNX_CHECK(FormatError, h && h->ntotal() == opt_.nlist && h->d() == d_,
+                   "corrupt index file: the coarse HNSW graph does not match the centroids");
+        g.release();
+        coarse_hnsw_.reset(h);
+      }
+    }
+    if (is_pq()) {
+      SharedArray<float> cb;
+      load_section_array(r, "PQCB", pq_.M() * pq_.ksub() * pq_.dsub(), cb);
+      pq_.set_codebooks(
+          std::vector<float>(cb.data(), cb.data() + pq_.M() * pq_.ksub() * pq_.dsub()));
+    }
+  }
+  read_codec_sections(r, m, vcodec_);
+  ANNX_CHECK(FormatError, nslots == 0 || is_trained(),
+             "corrupt index file: untrained index with vectors");
+  SharedArray<uint64_t> sizes;
+  load_section_array(r, "IVFSIZES", lists_.size(), sizes);
+  size_t total = 0;
+  for (size_t i = 0; i < lists_.size(); ++i) {
+    ANNX_CHECK(FormatError, sizes.data()[i] <= nslots, "corrupt index file: list ", i, " has ",
+               sizes.data()[i], " entries for ", nslots, " slots");
+    total += sizes.data()[i];
+  }
+  ANNX_CHECK(FormatError, total <= nslots, "corrupt index file: lists hold ", total,
+             " entries for ", nslots, " slots");
+  const bool fs = opt_.codec == IvfCodec::PQ4FastScan;
+  const size_t ucs = is_pq() ? pq_.M() : vcodec_.code_size();
+  auto list_bytes = [&](size_t n) {
+    return fs ? pq4::nblocks(n) * pq4::block_bytes(pq_.M()) : n * ucs;
+  };
+  size_t code_total = 0;
+  for (size_t i = 0; i < lists_.size(); ++i) code_total += list_bytes(sizes.data()[i]);
+  const auto slot_bytes = r.section("IVFSLOTS");
+  const auto code_bytes = r.section("IVFCODES");
+  ANNX_CHECK(FormatError,
+             slot_bytes.size() == total * sizeof(slot_t) && code_bytes.size() == code_total,
+             "corrupt index file: list sections have the wrong size");
+  size_t so = 0, co = 0;
+  for (size_t i = 0; i < lists_.size(); ++i) {
+    List& L = lists_[i];
+    const size_t n = sizes.data()[i], nb = list_bytes(n);
+    L.slots.resize(n);
+    if (n) std::memcpy(L.slots.data(), slot_bytes.data() + so, n * sizeof(slot_t));
+    L.codes.assign(code_bytes.begin() + static_cast<std::ptrdiff_t>(co),
+                   code_bytes.begin() + static_cast<std::ptrdiff_t>(co + nb));
+    so += n * sizeof(slot_t);
+    co += nb;
+  }
+  if (refine_) {
+    const auto rb = r.section("REFINE");
+    ANNX_CHECK(FormatError, rb.size() == nslots * refine_->code_size(),
+               "corrupt index file: section REFINE has ", rb.size(), " bytes, expected ",
+               nslots * refine_->code_size());
+    refine_codes_.assign(rb.begin(), rb.end());
+  }
+  slot_list_.assign(nslots, kNoList);
+  slot_pos_.assign(nslots, 0);
+  for (size_t l = 0; l < lists_.size(); ++l)
+    for (size_t j = 0; j < lists_[l].size(); ++j) {
+      const slot_t s = lists_[l].slots[j];
+      ANNX_CHECK(FormatError, s < nslots && slot_list_[s] == kNoList, "corrupt index file: list ",
+                 l, " holds slot ", s, " which is out of range or ", "listed twice");
+      slot_list_[s] = static_cast<uint32_t>(l);
+      slot_pos_[s] = static_cast<uint32_t>(j);
+    }
+}
+
+void IvfIndex::after_load() {
+  free_slots_.clear();
+  for (size_t s = 0; s < idmap_.size(); ++s) {
+    const bool live = idmap_.id(static_cast<slot_t>(s)) != IdMap::kNoId;
+    ANNX_CHECK(FormatError, live == (slot_list_[s] != kNoList), "corrupt index file: slot ", s,
+               live ? " has an id but is in no list" : " is a hole but is in a list");
+    if (!live) free_slots_.push_back(static_cast<slot_t>(s));
+  }
+  std::sort(free_slots_.begin(), free_slots_.end(), std::greater<slot_t>());
+}
+
+}  // namespace annx

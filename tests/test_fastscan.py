@@ -1,0 +1,281 @@
+"""4-bit PQ fast-scan (pq4 layout, LUT quantisation, accumulation kernel) and the 8-bit PQ
+ADC kernels, on every ISA level available here, against numpy references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import annx
+from annx import _core
+
+ISAS = annx.available_isas()
+# Byte t of a sub-quantizer's 16 holds vector PERM[t] (low nibble) and PERM[t] + 16 (high).
+PERM = np.array([0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15])
+
+
+@pytest.fixture(params=ISAS)
+def isa(request):
+    previous = annx.get_isa()
+    annx.set_isa(request.param)
+    yield request.param
+    annx.set_isa(previous)
+
+
+def nblocks(n: int) -> int:
+    return (n + 31) // 32
+
+
+def ref_pack(codes: np.ndarray) -> np.ndarray:
+    """The pq4 layout written from its definition (independent of annx's packer)."""
+    n, M = codes.shape
+    npairs = (M + 1) // 2
+    nb = nblocks(n)
+    c = np.zeros((nb * 32, 2 * npairs), np.uint8)
+    c[:n, :M] = codes
+    c = c.reshape(nb, 32, npairs, 2)  # block, vector, pair, sub-quantizer in pair
+    lo = c[:, PERM]  # (nb, 16, npairs, 2)
+    hi = c[:, PERM + 16]
+    byte = lo | (hi << 4)
+    return np.ascontiguousarray(byte.transpose(0, 2, 3, 1)).reshape(-1)  # nb, pair, sq, t
+
+
+def ref_codes_of_blocks(blocks: np.ndarray, nb: int, npairs: int) -> np.ndarray:
+    """Decodes arbitrary packed bytes into (nb * 32, 2 * npairs) codes."""
+    b = blocks.reshape(nb, npairs, 2, 16)
+    codes = np.zeros((nb, 32, npairs, 2), np.uint8)
+    codes[:, PERM] = (b & 15).transpose(0, 3, 1, 2)
+    codes[:, PERM + 16] = (b >> 4).transpose(0, 3, 1, 2)
+    return codes.reshape(nb * 32, 2 * npairs)
+
+
+def ref_accumulate(blocks, nb, npairs, lut_bytes) -> np.ndarray:
+    codes = ref_codes_of_blocks(blocks, nb, npairs).astype(np.int64)
+    lut = lut_bytes.reshape(2 * npairs, 16).astype(np.int64)
+    return lut[np.arange(2 * npairs)[None, :], codes].sum(1)
+
+
+# ------------------------------------------------------------------------------ layout
+@pytest.mark.parametrize("M", [1, 2, 3, 7, 8, 16, 17, 33])
+@pytest.mark.parametrize("n", [0, 1, 31, 32, 33, 100])
+def test_pack_layout_and_round_trip(M, n, rng):
+    codes = rng.integers(0, 16, size=(n, M), dtype=np.uint8)
+    packed = _core.pq4_pack(codes)
+    assert packed.dtype == np.uint8
+    assert packed.shape == (nblocks(n) * ((M + 1) // 2) * 32,)
+    np.testing.assert_array_equal(packed, ref_pack(codes))
+    np.testing.assert_array_equal(_core.pq4_unpack(packed, n, M), codes)
+    # Padding vectors and the padding sub-quantizer read back as code 0.
+    full = ref_codes_of_blocks(packed, nblocks(n), (M + 1) // 2)
+    assert not full[n:].any() and not full[:, M:].any()
+
+
+def test_get_set_code(rng):
+    M, n = 13, 75
+    codes = rng.integers(0, 16, size=(n, M), dtype=np.uint8)
+    packed = _core.pq4_pack(codes)
+    for i in range(n):
+        np.testing.assert_array_equal(_core.pq4_get_code(packed, M, i), codes[i])
+    np.testing.assert_array_equal(_core.pq4_get_code(packed, M, n + 3), np.zeros(M, np.uint8))
+    for i in rng.choice(n, 20, replace=False):
+        codes[i] = rng.integers(0, 16, M, dtype=np.uint8)
+        _core.pq4_set_code(packed, M, int(i), codes[i])
+    np.testing.assert_array_equal(packed, ref_pack(codes))
+    # Writing a padding slot makes it a regular vector of the next n.
+    extra = np.full(M, 15, np.uint8)
+    _core.pq4_set_code(packed, M, n, extra)
+    np.testing.assert_array_equal(_core.pq4_unpack(packed, n + 1, M), np.vstack([codes, extra]))
+
+
+def test_layout_matches_faiss(rng):
+    faiss = pytest.importorskip("faiss")
+    for M, n in [(1, 3), (7, 70), (8, 32), (16, 100), (33, 5)]:
+        codes = rng.integers(0, 16, size=(n, M), dtype=np.uint8)
+        # One dimension per sub-quantizer with centroids 0..15: vector = its own code.
+        pq = faiss.IndexPQ(M, M, 4)
+        faiss.copy_array_to_vector(np.tile(np.arange(16, dtype=np.float32), M), pq.pq.centroids)
+        pq.is_trained = True
+        pq.add(codes.astype(np.float32))
+        fast = faiss.IndexPQFastScan(pq, 32)
+        blocks = np.frombuffer(faiss.rev_swig_ptr(fast.codes.get(), fast.codes.size()), np.uint8)
+        packed = _core.pq4_pack(codes)
+        np.testing.assert_array_equal(blocks[: packed.size], packed)
+
+
+# ------------------------------------------------------------------------------ kernel
+def test_pq4_accumulate_exact(isa, rng):
+    for npairs in range(1, 101):
+        nb = 1 + npairs % 5
+        blocks = rng.integers(0, 256, size=nb * npairs * 32, dtype=np.uint8)
+        lut = rng.integers(0, 256, size=npairs * 32, dtype=np.uint8)  # sums <= 51000
+        out = _core.kernel_pq4_accumulate(blocks, nb, npairs, lut)
+        assert out.dtype == np.uint16 and out.shape == (nb * 32,)
+        np.testing.assert_array_equal(out, ref_accumulate(blocks, nb, npairs, lut), f"{npairs=}")
+
+
+def test_pq4_accumulate_wraps_mod_2_16(isa, rng):
+    # Beyond the sum bound the result is the true sum mod 2^16 on every ISA.
+    npairs, nb = 200, 3
+    blocks = rng.integers(0, 256, size=nb * npairs * 32, dtype=np.uint8)
+    lut = rng.integers(128, 256, size=npairs * 32, dtype=np.uint8)
+    ref = ref_accumulate(blocks, nb, npairs, lut)
+    assert ref.max() > 65535
+    np.testing.assert_array_equal(_core.kernel_pq4_accumulate(blocks, nb, npairs, lut), ref % 65536)
+
+
+@pytest.mark.parametrize("M", [1, 7, 8, 15, 32, 33, 192])
+def test_quantized_distance_within_bound(isa, M, rng):
+    n = 77
+    lut = (rng.standard_normal((M, 16)) * rng.uniform(0.1, 10, (M, 1)) + 3).astype(np.float32)
+    codes = rng.integers(0, 16, size=(n, M), dtype=np.uint8)
+    packed_lut, a, bias = _core.pq4_quantize_lut(lut)
+    npairs = (M + 1) // 2
+    acc = _core.kernel_pq4_accumulate(_core.pq4_pack(codes), nblocks(n), npairs, packed_lut)
+    # Exact against the quantised table (the padding sub-quantizer's row is zero) ...
+    q = packed_lut.reshape(2 * npairs, 16).astype(np.int64)
+    np.testing.assert_array_equal(acc[:n], q[np.arange(M)[None, :], codes].sum(1))
+    # ... and within the rounding bound of the float ADC.
+    ref = lut.astype(np.float64)[np.arange(M)[None, :], codes].sum(1)
+    approx = bias + acc[:n].astype(np.float64) / a
+    slack = 1e-4 * (1 + np.abs(lut).max(1).sum())
+    assert np.all(np.abs(approx - ref) <= M / (2 * a) + slack)
+
+
+def lut_cases(rng):
+    yield "normal", rng.standard_normal((16, 16)).astype(np.float32)
+    yield (
+        "one big span",
+        np.vstack([rng.random((5, 16)), 1000 * rng.random((1, 16))]).astype(np.float32),
+    )
+    z = rng.standard_normal((9, 16)).astype(np.float32)
+    z[::2] = 7.5  # some spans zero
+    yield "zero spans", z
+    yield "all spans zero", np.full((4, 16), -2.0, np.float32)
+    yield "sum bound binds", rng.random((600, 16)).astype(np.float32)
+    # 700 equal spans: a * span = 65535 / 700 = 93.6 rounds up to 94 and 94 * 700 > 65535,
+    # so the scale has to shrink below the formula.
+    eq = np.tile(np.linspace(0, 1, 16, dtype=np.float32), (700, 1))
+    yield "rounding overflow", eq
+    yield "odd M", (rng.standard_normal((33, 16)) * 50 - 100).astype(np.float32)
+
+
+def test_quantize_lut_bounds(rng):
+    for name, lut in lut_cases(rng):
+        M = lut.shape[0]
+        npairs = (M + 1) // 2
+        packed, a, bias = _core.pq4_quantize_lut(lut)
+        assert packed.dtype == np.uint8 and packed.shape == (npairs * 32,), name
+        q = packed.reshape(2 * npairs, 16).astype(np.int64)
+        assert not q[M:].any(), name  # padding sub-quantizer
+        lo = lut.min(1).astype(np.float64)
+        span = lut.max(1).astype(np.float64) - lo
+        assert bias == pytest.approx(lo.sum(), rel=1e-6, abs=1e-5), name
+        if not span.any():
+            assert a == 1.0 and not q.any(), name
+            continue
+        assert a <= min(255 / span.max(), 65535 / span.sum()) * (1 + 1e-6), name
+        assert np.all(a * span <= 255 * (1 + 1e-6)), name
+        assert q.max() <= 255 and q.max(1).sum() <= 65535, name
+        scaled = a * (lut.astype(np.float64) - lo[:, None])
+        assert np.all(np.abs(q[:M] - scaled) <= 0.5 + 1e-3), name
+        formula = min(255 / span.max(), 65535 / span.sum())
+        if name in ("sum bound binds", "rounding overflow"):
+            # Rounding may push the sum of maxima past 65535 (by <= M / 2) when the sum
+            # bound binds; the scale then shrinks, but only about that much.
+            assert a >= formula * (1 - M / 65535), name
+        else:
+            assert a == pytest.approx(formula, rel=1e-6), name
+        if name == "rounding overflow":
+            assert a < formula * (1 - 1e-6), name
+
+
+# ------------------------------------------------------------------------------ select
+@pytest.mark.parametrize("n", [0, 1, 15, 16, 31, 32, 33, 63, 64, 65, 100, 1000])
+def test_select_le_u16(isa, n, rng):
+    v = rng.integers(0, 65536, size=n, dtype=np.uint16)
+    if n > 2:
+        v[0], v[-1] = 0, 65535
+    for thr in (0, 1, 1000, 30000, 65000, 65534, 65535):
+        got = _core.kernel_select_le_u16(v, thr)
+        assert got.dtype == np.uint32
+        np.testing.assert_array_equal(got, np.flatnonzero(v <= thr))
+    dense = rng.integers(0, 8, size=n, dtype=np.uint16)  # many hits per 32
+    np.testing.assert_array_equal(_core.kernel_select_le_u16(dense, 3), np.flatnonzero(dense <= 3))
+
+
+# ------------------------------------------------------------------------------ 8-bit PQ
+@pytest.mark.parametrize("M", [1, 3, 7, 8, 9, 16, 31, 64])
+def test_pq8_adc(isa, M, rng):
+    lut = (rng.standard_normal((M, 256)) * 10).astype(np.float32)
+    for n in (0, 1, 3, 4, 5, 13):
+        codes = rng.integers(0, 256, size=(n, M), dtype=np.uint8)
+        terms = lut.astype(np.float64)[np.arange(M)[None, :], codes]
+        ref, scale = terms.sum(1), np.abs(terms).sum(1)
+        got = _core.kernel_pq8_adc(codes, lut)
+        assert got.dtype == np.float32 and got.shape == (n,)
+        assert np.all(np.abs(got - ref) <= 1e-5 * scale + 1e-6)
+        rows = rng.integers(0, n, size=11 if n else 0).astype(np.uint32)
+        gathered = _core.kernel_pq8_adc_gather(codes, rows, lut)
+        np.testing.assert_array_equal(gathered, got[rows])  # same sum order
+        # m-ascending f32 sums on every ISA: bit-identical to the scalar kernel.
+        annx.set_isa("scalar")
+        np.testing.assert_array_equal(_core.kernel_pq8_adc(codes, lut), got)
+        annx.set_isa(isa)
+
+
+# ------------------------------------------------------------------------------ errors
+def test_invalid_arguments():
+    bad = pytest.raises(annx.InvalidArgumentError)
+    codes = np.zeros((5, 4), np.uint8)
+    packed = _core.pq4_pack(codes)
+    lut16 = np.zeros((4, 16), np.float32)
+    with bad:
+        _core.pq4_pack(np.full((2, 3), 16, np.uint8))  # not a 4-bit value
+    with bad:
+        _core.pq4_pack(codes.astype(np.int32))
+    with bad:
+        _core.pq4_pack(np.zeros(8, np.uint8))  # 1-D
+    with bad:
+        _core.pq4_unpack(packed, 33, 4)  # one block holds 32
+    with bad:
+        _core.pq4_unpack(packed, 5, 5)  # 64 bytes are no whole number of 96-byte blocks
+    with bad:
+        _core.pq4_unpack(packed[:-1], 5, 4)
+    with bad:
+        _core.pq4_get_code(packed, 4, 32)
+    with bad:
+        _core.pq4_set_code(packed, 4, 0, np.array([1, 2, 3, 99], np.uint8))
+    with bad:
+        _core.pq4_set_code(packed, 4, 0, np.array([1, 2, 3], np.uint8))
+    readonly = packed.copy()
+    readonly.flags.writeable = False
+    with bad:
+        _core.pq4_set_code(readonly, 4, 0, np.zeros(4, np.uint8))
+    with bad:
+        _core.kernel_pq4_accumulate(packed, 2, 2, np.zeros(64, np.uint8))  # blocks too short
+    with bad:
+        _core.kernel_pq4_accumulate(packed, 1, 2, np.zeros(32, np.uint8))  # lut too short
+    with bad:
+        _core.kernel_pq4_accumulate(packed, 1, 0, np.zeros(0, np.uint8))
+    with bad:
+        _core.kernel_select_le_u16(np.zeros(4, np.uint16), 65536)
+    with bad:
+        _core.kernel_select_le_u16(np.zeros(4, np.int16), 3)
+    with bad:
+        _core.kernel_pq8_adc(codes, np.zeros((4, 255), np.float32))
+    with bad:
+        _core.kernel_pq8_adc(codes, np.zeros((3, 256), np.float32))
+    with bad:
+        _core.kernel_pq8_adc(codes, np.zeros((4, 256), np.float64))
+    with bad:
+        _core.kernel_pq8_adc_gather(codes, np.array([5], np.uint32), np.zeros((4, 256), np.float32))
+    with bad:
+        _core.pq4_quantize_lut(np.zeros((4, 15), np.float32))
+    with bad:
+        _core.pq4_quantize_lut(lut16.astype(np.float64))
+    lut16[2, 3] = np.nan
+    with bad:
+        _core.pq4_quantize_lut(lut16)
+    lut16[2, 3] = np.inf
+    with bad:
+        _core.pq4_quantize_lut(lut16)
