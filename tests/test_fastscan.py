@@ -123,6 +123,40 @@ def test_pq4_accumulate_wraps_mod_2_16(isa, rng):
     np.testing.assert_array_equal(_core.kernel_pq4_accumulate(blocks, nb, npairs, lut), ref % 65536)
 
 
+@pytest.mark.parametrize("nq", range(9))
+def test_pq4_accumulate_nq_matches_per_query(isa, nq, rng):
+    # nq queries over the same blocks in one pass: row q is what the one-query kernel writes
+    # for lut q. nq 2-4 are single passes (per ISA: 256-bit for npairs <= 8, 512-bit above
+    # on AVX-512; two half-block passes for 4 on AVX2), 5-8 passes of up to 4 queries.
+    for npairs in [1, 2, 3, 7, 8, 9, 16, 17, 96, 97]:
+        for nb in range(6):
+            blocks = rng.integers(0, 256, size=nb * npairs * 32, dtype=np.uint8)
+            luts = rng.integers(0, 256, size=(nq, npairs * 32), dtype=np.uint8)
+            out = _core.kernel_pq4_accumulate_nq(blocks, nb, npairs, luts)
+            assert out.dtype == np.uint16 and out.shape == (nq, nb * 32)
+            for q in range(nq):
+                one = _core.kernel_pq4_accumulate(blocks, nb, npairs, luts[q])
+                np.testing.assert_array_equal(out[q], one, f"{npairs=} {nb=} {q=}")
+                if npairs in (9, 97):  # and both against numpy
+                    ref = ref_accumulate(blocks, nb, npairs, luts[q])
+                    np.testing.assert_array_equal(out[q], ref, f"{npairs=} {nb=} {q=}")
+
+
+@pytest.mark.parametrize("nq", [2, 3, 4, 7])
+def test_pq4_accumulate_nq_wraps_mod_2_16(isa, nq, rng):
+    # Past the sum bound, every query's sums are the true sums mod 2^16, as with one query.
+    for npairs in [8, 199]:  # the 256-bit and the 512-bit (odd tail) kernels on AVX-512
+        nb = 3
+        blocks = rng.integers(0, 256, size=nb * npairs * 32, dtype=np.uint8)
+        luts = rng.integers(128, 256, size=(nq, npairs * 32), dtype=np.uint8)
+        out = _core.kernel_pq4_accumulate_nq(blocks, nb, npairs, luts)
+        for q in range(nq):
+            ref = ref_accumulate(blocks, nb, npairs, luts[q])
+            if npairs == 199:
+                assert ref.max() > 65535
+            np.testing.assert_array_equal(out[q], ref % 65536, f"{npairs=} {q=}")
+
+
 @pytest.mark.parametrize("M", [1, 7, 8, 15, 32, 33, 192])
 def test_quantized_distance_within_bound(isa, M, rng):
     n = 77
@@ -257,6 +291,18 @@ def test_invalid_arguments():
         _core.kernel_pq4_accumulate(packed, 1, 2, np.zeros(32, np.uint8))  # lut too short
     with bad:
         _core.kernel_pq4_accumulate(packed, 1, 0, np.zeros(0, np.uint8))
+    with bad:
+        _core.kernel_pq4_accumulate_nq(packed, 2, 2, np.zeros((2, 64), np.uint8))  # blocks short
+    with bad:
+        _core.kernel_pq4_accumulate_nq(packed, 1, 2, np.zeros((2, 32), np.uint8))  # luts narrow
+    with bad:
+        _core.kernel_pq4_accumulate_nq(packed, 1, 2, np.zeros(64, np.uint8))  # luts 1-D
+    with bad:
+        _core.kernel_pq4_accumulate_nq(packed, 1, 2, np.zeros((2, 64), np.int8))
+    with bad:
+        _core.kernel_pq4_accumulate_nq(packed, 1, 2, np.zeros((64, 2), np.uint8).T)  # not C order
+    with bad:
+        _core.kernel_pq4_accumulate_nq(packed, 1, 0, np.zeros((2, 0), np.uint8))
     with bad:
         _core.kernel_select_le_u16(np.zeros(4, np.uint16), 65536)
     with bad:

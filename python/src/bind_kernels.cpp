@@ -213,6 +213,34 @@ void bind_kernels(py::module_& m) {
     return out;
   }, py::arg("blocks"), py::arg("nblocks"), py::arg("npairs"), py::arg("lut"));
 
+  m.def(
+      "kernel_pq4_accumulate_nq",
+      [](const py::array& blocks, int64_t nblocks, int64_t npairs, const py::array& luts) {
+        typed<uint8_t>(blocks, "blocks", 1);
+        typed<uint8_t>(luts, "luts", 2);
+        ANNX_CHECK(InvalidArgument, nblocks >= 0 && npairs >= 1,
+                   "kernel_pq4_accumulate_nq: need nblocks >= 0 and npairs >= 1");
+        const size_t nb = static_cast<size_t>(nblocks), np = static_cast<size_t>(npairs);
+        const size_t nq = static_cast<size_t>(luts.shape(0));
+        ANNX_CHECK(InvalidArgument, static_cast<size_t>(blocks.size()) == nb * np * 32,
+                   "kernel_pq4_accumulate_nq: blocks must hold nblocks * npairs * 32 = ",
+                   nb * np * 32, " bytes, got ", blocks.size());
+        ANNX_CHECK(InvalidArgument, static_cast<size_t>(luts.shape(1)) == np * 32,
+                   "kernel_pq4_accumulate_nq: luts must have shape (nq, npairs * 32 = ", np * 32,
+                   "), got (", nq, ", ", luts.shape(1), ")");
+        CArray<uint16_t> out({static_cast<ssize_t>(nq), static_cast<ssize_t>(nb * 32)});
+        std::vector<const uint8_t*> lp(nq);
+        std::vector<uint16_t*> op(nq);
+        for (size_t q = 0; q < nq; ++q) {
+          lp[q] = data_of<uint8_t>(luts) + q * np * 32;
+          op[q] = out.mutable_data() + q * nb * 32;
+        }
+        simd::kernels().pq4_accumulate_nq(data_of<uint8_t>(blocks), nb, np, lp.data(), nq,
+                                          op.data());
+        return out;
+      },
+      py::arg("blocks"), py::arg("nblocks"), py::arg("npairs"), py::arg("luts"));
+
   m.def("kernel_select_le_u16", [](const py::array& v, int64_t thr) {
     typed<uint16_t>(v, "v", 1);
     ANNX_CHECK(InvalidArgument, thr >= 0 && thr <= 65535,

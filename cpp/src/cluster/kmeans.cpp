@@ -99,7 +99,10 @@ void CentroidTable::search(const float* x, size_t n, size_t p, float* D, uint32_
   parallel_for(
       n, grain,
       [&](size_t b, size_t e) {
-        std::vector<float> tile(qb * kpad);
+        // Per-thread scratch kept across calls: the tile is too big for a fresh
+        // allocation per call (each would be a new mmap and page faults).
+        thread_local std::vector<float> tile;
+        if (tile.size() < qb * kpad) tile.resize(qb * kpad);
         SelectScratch sc;
         for (size_t a0 = b; a0 < e; a0 += qb) {
           const size_t mq = std::min(qb, e - a0);

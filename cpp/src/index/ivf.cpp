@@ -24,9 +24,25 @@ constexpr float kInf = std::numeric_limits<float>::infinity();
 // Refine re-scores this many candidates per result unless `rerank` says otherwise
 // (faiss's IndexRefine uses 1; 4 costs little and recovers most of the recall).
 constexpr size_t kDefaultRerankFactor = 4;
+// Batches of at least this many fast-scan queries scan each list once per group of
+// queries probing it (search_grouped), in chunks of at most kGroupChunk queries.
+constexpr size_t kGroupMinQueries = 16;
+constexpr size_t kGroupChunk = 256;
 
 bool test_bit(const std::vector<uint64_t>& bits, slot_t s) {
   return (bits[s >> 6] >> (s & 63)) & 1;
+}
+
+/// The fast-scan sum at or below which a code may beat score `thr` (approximate score
+/// = base + sum / a); false when no code of the list can. One unit of slack keeps
+/// float rounding from dropping a tie, so the kept set never depends on scan order.
+bool u16_threshold(float thr, float base, float a, uint16_t& t16) {
+  t16 = 65535;
+  if (thr == kInf) return true;
+  const float t = (thr - base) * a;
+  if (t < -1.f) return false;
+  if (t < 65534.f) t16 = static_cast<uint16_t>(std::max(0.f, t) + 1.f);
+  return true;
 }
 
 /// Collects every candidate under a fixed radius (range search).
@@ -39,9 +55,9 @@ struct RangeSink {
   }
 };
 
-/// Adapts TopK (which stores idx_t) to the sink interface.
+/// Adapts the candidate collector (which stores idx_t) to the sink interface.
 struct TopSink {
-  TopK& top;
+  ReservoirTopK& top;
   float threshold() const { return top.threshold(); }
   void push(float s, slot_t slot) { top.push(s, static_cast<idx_t>(slot)); }
 };
@@ -60,6 +76,12 @@ struct IvfIndex::QueryCtx {
   std::vector<float> buf;    // per-list scores
   std::vector<uint16_t> buf16;
   std::vector<uint32_t> sel;
+  // Grouped batch search: (list, query, probe rank) triples sorted by list.
+  struct Probe {
+    uint32_t list, query, rank;
+  };
+  std::vector<Probe> probes;
+  std::vector<uint32_t> list_start;
 };
 
 namespace {
@@ -421,13 +443,8 @@ void IvfIndex::scan_lists(QueryCtx& ctx, const uint32_t* probes, const float* co
       const size_t nb = pq4::nblocks(n);
       if (ctx.buf16.size() < nb * pq4::kBlock) ctx.buf16.resize(nb * pq4::kBlock);
       const float base = bias + ctx.qlut.bias, a = ctx.qlut.scale, inv_a = 1.f / a;
-      const float thr = sink.threshold();
-      uint16_t t16 = 65535;
-      if (thr != kInf) {
-        const float t = (thr - base) * a;
-        if (t < 0.f) continue;  // nothing in this list can beat the threshold
-        if (t < 65535.f) t16 = static_cast<uint16_t>(t);
-      }
+      uint16_t t16;
+      if (!u16_threshold(sink.threshold(), base, a, t16)) continue;  // nothing can win here
       K.pq4_accumulate(L.codes.data(), nb, pq4::npairs(pq_.M()), ctx.qlut.packed.data(),
                        ctx.buf16.data());
       const size_t hits = K.select_le_u16(ctx.buf16.data(), n, t16, ctx.sel.data());
@@ -508,7 +525,7 @@ void IvfIndex::score_slots(const float* q, const slot_t* slots, size_t n, float*
   }
 }
 
-void IvfIndex::rerank(const float* q, TopK& cand, size_t k, float* D, idx_t* I) const {
+void IvfIndex::rerank(const float* q, ReservoirTopK& cand, size_t k, float* D, idx_t* I) const {
   const size_t m = cand.size();
   std::vector<float> cs(m);
   std::vector<idx_t> ci(m);
@@ -555,7 +572,7 @@ void IvfIndex::search_impl(const float* q, size_t nq, size_t k, const SearchPara
           std::vector<float> sc(allowed->size());
           for (size_t i = b; i < e; ++i) {
             score_slots(q + i * d, allowed->data(), allowed->size(), sc.data());
-            TopK top(kc);
+            ReservoirTopK top(kc);
             for (size_t j = 0; j < allowed->size(); ++j)
               top.push(sc[j], static_cast<idx_t>((*allowed)[j]));
             rerank(q + i * d, top, k, D + i * k, I + i * k);
@@ -572,6 +589,11 @@ void IvfIndex::search_impl(const float* q, size_t nq, size_t k, const SearchPara
   std::vector<float> cd(nq * nprobe);
   std::vector<uint32_t> ci(nq * nprobe, 0);
   if (!flat_pq()) coarse_search(q, nq, nprobe, params.ef_search, threads, cd.data(), ci.data());
+  if (opt_.codec == IvfCodec::PQ4FastScan && nq >= kGroupMinQueries) {
+    search_grouped(q, nq, k, kc, nprobe, cd.data(), ci.data(), allowed ? &bits : nullptr, threads,
+                   D, I);
+    return;
+  }
   // One scan context per thread, reused across its queries (no per-query allocations).
   std::vector<QueryCtx> ctxs(context_slots(threads));
   parallel_for(
@@ -585,21 +607,152 @@ void IvfIndex::search_impl(const float* q, size_t nq, size_t k, const SearchPara
             prepare_pq(ctx, ip);
           else
             ctx.vq = vcodec_.prepare(ctx.q, metric_);
-          TopK top(kc);
+          ReservoirTopK top(kc);
           TopSink sink{top};
           scan_lists(ctx, ci.data() + i * nprobe, flat_pq() ? nullptr : cd.data() + i * nprobe,
                      nprobe, allowed ? &bits : nullptr, sink);
-          if (allowed && top.size() < k && nprobe < nl) {
-            // The filter left too few results in the probed lists: scan the others.
-            std::vector<uint8_t> seen(nl, 0);
-            for (size_t p = 0; p < nprobe; ++p)
-              if (ci[i * nprobe + p] != kNoList) seen[ci[i * nprobe + p]] = 1;
-            std::vector<uint32_t> rest;
-            for (size_t l = 0; l < nl; ++l)
-              if (!seen[l]) rest.push_back(static_cast<uint32_t>(l));
-            scan_lists(ctx, rest.data(), nullptr, rest.size(), &bits, sink);
+          finish_query(ctx, top, k, ci.data() + i * nprobe, nprobe, allowed ? &bits : nullptr,
+                       D + i * k, I + i * k);
+        }
+      },
+      threads);
+}
+
+void IvfIndex::finish_query(QueryCtx& ctx, ReservoirTopK& top, size_t k, const uint32_t* probes,
+                            size_t nprobe, const std::vector<uint64_t>* bits, float* D,
+                            idx_t* I) const {
+  const size_t nl = lists_.size();
+  if (bits && top.size() < k && nprobe < nl) {
+    // The filter left too few results in the probed lists: scan the others.
+    std::vector<uint8_t> seen(nl, 0);
+    for (size_t p = 0; p < nprobe; ++p)
+      if (probes[p] != kNoList) seen[probes[p]] = 1;
+    std::vector<uint32_t> rest;
+    for (size_t l = 0; l < nl; ++l)
+      if (!seen[l]) rest.push_back(static_cast<uint32_t>(l));
+    TopSink sink{top};
+    scan_lists(ctx, rest.data(), nullptr, rest.size(), bits, sink);
+  }
+  rerank(ctx.q, top, k, D, I);
+}
+
+void IvfIndex::search_grouped(const float* q, size_t nq, size_t k, size_t kc, size_t nprobe,
+                              const float* cd, const uint32_t* ci,
+                              const std::vector<uint64_t>* bits, int threads, float* D,
+                              idx_t* I) const {
+  // Queries are taken in chunks; inside a chunk every probed list is scanned once for
+  // all the chunk's queries that probe it, up to 4 at a time (pq4_accumulate_nq loads
+  // and unpacks each block's codes once per group). Lists are visited in list order,
+  // not nearest first, so thresholds tighten a little later; the kept candidates are
+  // the same (see u16_threshold).
+  const auto& K = simd::kernels();
+  const size_t d = static_cast<size_t>(d_);
+  const bool ip = is_similarity(metric_);
+  const size_t M = pq_.M(), npairs = pq4::npairs(M);
+  const size_t nthreads = context_slots(threads);
+  const size_t qc = std::clamp<size_t>((nq + nthreads - 1) / nthreads, 1, kGroupChunk);
+  const size_t nchunks = (nq + qc - 1) / qc;
+  std::vector<QueryCtx> ctxs(nthreads);
+  parallel_for(
+      nchunks, 1,
+      [&](size_t cb, size_t ce) {
+        QueryCtx local;
+        QueryCtx& ctx = pick_context(ctxs, local);
+        for (size_t c = cb; c < ce; ++c) {
+          const size_t b = c * qc, e = std::min(nq, b + qc), m = e - b;
+          // Per query: its shared table (quantised) and its candidate heap.
+          std::vector<pq4::QuantizedLut> qluts(m);
+          std::vector<ReservoirTopK> tops(m, ReservoirTopK(kc));
+          for (size_t j = 0; j < m; ++j) {
+            ctx.q = q + (b + j) * d;
+            prepare_pq(ctx, ip);
+            if (ctx.shared_lut) qluts[j] = ctx.qlut;
           }
-          rerank(ctx.q, top, k, D + i * k, I + i * k);
+          const bool shared = ctx.shared_lut;
+          // Counting sort by list (queries stay in order within a list).
+          std::vector<uint32_t>& start = ctx.list_start;
+          start.assign(lists_.size() + 1, 0);
+          for (size_t j = 0; j < m; ++j)
+            for (size_t p = 0; p < nprobe; ++p) {
+              const uint32_t l = ci[(b + j) * nprobe + p];
+              if (l != kNoList) ++start[l + 1];
+            }
+          for (size_t l = 0; l < lists_.size(); ++l) start[l + 1] += start[l];
+          std::vector<QueryCtx::Probe>& probes = ctx.probes;
+          probes.resize(start[lists_.size()]);
+          for (size_t j = 0; j < m; ++j)
+            for (size_t p = 0; p < nprobe; ++p) {
+              const uint32_t l = ci[(b + j) * nprobe + p];
+              if (l != kNoList)
+                probes[start[l]++] = {l, static_cast<uint32_t>(j), static_cast<uint32_t>(p)};
+            }
+          pq4::QuantizedLut own[4];  // per-list tables (L2 residuals)
+          for (size_t g0 = 0; g0 < probes.size();) {
+            const uint32_t l = probes[g0].list;
+            size_t g1 = g0;
+            while (g1 < probes.size() && probes[g1].list == l) ++g1;
+            const List& L = lists_[l];
+            const size_t n = L.size(), nb = pq4::nblocks(n);
+            if (n == 0) {
+              g0 = g1;
+              continue;
+            }
+            if (ctx.buf16.size() < 4 * nb * pq4::kBlock) ctx.buf16.resize(4 * nb * pq4::kBlock);
+            if (ctx.sel.size() < n) ctx.sel.resize(n);
+            for (size_t h0 = g0; h0 < g1; h0 += 4) {
+              const uint8_t* luts[4];
+              uint16_t* outs[4];
+              float base[4], scale[4];
+              uint16_t t16[4];
+              uint32_t who[4];
+              size_t nq_g = 0;
+              for (size_t h = h0; h < std::min(g1, h0 + 4); ++h) {
+                const QueryCtx::Probe& pr = probes[h];
+                const float* qi = q + (b + pr.query) * d;
+                const pq4::QuantizedLut* ql = &qluts[pr.query];
+                float bias = 0.f;
+                if (!shared) {
+                  const float* cen = coarse_.centroid(l);
+                  for (size_t t = 0; t < d; ++t) ctx.resid[t] = qi[t] - cen[t];
+                  pq_.compute_lut(ctx.resid.data(), false, ctx.lut.data());
+                  pq4::quantize_lut(ctx.lut.data(), M, own[nq_g]);
+                  ql = &own[nq_g];
+                } else if (residual() && ip) {
+                  bias = cd[(b + pr.query) * nprobe + pr.rank];
+                }
+                uint16_t t;
+                if (!u16_threshold(tops[pr.query].threshold(), bias + ql->bias, ql->scale, t))
+                  continue;
+                luts[nq_g] = ql->packed.data();
+                outs[nq_g] = ctx.buf16.data() + nq_g * nb * pq4::kBlock;
+                base[nq_g] = bias + ql->bias;
+                scale[nq_g] = ql->scale;
+                t16[nq_g] = t;
+                who[nq_g] = pr.query;
+                ++nq_g;
+              }
+              if (nq_g == 0) continue;
+              K.pq4_accumulate_nq(L.codes.data(), nb, npairs, luts, nq_g, outs);
+              for (size_t j = 0; j < nq_g; ++j) {
+                const size_t hits = K.select_le_u16(outs[j], n, t16[j], ctx.sel.data());
+                const float inv_a = 1.f / scale[j];
+                ReservoirTopK& top = tops[who[j]];
+                for (size_t hh = 0; hh < hits; ++hh) {
+                  const uint32_t r = ctx.sel[hh];
+                  const slot_t s = L.slots[r];
+                  if (bits && !test_bit(*bits, s)) continue;
+                  top.push(base[j] + static_cast<float>(outs[j][r]) * inv_a, static_cast<idx_t>(s));
+                }
+              }
+            }
+            g0 = g1;
+          }
+          for (size_t j = 0; j < m; ++j) {
+            const size_t i = b + j;
+            ctx.q = q + i * d;
+            if (bits && tops[j].size() < k) prepare_pq(ctx, ip);  // tables for the fallback
+            finish_query(ctx, tops[j], k, ci + i * nprobe, nprobe, bits, D + i * k, I + i * k);
+          }
         }
       },
       threads);

@@ -270,8 +270,8 @@ void fill(simd::KernelTable& t) {
 
 }  // namespace
 
-void nearest_l2_small(const float* x, size_t n, size_t d, const float* ct, size_t k,
-                      size_t kstride, uint32_t* I, float* D) {
+void nearest_l2_small(const float* x, size_t n, size_t d, const float* ct, size_t k, size_t kstride,
+                      uint32_t* I, float* D) {
   constexpr size_t kChunk = 64;  // distances of a chunk of centroids, vectorisable over j
   float dist[kChunk];
   for (size_t i = 0; i < n; ++i) {

@@ -5,7 +5,6 @@
 
 #include <cmath>
 #include <cstring>
-#include <cstdlib>
 
 #include "annx/simd/kernels.h"
 #include "kernel_tables.h"
@@ -28,7 +27,8 @@ struct Ops {
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
   }
   static F load_bf16(const uint16_t* p) {
-    const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    const __m512i w =
+        _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
     return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
   }
   static F load_u8(const uint8_t* p) {
@@ -59,7 +59,8 @@ size_t select_le(const float* v, size_t n, float thr, uint32_t* out) {
   for (size_t i = 0; i < n; i += 16) {
     const size_t r = n - i;
     const __mmask16 live = r >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << r) - 1u);
-    const __mmask16 hit = _mm512_mask_cmp_ps_mask(live, _mm512_maskz_loadu_ps(live, v + i), t, _CMP_LE_OQ);
+    const __mmask16 hit =
+        _mm512_mask_cmp_ps_mask(live, _mm512_maskz_loadu_ps(live, v + i), t, _CMP_LE_OQ);
     if (hit) {
       _mm512_mask_compressstoreu_epi32(out + m, hit, idx);
       m += static_cast<size_t>(__builtin_popcount(hit));
@@ -132,7 +133,8 @@ uint64_t hamming(const uint8_t* a, const uint8_t* b, size_t nbytes) {
     s0 += static_cast<uint64_t>(_mm_popcnt_u64(u[0] ^ v[0]));
     s1 += static_cast<uint64_t>(_mm_popcnt_u64(u[1] ^ v[1]));
   }
-  for (; i < nbytes; ++i) s0 += static_cast<uint64_t>(_mm_popcnt_u32(static_cast<unsigned>(a[i] ^ b[i])));
+  for (; i < nbytes; ++i)
+    s0 += static_cast<uint64_t>(_mm_popcnt_u32(static_cast<unsigned>(a[i] ^ b[i])));
   return s0 + s1;
 #endif
 }
@@ -183,6 +185,8 @@ struct Pq4Acc {
     a3 = _mm512_add_epi16(a3, _mm512_srli_epi16(r1, 8));
   }
 
+  inline void keep() { asm("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3)); }  // Pq4Acc256::keep
+
   inline void store(uint16_t* out) const {
     const __m512i v0 = _mm512_sub_epi16(a0, _mm512_slli_epi16(a1, 8));  // vectors 0-7
     const __m512i v2 = _mm512_sub_epi16(a2, _mm512_slli_epi16(a3, 8));  // 16-23
@@ -232,71 +236,66 @@ void pq4_accumulate(const uint8_t* blocks, size_t nblocks, size_t npairs, const 
   if (b < nblocks) pq4_blocks<1>(blocks + b * bb, bb, npairs, lut, out + b * 32);
 }
 
-/// NB blocks (bb bytes apart) x NQ queries in one pass: each code load and unpack serves NQ
-/// queries, each LUT load NB blocks. out[q] + o is block 0's output of query q.
-template <int NB, int NQ>
-inline void pq4_blocks_nq(const uint8_t* c, size_t bb, size_t npairs, const uint8_t* const* luts,
-                          uint16_t* const* out, size_t o) {
+/// pq4_accumulate for NQ queries per pass: each code load and unpack serves NQ queries.
+template <int NQ>
+[[gnu::noinline]] void pq4_accumulate_nq_512(const uint8_t* blocks, size_t nblocks, size_t npairs,
+                                             const uint8_t* const* luts, uint16_t* const* out) {
   const __m512i nib = _mm512_set1_epi8(0x0F);
+  const size_t bb = npairs * 32, np2 = npairs & ~size_t{1};
   const uint8_t* lut[NQ];  // local copies (stores through out[] might alias luts[])
   for (int q = 0; q < NQ; ++q) lut[q] = luts[q];
-  Pq4Acc acc[NB][NQ];
-  __m512i lo[NB], hi[NB];
-  size_t j = 0;
-  for (; j + 2 <= npairs; j += 2) {
-    for (int k = 0; k < NB; ++k) {
-      const __m512i codes = load512(c + k * bb + j * 32);
-      lo[k] = _mm512_and_si512(codes, nib);
-      hi[k] = _mm512_and_si512(_mm512_srli_epi16(codes, 4), nib);
+  for (size_t b = 0; b < nblocks; ++b) {
+    const uint8_t* c = blocks + b * bb;
+    Pq4Acc acc[NQ];
+    // An odd last pair first, so that the accumulators go straight from the main loop to
+    // the stores (see Pq4Acc256::keep; a tail after the loop brings the copies back).
+    if (np2 < npairs) {
+      const __m512i codes = load256z(c + np2 * 32);
+      const __m512i lo = _mm512_and_si512(codes, nib);
+      const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(codes, 4), nib);
+      for (int q = 0; q < NQ; ++q) acc[q].add_nibbles(load256z(lut[q] + np2 * 32), lo, hi);
     }
-    for (int q = 0; q < NQ; ++q) {
-      const __m512i l = load512(lut[q] + j * 32);
-      for (int k = 0; k < NB; ++k) acc[k][q].add_nibbles(l, lo[k], hi[k]);
+    for (size_t j = 0; j < np2; j += 2) {
+      const __m512i codes = load512(c + j * 32);
+      const __m512i lo = _mm512_and_si512(codes, nib);
+      const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(codes, 4), nib);
+      for (int q = 0; q < NQ; ++q) acc[q].add_nibbles(load512(lut[q] + j * 32), lo, hi);
     }
+    for (int q = 0; q < NQ; ++q) acc[q].keep();
+    for (int q = 0; q < NQ; ++q) acc[q].store(out[q] + b * 32);
   }
-  if (j < npairs) {
-    for (int k = 0; k < NB; ++k) {
-      const __m512i codes = load256z(c + k * bb + j * 32);
-      lo[k] = _mm512_and_si512(codes, nib);
-      hi[k] = _mm512_and_si512(_mm512_srli_epi16(codes, 4), nib);
-    }
-    for (int q = 0; q < NQ; ++q) {
-      const __m512i l = load256z(lut[q] + j * 32);
-      for (int k = 0; k < NB; ++k) acc[k][q].add_nibbles(l, lo[k], hi[k]);
-    }
-  }
-  for (int k = 0; k < NB; ++k)
-    for (int q = 0; q < NQ; ++q) acc[k][q].store(out[q] + o + 32 * k);
 }
 
 template <int NQ>
 void pq4_accumulate_nq_t(const uint8_t* blocks, size_t nblocks, size_t npairs,
                          const uint8_t* const* luts, uint16_t* const* out) {
-  static const int kVar = getenv("PQ4NQ_VAR") ? atoi(getenv("PQ4NQ_VAR")) : 0;  // DEV
-  if (npairs <= 8 || kVar == 2) {
-    if (kVar == 3 && NQ <= 2) {
-      // placeholder
-    }
-    return pq4_accumulate_nq_256<NQ>(blocks, nblocks, npairs, luts, out);
-  }
-  const size_t bb = npairs * 32;
-  size_t b = 0;
-  if (kVar == 1 && NQ <= 2)
-    for (; b + 2 <= nblocks; b += 2)
-      pq4_blocks_nq<2, NQ>(blocks + b * bb, bb, npairs, luts, out, b * 32);
-  for (; b < nblocks; ++b) pq4_blocks_nq<1, NQ>(blocks + b * bb, bb, npairs, luts, out, b * 32);
+  // As pq4_accumulate: the 256-bit kernel (4 * NQ accumulators fit 32 registers) for short
+  // codes, the 512-bit one for long codes.
+  if (npairs <= 8) return pq4_accumulate_nq_256<NQ>(blocks, nblocks, npairs, luts, out);
+  pq4_accumulate_nq_512<NQ>(blocks, nblocks, npairs, luts, out);
 }
+
+void pq4_accumulate_nq_passes(const uint8_t* blocks, size_t nblocks, size_t npairs,
+                              const uint8_t* const* luts, size_t nq, uint16_t* const* out);
 
 void pq4_accumulate_nq(const uint8_t* blocks, size_t nblocks, size_t npairs,
                        const uint8_t* const* luts, size_t nq, uint16_t* const* out) {
-  for (size_t q = 0; q < nq; q += 4) {
-    switch (nq - q) {
-      case 1: pq4_accumulate_nq_t<1>(blocks, nblocks, npairs, luts + q, out + q); break;
-      case 2: pq4_accumulate_nq_t<2>(blocks, nblocks, npairs, luts + q, out + q); break;
-      case 3: pq4_accumulate_nq_t<3>(blocks, nblocks, npairs, luts + q, out + q); break;
-      default: pq4_accumulate_nq_t<4>(blocks, nblocks, npairs, luts + q, out + q); break;
-    }
+  switch (nq) {  // tail calls for nq <= 4
+    case 0: return;
+    case 1: return pq4_accumulate(blocks, nblocks, npairs, luts[0], out[0]);
+    case 2: return pq4_accumulate_nq_t<2>(blocks, nblocks, npairs, luts, out);
+    case 3: return pq4_accumulate_nq_t<3>(blocks, nblocks, npairs, luts, out);
+    case 4: return pq4_accumulate_nq_t<4>(blocks, nblocks, npairs, luts, out);
+    default: return pq4_accumulate_nq_passes(blocks, nblocks, npairs, luts, nq, out);
   }
+}
+
+/// nq > 4: passes of up to 4 queries (out of line, so that the dispatch above needs no frame).
+[[gnu::noinline]] void pq4_accumulate_nq_passes(const uint8_t* blocks, size_t nblocks,
+                                                size_t npairs, const uint8_t* const* luts,
+                                                size_t nq, uint16_t* const* out) {
+  for (size_t q = 0; q < nq; q += 4)
+    pq4_accumulate_nq(blocks, nblocks, npairs, luts + q, nq - q < 4 ? nq - q : 4, out + q);
 }
 
 size_t select_le_u16(const uint16_t* v, size_t n, uint16_t thr, uint32_t* out) {
@@ -338,8 +337,8 @@ size_t select_le_u16(const uint16_t* v, size_t n, uint16_t thr, uint32_t* out) {
 
 }  // namespace
 
-void nearest_l2_small(const float* x, size_t n, size_t d, const float* ct, size_t k,
-                      size_t kstride, uint32_t* I, float* D) {
+void nearest_l2_small(const float* x, size_t n, size_t d, const float* ct, size_t k, size_t kstride,
+                      uint32_t* I, float* D) {
   const __m512i step = _mm512_set1_epi32(16);
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   for (size_t i = 0; i < n; ++i) {
@@ -349,7 +348,8 @@ void nearest_l2_small(const float* x, size_t n, size_t d, const float* ct, size_
     for (size_t j0 = 0; j0 < k; j0 += 16) {
       __m512 acc = _mm512_setzero_ps();
       for (size_t t = 0; t < d; ++t) {
-        const __m512 diff = _mm512_sub_ps(_mm512_set1_ps(xi[t]), _mm512_loadu_ps(ct + t * kstride + j0));
+        const __m512 diff =
+            _mm512_sub_ps(_mm512_set1_ps(xi[t]), _mm512_loadu_ps(ct + t * kstride + j0));
         acc = _mm512_add_ps(acc, _mm512_mul_ps(diff, diff));
       }
       const __mmask16 live =

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "annx/common/types.h"
@@ -101,6 +102,63 @@ class TopK {
   size_t k_;
   std::vector<float> score_;  // max-heap on (score, id)
   std::vector<idx_t> id_;
+};
+
+/// Same contract as TopK (the k best by (score, id)), for scans that push many
+/// candidates whose order is unrelated to their score: a push is an append, and when
+/// the buffer reaches 2k the k best are kept (nth_element) and the threshold drops to
+/// the k-th score. No heap sift per push, so no branch mispredictions per candidate.
+class ReservoirTopK {
+ public:
+  explicit ReservoirTopK(size_t k) : k_(k), cap_(std::max<size_t>(2 * k, k + 16)) {
+    buf_.reserve(cap_);
+  }
+
+  size_t k() const { return k_; }
+  /// Candidates kept so far (at most k count as results).
+  size_t size() const { return std::min(buf_.size(), k_); }
+  /// A score above it cannot enter the result (an equal one may, on a lower id).
+  float threshold() const { return thr_; }
+
+  void push(float s, idx_t id) {
+    if (s > thr_ || k_ == 0) return;
+    buf_.emplace_back(s, id);
+    if (buf_.size() == cap_) shrink();
+  }
+
+  /// Best-first into (scores, ids), padded to k with (+inf, -1). Empties the buffer.
+  void drain_sorted(float* scores, idx_t* ids) {
+    if (buf_.size() > k_) shrink();
+    std::sort(buf_.begin(), buf_.end());
+    const size_t m = buf_.size();
+    for (size_t i = 0; i < m; ++i) {
+      scores[i] = buf_[i].first;
+      ids[i] = buf_[i].second;
+    }
+    for (size_t i = m; i < k_; ++i) {
+      scores[i] = std::numeric_limits<float>::infinity();
+      ids[i] = -1;
+    }
+    clear();
+  }
+
+  void clear() {
+    buf_.clear();
+    thr_ = std::numeric_limits<float>::infinity();
+  }
+
+ private:
+  void shrink() {
+    auto kth = buf_.begin() + static_cast<std::ptrdiff_t>(k_ - 1);
+    std::nth_element(buf_.begin(), kth, buf_.end());  // (score, id) order
+    buf_.resize(k_);
+    thr_ = buf_[k_ - 1].first;
+    for (size_t i = 0; i + 1 < k_; ++i) thr_ = std::max(thr_, buf_[i].first);
+  }
+
+  size_t k_, cap_;
+  std::vector<std::pair<float, idx_t>> buf_;
+  float thr_ = std::numeric_limits<float>::infinity();
 };
 
 }  // namespace annx

@@ -129,12 +129,19 @@ class IvfIndex final : public Index {
   template <class Sink>
   void scan_lists(QueryCtx& ctx, const uint32_t* lists, const float* coarse, size_t np,
                   const std::vector<uint64_t>* bitset, Sink& sink) const;
+  /// Batch fast-scan search: each list scanned once per group of queries probing it.
+  void search_grouped(const float* q, size_t nq, size_t k, size_t kc, size_t nprobe,
+                      const float* cd, const uint32_t* ci, const std::vector<uint64_t>* bits,
+                      int threads, float* D, idx_t* I) const;
+  /// Filter fallback (scan the unprobed lists when fewer than k passed) and re-rank.
+  void finish_query(QueryCtx& ctx, ReservoirTopK& top, size_t k, const uint32_t* probes,
+                    size_t nprobe, const std::vector<uint64_t>* bits, float* D, idx_t* I) const;
   /// Prepares a query's PQ tables (shared ones now, per-list ones during the scan).
   void prepare_pq(QueryCtx& ctx, bool ip) const;
   /// Approximate (list codec) scores of given slots, computed from their decoded codes.
   void score_slots(const float* q, const slot_t* slots, size_t n, float* out) const;
   /// Best k of the candidates (re-scored with the Refine codec if there is one).
-  void rerank(const float* q, TopK& cand, size_t k, float* D, idx_t* I) const;
+  void rerank(const float* q, ReservoirTopK& cand, size_t k, float* D, idx_t* I) const;
   void reconstruct_slot(slot_t s, float* out) const;
 
   IvfOptions opt_;

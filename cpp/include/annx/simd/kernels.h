@@ -25,7 +25,7 @@ namespace annx::simd {
 enum class DistKind : int {
   L2_F32 = 0,
   IP_F32,
-  L2_F16,   // row: IEEE binary16
+  L2_F16,  // row: IEEE binary16
   IP_F16,
   L2_BF16,  // row: bfloat16 (upper half of an f32)
   IP_BF16,
@@ -59,8 +59,8 @@ struct KernelTable {
   /// Many-to-many inner products for f32 without packing (best for a few queries):
   /// out[i * out_stride + j] = <q_i, x_j>, q: nq rows, x: nx rows, both with `d` floats
   /// per row (contiguous). Register-blocked over queries and rows.
-  void (*dot_f32_tile)(const float* q, size_t nq, const float* x, size_t nx, size_t d,
-                       float* out, size_t out_stride);
+  void (*dot_f32_tile)(const float* q, size_t nq, const float* x, size_t nx, size_t d, float* out,
+                       size_t out_stride);
   /// The building blocks of dot_f32_tile, for callers that reuse packed rows across
   /// many queries (batch exact search): pack up to `panel_rows` rows (zero-padded) into
   /// a panel of panel_rows * d floats, then compute nq x panel_rows inner products.
@@ -80,8 +80,7 @@ struct KernelTable {
   /// Hamming distance between packed bit strings of `nbytes` bytes.
   uint64_t (*hamming)(const uint8_t* a, const uint8_t* b, size_t nbytes);
   /// out[i] = hamming(q, row i), rows `nbytes` apart.
-  void (*hamming_many)(const uint8_t* q, const uint8_t* x, size_t n, size_t nbytes,
-                       uint32_t* out);
+  void (*hamming_many)(const uint8_t* q, const uint8_t* x, size_t n, size_t nbytes, uint32_t* out);
 
   /// Storage conversions (round to nearest even; NaN stays NaN).
   void (*f32_to_f16)(const float* in, uint16_t* out, size_t n);
