@@ -133,7 +133,10 @@ def test_train_add_search_lifecycle(spec: str) -> None:
 
 def test_too_few_training_points() -> None:
     x = make_data(10, 8, seed=2)
-    with pytest.raises(annx.InvalidArgumentError, match="at least 16 vectors"):
+    with (
+        pytest.warns(RuntimeWarning, match="fewer than 39"),
+        pytest.raises(annx.InvalidArgumentError, match="at least 16 vectors"),
+    ):
         annx.index_factory(8, "IVF16,Flat", "l2").train(x)
     with pytest.raises(annx.InvalidArgumentError, match="at least 256 vectors"):
         annx.index_factory(8, "PQ4", "l2").train(make_data(100, 8))
@@ -355,7 +358,8 @@ def test_default_rerank_is_four_k() -> None:
 @pytest.mark.parametrize("k", [1, 7, 40])
 def test_k_larger_than_probed_lists(k: int) -> None:
     x = make_clustered(200, 8, seed=21)
-    index = build("IVF16,Flat", "l2", x)
+    with pytest.warns(RuntimeWarning, match="fewer than 39"):
+        index = build("IVF16,Flat", "l2", x)
     D, I = index.search(x[:5], k, nprobe=1)
     for r in range(5):
         got = I[r][I[r] >= 0]

@@ -101,7 +101,10 @@ void CentroidTable::search(const float* x, size_t n, size_t p, float* D, uint32_
       [&](size_t b, size_t e) {
         // Per-thread scratch kept across calls: the tile is too big for a fresh
         // allocation per call (each would be a new mmap and page faults).
-        thread_local std::vector<float> tile;
+        thread_local std::vector<float> kept;
+        std::vector<float> own;
+        const bool small = qb * kpad <= (size_t{1} << 20);  // keep at most 4 MB per thread
+        std::vector<float>& tile = small ? kept : own;
         if (tile.size() < qb * kpad) tile.resize(qb * kpad);
         SelectScratch sc;
         for (size_t a0 = b; a0 < e; a0 += qb) {

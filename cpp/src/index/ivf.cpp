@@ -90,10 +90,12 @@ size_t context_slots(int threads) {
   return static_cast<size_t>(std::max({1, threads, get_num_threads()}));
 }
 
-/// The calling thread's context (a fresh local one if the pool grew meanwhile).
-IvfIndex::QueryCtx& pick_context(std::vector<IvfIndex::QueryCtx>& ctxs, IvfIndex::QueryCtx& local) {
-  const size_t w = static_cast<size_t>(worker_index());
-  return w < ctxs.size() ? ctxs[w] : local;
+/// The calling thread's scan context. Kept across calls (like faiss's per-thread
+/// scratch): fresh buffers per search cost page faults that showed in profiles. A
+/// thread runs one query at a time, so the context is never shared.
+IvfIndex::QueryCtx& thread_context() {
+  thread_local IvfIndex::QueryCtx ctx;
+  return ctx;
 }
 
 }  // namespace
@@ -257,7 +259,10 @@ void IvfIndex::coarse_search(const float* q, size_t nq, size_t p, int ef, int th
   }
   SearchParams sp;
   sp.threads = threads;
-  sp.ef_search = std::max<int>(ef > 0 ? ef : 0, static_cast<int>(std::max<size_t>(2 * p, 64)));
+  // The graph's candidate list: the caller's ef_search (at least nprobe), else 2 nprobe
+  // (at least 64).
+  sp.ef_search =
+      ef > 0 ? std::max(ef, static_cast<int>(p)) : static_cast<int>(std::max<size_t>(2 * p, 64));
   std::vector<idx_t> ids(nq * p);
   coarse_hnsw_->search(q, nq, p, sp, D, ids.data());
   const bool ip = is_similarity(metric_);
@@ -594,13 +599,10 @@ void IvfIndex::search_impl(const float* q, size_t nq, size_t k, const SearchPara
                    D, I);
     return;
   }
-  // One scan context per thread, reused across its queries (no per-query allocations).
-  std::vector<QueryCtx> ctxs(context_slots(threads));
   parallel_for(
       nq, 1,
       [&](size_t b, size_t e) {
-        QueryCtx local;
-        QueryCtx& ctx = pick_context(ctxs, local);
+        QueryCtx& ctx = thread_context();
         for (size_t i = b; i < e; ++i) {
           ctx.q = q + i * d;
           if (is_pq())
@@ -652,12 +654,10 @@ void IvfIndex::search_grouped(const float* q, size_t nq, size_t k, size_t kc, si
   const size_t nthreads = context_slots(threads);
   const size_t qc = std::clamp<size_t>((nq + nthreads - 1) / nthreads, 1, kGroupChunk);
   const size_t nchunks = (nq + qc - 1) / qc;
-  std::vector<QueryCtx> ctxs(nthreads);
   parallel_for(
       nchunks, 1,
       [&](size_t cb, size_t ce) {
-        QueryCtx local;
-        QueryCtx& ctx = pick_context(ctxs, local);
+        QueryCtx& ctx = thread_context();
         for (size_t c = cb; c < ce; ++c) {
           const size_t b = c * qc, e = std::min(nq, b + qc), m = e - b;
           // Per query: its shared table (quantised) and its candidate heap.
@@ -775,12 +775,10 @@ void IvfIndex::range_impl(const float* q, size_t nq, float score_radius, const S
   if (!flat_pq())
     coarse_search(q, nq, nprobe, params.ef_search, params.threads, cd.data(), ci.data());
   std::vector<std::vector<std::pair<float, slot_t>>> per(nq);
-  std::vector<QueryCtx> ctxs(context_slots(params.threads));
   parallel_for(
       nq, 1,
       [&](size_t b, size_t e) {
-        QueryCtx local;
-        QueryCtx& ctx = pick_context(ctxs, local);
+        QueryCtx& ctx = thread_context();
         const auto& K = simd::kernels();
         for (size_t i = b; i < e; ++i) {
           ctx.q = q + i * d;
