@@ -241,7 +241,7 @@ def test_select_le_u16(isa, n, rng):
 @pytest.mark.parametrize("M", [1, 3, 7, 8, 9, 16, 31, 64])
 def test_pq8_adc(isa, M, rng):
     lut = (rng.standard_normal((M, 256)) * 10).astype(np.float32)
-    for n in (0, 1, 3, 4, 5, 13):
+    for n in (0, 1, 3, 4, 5, 13, 32, 70):
         codes = rng.integers(0, 256, size=(n, M), dtype=np.uint8)
         terms = lut.astype(np.float64)[np.arange(M)[None, :], codes]
         ref, scale = terms.sum(1), np.abs(terms).sum(1)
@@ -251,9 +251,14 @@ def test_pq8_adc(isa, M, rng):
         rows = rng.integers(0, n, size=11 if n else 0).astype(np.uint32)
         gathered = _core.kernel_pq8_adc_gather(codes, rows, lut)
         np.testing.assert_array_equal(gathered, got[rows])  # same sum order
+        # Blocked layout (IVF lists): the same sums, in the same order.
+        blocked = _core.kernel_pq8_adc_blocks(codes, lut)
+        assert blocked.shape == (-(-n // 32) * 32,)
+        np.testing.assert_array_equal(blocked[:n], got)
         # m-ascending f32 sums on every ISA: bit-identical to the scalar kernel.
         annx.set_isa("scalar")
         np.testing.assert_array_equal(_core.kernel_pq8_adc(codes, lut), got)
+        np.testing.assert_array_equal(_core.kernel_pq8_adc_blocks(codes, lut), blocked)
         annx.set_isa(isa)
 
 

@@ -6,6 +6,7 @@
 
 #include "annx/common/thread_pool.h"
 #include "annx/quant/pq4_layout.h"
+#include "annx/quant/pq8_layout.h"
 #include "annx/simd/kernels.h"
 #include "glue.h"
 
@@ -31,8 +32,9 @@ constexpr KindInfo kKinds[] = {
 const KindInfo& kind_of(const std::string& name) {
   for (const auto& k : kKinds)
     if (name == k.name) return k;
-  throw InvalidArgument("unknown kernel kind '" + name +
-                        "': expected l2_f32, ip_f32, l2_f16, ip_f16, l2_bf16, ip_bf16, ip_u8, wl2_u8");
+  throw InvalidArgument(
+      "unknown kernel kind '" + name +
+      "': expected l2_f32, ip_f32, l2_f16, ip_f16, l2_bf16, ip_bf16, ip_u8, wl2_u8");
 }
 
 /// Checks that `x` is a C-contiguous 2-D array of the kind's storage dtype with d columns.
@@ -41,8 +43,8 @@ const void* rows_of(const py::array& x, const KindInfo& k, size_t d, size_t* n) 
                         (k.dtype == 'h' && x.dtype().is(py::dtype::of<uint16_t>())) ||
                         (k.dtype == 'b' && x.dtype().is(py::dtype::of<uint8_t>()));
   ANNX_CHECK(InvalidArgument, ok_dtype, "kernel ", k.name, ": stored rows have the wrong dtype");
-  ANNX_CHECK(InvalidArgument, x.ndim() == 2 && static_cast<size_t>(x.shape(1)) == d,
-             "kernel ", k.name, ": rows must have shape (n, ", d, ")");
+  ANNX_CHECK(InvalidArgument, x.ndim() == 2 && static_cast<size_t>(x.shape(1)) == d, "kernel ",
+             k.name, ": rows must have shape (n, ", d, ")");
   ANNX_CHECK(InvalidArgument, x.flags() & py::array::c_style, "rows must be C-contiguous");
   *n = static_cast<size_t>(x.shape(0));
   return x.data();
@@ -93,125 +95,159 @@ size_t packed_blocks(const py::array& blocks, size_t M) {
 }  // namespace
 
 void bind_kernels(py::module_& m) {
-  m.def("kernel_many", [](const std::string& kind, const CArray<float>& q, const py::array& x,
-                          std::optional<CArray<float>> aux) {
-    const KindInfo& k = kind_of(kind);
-    const size_t d = static_cast<size_t>(q.size());
-    size_t n = 0;
-    const void* xp = rows_of(x, k, d, &n);
-    const float* ap = aux_of(aux, d, k);
-    CArray<float> out(static_cast<ssize_t>(n));
-    simd::kernels().many[static_cast<int>(k.kind)](q.data(), xp, n, d, ap, out.mutable_data());
-    return out;
-  }, py::arg("kind"), py::arg("q"), py::arg("x"), py::arg("aux") = py::none());
+  m.def(
+      "kernel_many",
+      [](const std::string& kind, const CArray<float>& q, const py::array& x,
+         std::optional<CArray<float>> aux) {
+        const KindInfo& k = kind_of(kind);
+        const size_t d = static_cast<size_t>(q.size());
+        size_t n = 0;
+        const void* xp = rows_of(x, k, d, &n);
+        const float* ap = aux_of(aux, d, k);
+        CArray<float> out(static_cast<ssize_t>(n));
+        simd::kernels().many[static_cast<int>(k.kind)](q.data(), xp, n, d, ap, out.mutable_data());
+        return out;
+      },
+      py::arg("kind"), py::arg("q"), py::arg("x"), py::arg("aux") = py::none());
 
-  m.def("kernel_one", [](const std::string& kind, const CArray<float>& q, const py::array& x,
-                         std::optional<CArray<float>> aux) {
-    const KindInfo& k = kind_of(kind);
-    const size_t d = static_cast<size_t>(q.size());
-    size_t n = 0;
-    const void* xp = rows_of(x, k, d, &n);
-    ANNX_CHECK(InvalidArgument, n == 1, "kernel_one takes exactly one row");
-    return simd::kernels().one[static_cast<int>(k.kind)](q.data(), xp, d, aux_of(aux, d, k));
-  }, py::arg("kind"), py::arg("q"), py::arg("x"), py::arg("aux") = py::none());
+  m.def(
+      "kernel_one",
+      [](const std::string& kind, const CArray<float>& q, const py::array& x,
+         std::optional<CArray<float>> aux) {
+        const KindInfo& k = kind_of(kind);
+        const size_t d = static_cast<size_t>(q.size());
+        size_t n = 0;
+        const void* xp = rows_of(x, k, d, &n);
+        ANNX_CHECK(InvalidArgument, n == 1, "kernel_one takes exactly one row");
+        return simd::kernels().one[static_cast<int>(k.kind)](q.data(), xp, d, aux_of(aux, d, k));
+      },
+      py::arg("kind"), py::arg("q"), py::arg("x"), py::arg("aux") = py::none());
 
-  m.def("kernel_gather", [](const std::string& kind, const CArray<float>& q, const py::array& x,
-                            const CArray<uint32_t>& rows, std::optional<CArray<float>> aux) {
-    const KindInfo& k = kind_of(kind);
-    const size_t d = static_cast<size_t>(q.size());
-    size_t n = 0;
-    const void* xp = rows_of(x, k, d, &n);
-    const size_t m_rows = static_cast<size_t>(rows.size());
-    for (size_t i = 0; i < m_rows; ++i)
-      ANNX_CHECK(InvalidArgument, rows.data()[i] < n, "row ", rows.data()[i], " out of range");
-    CArray<float> out(static_cast<ssize_t>(m_rows));
-    simd::kernels().gather[static_cast<int>(k.kind)](
-        q.data(), xp, rows.data(), m_rows, simd::code_size(k.kind, d), d, aux_of(aux, d, k),
-        out.mutable_data());
-    return out;
-  }, py::arg("kind"), py::arg("q"), py::arg("x"), py::arg("rows"), py::arg("aux") = py::none());
+  m.def(
+      "kernel_gather",
+      [](const std::string& kind, const CArray<float>& q, const py::array& x,
+         const CArray<uint32_t>& rows, std::optional<CArray<float>> aux) {
+        const KindInfo& k = kind_of(kind);
+        const size_t d = static_cast<size_t>(q.size());
+        size_t n = 0;
+        const void* xp = rows_of(x, k, d, &n);
+        const size_t m_rows = static_cast<size_t>(rows.size());
+        for (size_t i = 0; i < m_rows; ++i)
+          ANNX_CHECK(InvalidArgument, rows.data()[i] < n, "row ", rows.data()[i], " out of range");
+        CArray<float> out(static_cast<ssize_t>(m_rows));
+        simd::kernels().gather[static_cast<int>(k.kind)](q.data(), xp, rows.data(), m_rows,
+                                                         simd::code_size(k.kind, d), d,
+                                                         aux_of(aux, d, k), out.mutable_data());
+        return out;
+      },
+      py::arg("kind"), py::arg("q"), py::arg("x"), py::arg("rows"), py::arg("aux") = py::none());
 
-  m.def("kernel_pairwise", [](const std::string& kind, const CArray<float>& q, const py::array& x,
-                              std::optional<CArray<float>> aux, int threads) {
-    const KindInfo& k = kind_of(kind);
-    ANNX_CHECK(InvalidArgument, q.ndim() == 2, "queries must be 2-D");
-    const size_t nq = static_cast<size_t>(q.shape(0)), d = static_cast<size_t>(q.shape(1));
-    size_t n = 0;
-    const void* xp = rows_of(x, k, d, &n);
-    const float* ap = aux_of(aux, d, k);
-    CArray<float> out({static_cast<ssize_t>(nq), static_cast<ssize_t>(n)});
-    float* o = out.mutable_data();
-    const float* qp = q.data();
-    without_gil([&] {
-      const auto& K = simd::kernels();
-      parallel_for(nq, 1, [&](size_t b, size_t e) {
-        for (size_t i = b; i < e; ++i) K.many[static_cast<int>(k.kind)](qp + i * d, xp, n, d, ap, o + i * n);
-      }, threads);
-    });
-    return out;
-  }, py::arg("kind"), py::arg("q"), py::arg("x"), py::arg("aux") = py::none(), py::arg("threads") = 0);
+  m.def(
+      "kernel_pairwise",
+      [](const std::string& kind, const CArray<float>& q, const py::array& x,
+         std::optional<CArray<float>> aux, int threads) {
+        const KindInfo& k = kind_of(kind);
+        ANNX_CHECK(InvalidArgument, q.ndim() == 2, "queries must be 2-D");
+        const size_t nq = static_cast<size_t>(q.shape(0)), d = static_cast<size_t>(q.shape(1));
+        size_t n = 0;
+        const void* xp = rows_of(x, k, d, &n);
+        const float* ap = aux_of(aux, d, k);
+        CArray<float> out({static_cast<ssize_t>(nq), static_cast<ssize_t>(n)});
+        float* o = out.mutable_data();
+        const float* qp = q.data();
+        without_gil([&] {
+          const auto& K = simd::kernels();
+          parallel_for(
+              nq, 1,
+              [&](size_t b, size_t e) {
+                for (size_t i = b; i < e; ++i)
+                  K.many[static_cast<int>(k.kind)](qp + i * d, xp, n, d, ap, o + i * n);
+              },
+              threads);
+        });
+        return out;
+      },
+      py::arg("kind"), py::arg("q"), py::arg("x"), py::arg("aux") = py::none(),
+      py::arg("threads") = 0);
 
-  m.def("kernel_dot_tile", [](const CArray<float>& q, const CArray<float>& x) {
-    ANNX_CHECK(InvalidArgument, q.ndim() == 2 && x.ndim() == 2 && q.shape(1) == x.shape(1),
-               "kernel_dot_tile: q and x must be 2-D with the same number of columns");
-    const size_t nq = static_cast<size_t>(q.shape(0)), nx = static_cast<size_t>(x.shape(0)),
-                 d = static_cast<size_t>(q.shape(1));
-    CArray<float> out({static_cast<ssize_t>(nq), static_cast<ssize_t>(nx)});
-    simd::kernels().dot_f32_tile(q.data(), nq, x.data(), nx, d, out.mutable_data(), nx);
-    return out;
-  }, py::arg("q"), py::arg("x"));
+  m.def(
+      "kernel_dot_tile",
+      [](const CArray<float>& q, const CArray<float>& x) {
+        ANNX_CHECK(InvalidArgument, q.ndim() == 2 && x.ndim() == 2 && q.shape(1) == x.shape(1),
+                   "kernel_dot_tile: q and x must be 2-D with the same number of columns");
+        const size_t nq = static_cast<size_t>(q.shape(0)), nx = static_cast<size_t>(x.shape(0)),
+                     d = static_cast<size_t>(q.shape(1));
+        CArray<float> out({static_cast<ssize_t>(nq), static_cast<ssize_t>(nx)});
+        simd::kernels().dot_f32_tile(q.data(), nq, x.data(), nx, d, out.mutable_data(), nx);
+        return out;
+      },
+      py::arg("q"), py::arg("x"));
 
-  m.def("kernel_select_le", [](const CArray<float>& v, float thr) {
-    std::vector<uint32_t> idx(static_cast<size_t>(v.size()));
-    const size_t hits = simd::kernels().select_le(v.data(), idx.size(), thr, idx.data());
-    CArray<int64_t> out(static_cast<ssize_t>(hits));
-    std::copy(idx.begin(), idx.begin() + static_cast<ptrdiff_t>(hits), out.mutable_data());
-    return out;
-  }, py::arg("v"), py::arg("thr"));
+  m.def(
+      "kernel_select_le",
+      [](const CArray<float>& v, float thr) {
+        std::vector<uint32_t> idx(static_cast<size_t>(v.size()));
+        const size_t hits = simd::kernels().select_le(v.data(), idx.size(), thr, idx.data());
+        CArray<int64_t> out(static_cast<ssize_t>(hits));
+        std::copy(idx.begin(), idx.begin() + static_cast<ptrdiff_t>(hits), out.mutable_data());
+        return out;
+      },
+      py::arg("v"), py::arg("thr"));
 
-  m.def("kernel_i8", [](const std::string& op, const CArray<int8_t>& a, const CArray<int8_t>& b) {
-    ANNX_CHECK(InvalidArgument, a.size() == b.size(), "kernel_i8: lengths differ");
-    const auto& K = simd::kernels();
-    const size_t d = static_cast<size_t>(a.size());
-    if (op == "l2") return K.l2sq_i8(a.data(), b.data(), d);
-    if (op == "ip") return K.dot_i8(a.data(), b.data(), d);
-    throw InvalidArgument("kernel_i8: op must be 'l2' or 'ip'");
-  }, py::arg("op"), py::arg("a"), py::arg("b"));
+  m.def(
+      "kernel_i8",
+      [](const std::string& op, const CArray<int8_t>& a, const CArray<int8_t>& b) {
+        ANNX_CHECK(InvalidArgument, a.size() == b.size(), "kernel_i8: lengths differ");
+        const auto& K = simd::kernels();
+        const size_t d = static_cast<size_t>(a.size());
+        if (op == "l2") return K.l2sq_i8(a.data(), b.data(), d);
+        if (op == "ip") return K.dot_i8(a.data(), b.data(), d);
+        throw InvalidArgument("kernel_i8: op must be 'l2' or 'ip'");
+      },
+      py::arg("op"), py::arg("a"), py::arg("b"));
 
-  m.def("kernel_hamming", [](const CArray<uint8_t>& a, const CArray<uint8_t>& b) {
-    ANNX_CHECK(InvalidArgument, a.size() == b.size(), "kernel_hamming: lengths differ");
-    return simd::kernels().hamming(a.data(), b.data(), static_cast<size_t>(a.size()));
-  }, py::arg("a"), py::arg("b"));
+  m.def(
+      "kernel_hamming",
+      [](const CArray<uint8_t>& a, const CArray<uint8_t>& b) {
+        ANNX_CHECK(InvalidArgument, a.size() == b.size(), "kernel_hamming: lengths differ");
+        return simd::kernels().hamming(a.data(), b.data(), static_cast<size_t>(a.size()));
+      },
+      py::arg("a"), py::arg("b"));
 
-  m.def("kernel_hamming_many", [](const CArray<uint8_t>& q, const CArray<uint8_t>& x) {
-    const size_t nb = static_cast<size_t>(q.size());
-    ANNX_CHECK(InvalidArgument, x.ndim() == 2 && static_cast<size_t>(x.shape(1)) == nb,
-               "kernel_hamming_many: x must have shape (n, ", nb, ")");
-    const size_t n = static_cast<size_t>(x.shape(0));
-    CArray<uint32_t> out(static_cast<ssize_t>(n));
-    simd::kernels().hamming_many(q.data(), x.data(), n, nb, out.mutable_data());
-    return out;
-  }, py::arg("q"), py::arg("x"));
+  m.def(
+      "kernel_hamming_many",
+      [](const CArray<uint8_t>& q, const CArray<uint8_t>& x) {
+        const size_t nb = static_cast<size_t>(q.size());
+        ANNX_CHECK(InvalidArgument, x.ndim() == 2 && static_cast<size_t>(x.shape(1)) == nb,
+                   "kernel_hamming_many: x must have shape (n, ", nb, ")");
+        const size_t n = static_cast<size_t>(x.shape(0));
+        CArray<uint32_t> out(static_cast<ssize_t>(n));
+        simd::kernels().hamming_many(q.data(), x.data(), n, nb, out.mutable_data());
+        return out;
+      },
+      py::arg("q"), py::arg("x"));
 
   // ---- PQ kernels and the pq4 layout (test hooks) -----------------------------------
-  m.def("kernel_pq4_accumulate", [](const py::array& blocks, int64_t nblocks, int64_t npairs,
-                                    const py::array& lut) {
-    typed<uint8_t>(blocks, "blocks", 1);
-    typed<uint8_t>(lut, "lut", 1);
-    ANNX_CHECK(InvalidArgument, nblocks >= 0 && npairs >= 1,
-               "kernel_pq4_accumulate: need nblocks >= 0 and npairs >= 1");
-    const size_t nb = static_cast<size_t>(nblocks), np = static_cast<size_t>(npairs);
-    ANNX_CHECK(InvalidArgument, static_cast<size_t>(blocks.size()) == nb * np * 32,
-               "kernel_pq4_accumulate: blocks must hold nblocks * npairs * 32 = ", nb * np * 32,
-               " bytes, got ", blocks.size());
-    ANNX_CHECK(InvalidArgument, static_cast<size_t>(lut.size()) == np * 32,
-               "kernel_pq4_accumulate: lut must hold npairs * 32 = ", np * 32, " bytes, got ",
-               lut.size());
-    CArray<uint16_t> out(static_cast<ssize_t>(nb * 32));
-    simd::kernels().pq4_accumulate(data_of<uint8_t>(blocks), nb, np, data_of<uint8_t>(lut),
-                                   out.mutable_data());
-    return out;
-  }, py::arg("blocks"), py::arg("nblocks"), py::arg("npairs"), py::arg("lut"));
+  m.def(
+      "kernel_pq4_accumulate",
+      [](const py::array& blocks, int64_t nblocks, int64_t npairs, const py::array& lut) {
+        typed<uint8_t>(blocks, "blocks", 1);
+        typed<uint8_t>(lut, "lut", 1);
+        ANNX_CHECK(InvalidArgument, nblocks >= 0 && npairs >= 1,
+                   "kernel_pq4_accumulate: need nblocks >= 0 and npairs >= 1");
+        const size_t nb = static_cast<size_t>(nblocks), np = static_cast<size_t>(npairs);
+        ANNX_CHECK(InvalidArgument, static_cast<size_t>(blocks.size()) == nb * np * 32,
+                   "kernel_pq4_accumulate: blocks must hold nblocks * npairs * 32 = ", nb * np * 32,
+                   " bytes, got ", blocks.size());
+        ANNX_CHECK(InvalidArgument, static_cast<size_t>(lut.size()) == np * 32,
+                   "kernel_pq4_accumulate: lut must hold npairs * 32 = ", np * 32, " bytes, got ",
+                   lut.size());
+        CArray<uint16_t> out(static_cast<ssize_t>(nb * 32));
+        simd::kernels().pq4_accumulate(data_of<uint8_t>(blocks), nb, np, data_of<uint8_t>(lut),
+                                       out.mutable_data());
+        return out;
+      },
+      py::arg("blocks"), py::arg("nblocks"), py::arg("npairs"), py::arg("lut"));
 
   m.def(
       "kernel_pq4_accumulate_nq",
@@ -241,17 +277,20 @@ void bind_kernels(py::module_& m) {
       },
       py::arg("blocks"), py::arg("nblocks"), py::arg("npairs"), py::arg("luts"));
 
-  m.def("kernel_select_le_u16", [](const py::array& v, int64_t thr) {
-    typed<uint16_t>(v, "v", 1);
-    ANNX_CHECK(InvalidArgument, thr >= 0 && thr <= 65535,
-               "kernel_select_le_u16: thr must be in [0, 65535], got ", thr);
-    std::vector<uint32_t> idx(static_cast<size_t>(v.size()));
-    const size_t hits = simd::kernels().select_le_u16(data_of<uint16_t>(v), idx.size(),
-                                                      static_cast<uint16_t>(thr), idx.data());
-    CArray<uint32_t> out(static_cast<ssize_t>(hits));
-    std::copy(idx.begin(), idx.begin() + static_cast<ptrdiff_t>(hits), out.mutable_data());
-    return out;
-  }, py::arg("v"), py::arg("thr"));
+  m.def(
+      "kernel_select_le_u16",
+      [](const py::array& v, int64_t thr) {
+        typed<uint16_t>(v, "v", 1);
+        ANNX_CHECK(InvalidArgument, thr >= 0 && thr <= 65535,
+                   "kernel_select_le_u16: thr must be in [0, 65535], got ", thr);
+        std::vector<uint32_t> idx(static_cast<size_t>(v.size()));
+        const size_t hits = simd::kernels().select_le_u16(data_of<uint16_t>(v), idx.size(),
+                                                          static_cast<uint16_t>(thr), idx.data());
+        CArray<uint32_t> out(static_cast<ssize_t>(hits));
+        std::copy(idx.begin(), idx.begin() + static_cast<ptrdiff_t>(hits), out.mutable_data());
+        return out;
+      },
+      py::arg("v"), py::arg("thr"));
 
   // codes: (n, M) uint8, lut: (M, 256) float32.
   auto pq8_args = [](const py::array& codes, const py::array& lut, size_t* n, size_t* M) {
@@ -260,111 +299,153 @@ void bind_kernels(py::module_& m) {
     *n = static_cast<size_t>(codes.shape(0));
     *M = static_cast<size_t>(codes.shape(1));
     ANNX_CHECK(InvalidArgument, static_cast<size_t>(lut.shape(0)) == *M && lut.shape(1) == 256,
-               "lut must have shape (", *M, ", 256), got (", lut.shape(0), ", ", lut.shape(1),
-               ")");
+               "lut must have shape (", *M, ", 256), got (", lut.shape(0), ", ", lut.shape(1), ")");
   };
-  m.def("kernel_pq8_adc", [pq8_args](const py::array& codes, const py::array& lut) {
-    size_t n = 0, M = 0;
-    pq8_args(codes, lut, &n, &M);
-    CArray<float> out(static_cast<ssize_t>(n));
-    simd::kernels().pq8_adc(data_of<uint8_t>(codes), n, M, data_of<float>(lut),
-                            out.mutable_data());
-    return out;
-  }, py::arg("codes"), py::arg("lut"));
+  m.def(
+      "kernel_pq8_adc",
+      [pq8_args](const py::array& codes, const py::array& lut) {
+        size_t n = 0, M = 0;
+        pq8_args(codes, lut, &n, &M);
+        CArray<float> out(static_cast<ssize_t>(n));
+        simd::kernels().pq8_adc(data_of<uint8_t>(codes), n, M, data_of<float>(lut),
+                                out.mutable_data());
+        return out;
+      },
+      py::arg("codes"), py::arg("lut"));
 
-  m.def("kernel_pq8_adc_gather", [pq8_args](const py::array& codes, const py::array& rows,
-                                            const py::array& lut) {
-    size_t n = 0, M = 0;
-    pq8_args(codes, lut, &n, &M);
-    typed<uint32_t>(rows, "rows", 1);
-    const size_t k = static_cast<size_t>(rows.size());
-    const uint32_t* r = data_of<uint32_t>(rows);
-    for (size_t i = 0; i < k; ++i)
-      ANNX_CHECK(InvalidArgument, r[i] < n, "row ", r[i], " out of range (n = ", n, ")");
-    CArray<float> out(static_cast<ssize_t>(k));
-    simd::kernels().pq8_adc_gather(data_of<uint8_t>(codes), r, k, M, data_of<float>(lut),
-                                   out.mutable_data());
-    return out;
-  }, py::arg("codes"), py::arg("rows"), py::arg("lut"));
+  m.def(
+      "kernel_pq8_adc_gather",
+      [pq8_args](const py::array& codes, const py::array& rows, const py::array& lut) {
+        size_t n = 0, M = 0;
+        pq8_args(codes, lut, &n, &M);
+        typed<uint32_t>(rows, "rows", 1);
+        const size_t k = static_cast<size_t>(rows.size());
+        const uint32_t* r = data_of<uint32_t>(rows);
+        for (size_t i = 0; i < k; ++i)
+          ANNX_CHECK(InvalidArgument, r[i] < n, "row ", r[i], " out of range (n = ", n, ")");
+        CArray<float> out(static_cast<ssize_t>(k));
+        simd::kernels().pq8_adc_gather(data_of<uint8_t>(codes), r, k, M, data_of<float>(lut),
+                                       out.mutable_data());
+        return out;
+      },
+      py::arg("codes"), py::arg("rows"), py::arg("lut"));
 
-  m.def("pq4_pack", [](const py::array& codes) {
-    typed<uint8_t>(codes, "codes", 2);
-    const size_t n = static_cast<size_t>(codes.shape(0)), M = static_cast<size_t>(codes.shape(1));
-    ANNX_CHECK(InvalidArgument, M >= 1, "pq4_pack: codes need at least one column");
-    check_nibbles(data_of<uint8_t>(codes), n * M, "pq4_pack");
-    CArray<uint8_t> out(static_cast<ssize_t>(pq4::nblocks(n) * pq4::block_bytes(M)));
-    pq4::pack(data_of<uint8_t>(codes), n, M, out.mutable_data());
-    return out;
-  }, py::arg("codes"));
+  // Takes row-major codes (n x M) and lays them out in pq8 blocks itself.
+  m.def(
+      "kernel_pq8_adc_blocks",
+      [pq8_args](const py::array& codes, const py::array& lut) {
+        size_t n = 0, M = 0;
+        pq8_args(codes, lut, &n, &M);
+        std::vector<uint8_t> blocks(pq8::nblocks(n) * pq8::block_bytes(M), 0);
+        for (size_t i = 0; i < n; ++i)
+          pq8::set_code(blocks.data(), M, i, data_of<uint8_t>(codes) + i * M);
+        CArray<float> out(static_cast<ssize_t>(pq8::nblocks(n) * pq8::kBlock));
+        simd::kernels().pq8_adc_blocks(blocks.data(), pq8::nblocks(n), M, data_of<float>(lut),
+                                       out.mutable_data());
+        return out;
+      },
+      py::arg("codes"), py::arg("lut"));
 
-  m.def("pq4_unpack", [](const py::array& blocks, int64_t n, int64_t M) {
-    ANNX_CHECK(InvalidArgument, n >= 0 && M >= 1, "pq4_unpack: need n >= 0 and M >= 1");
-    const size_t nb = packed_blocks(blocks, static_cast<size_t>(M));
-    ANNX_CHECK(InvalidArgument, static_cast<size_t>(n) <= nb * pq4::kBlock, "pq4_unpack: ", nb,
-               " blocks hold at most ", nb * pq4::kBlock, " vectors, asked for ", n);
-    CArray<uint8_t> out({static_cast<ssize_t>(n), static_cast<ssize_t>(M)});
-    pq4::unpack(data_of<uint8_t>(blocks), static_cast<size_t>(n), static_cast<size_t>(M),
-                out.mutable_data());
-    return out;
-  }, py::arg("blocks"), py::arg("n"), py::arg("M"));
+  m.def(
+      "pq4_pack",
+      [](const py::array& codes) {
+        typed<uint8_t>(codes, "codes", 2);
+        const size_t n = static_cast<size_t>(codes.shape(0)),
+                     M = static_cast<size_t>(codes.shape(1));
+        ANNX_CHECK(InvalidArgument, M >= 1, "pq4_pack: codes need at least one column");
+        check_nibbles(data_of<uint8_t>(codes), n * M, "pq4_pack");
+        CArray<uint8_t> out(static_cast<ssize_t>(pq4::nblocks(n) * pq4::block_bytes(M)));
+        pq4::pack(data_of<uint8_t>(codes), n, M, out.mutable_data());
+        return out;
+      },
+      py::arg("codes"));
 
-  m.def("pq4_get_code", [](const py::array& blocks, int64_t M, int64_t i) {
-    ANNX_CHECK(InvalidArgument, M >= 1, "pq4_get_code: M must be >= 1");
-    const size_t nb = packed_blocks(blocks, static_cast<size_t>(M));
-    ANNX_CHECK(InvalidArgument, i >= 0 && static_cast<size_t>(i) < nb * pq4::kBlock,
-               "pq4_get_code: vector ", i, " out of range (", nb * pq4::kBlock, " slots)");
-    CArray<uint8_t> out(static_cast<ssize_t>(M));
-    pq4::get_code(data_of<uint8_t>(blocks), static_cast<size_t>(M), static_cast<size_t>(i),
-                  out.mutable_data());
-    return out;
-  }, py::arg("blocks"), py::arg("M"), py::arg("i"));
+  m.def(
+      "pq4_unpack",
+      [](const py::array& blocks, int64_t n, int64_t M) {
+        ANNX_CHECK(InvalidArgument, n >= 0 && M >= 1, "pq4_unpack: need n >= 0 and M >= 1");
+        const size_t nb = packed_blocks(blocks, static_cast<size_t>(M));
+        ANNX_CHECK(InvalidArgument, static_cast<size_t>(n) <= nb * pq4::kBlock, "pq4_unpack: ", nb,
+                   " blocks hold at most ", nb * pq4::kBlock, " vectors, asked for ", n);
+        CArray<uint8_t> out({static_cast<ssize_t>(n), static_cast<ssize_t>(M)});
+        pq4::unpack(data_of<uint8_t>(blocks), static_cast<size_t>(n), static_cast<size_t>(M),
+                    out.mutable_data());
+        return out;
+      },
+      py::arg("blocks"), py::arg("n"), py::arg("M"));
 
-  m.def("pq4_set_code", [](py::array& blocks, int64_t M, int64_t i, const py::array& code) {
-    ANNX_CHECK(InvalidArgument, M >= 1, "pq4_set_code: M must be >= 1");
-    const size_t nb = packed_blocks(blocks, static_cast<size_t>(M));
-    ANNX_CHECK(InvalidArgument, blocks.writeable(), "pq4_set_code: blocks must be writable");
-    ANNX_CHECK(InvalidArgument, i >= 0 && static_cast<size_t>(i) < nb * pq4::kBlock,
-               "pq4_set_code: vector ", i, " out of range (", nb * pq4::kBlock, " slots)");
-    typed<uint8_t>(code, "code", 1);
-    ANNX_CHECK(InvalidArgument, code.size() == M, "pq4_set_code: code must have ", M,
-               " values, got ", code.size());
-    check_nibbles(data_of<uint8_t>(code), static_cast<size_t>(M), "pq4_set_code");
-    pq4::set_code(static_cast<uint8_t*>(blocks.mutable_data()), static_cast<size_t>(M),
-                  static_cast<size_t>(i), data_of<uint8_t>(code));
-  }, py::arg("blocks"), py::arg("M"), py::arg("i"), py::arg("code"));
+  m.def(
+      "pq4_get_code",
+      [](const py::array& blocks, int64_t M, int64_t i) {
+        ANNX_CHECK(InvalidArgument, M >= 1, "pq4_get_code: M must be >= 1");
+        const size_t nb = packed_blocks(blocks, static_cast<size_t>(M));
+        ANNX_CHECK(InvalidArgument, i >= 0 && static_cast<size_t>(i) < nb * pq4::kBlock,
+                   "pq4_get_code: vector ", i, " out of range (", nb * pq4::kBlock, " slots)");
+        CArray<uint8_t> out(static_cast<ssize_t>(M));
+        pq4::get_code(data_of<uint8_t>(blocks), static_cast<size_t>(M), static_cast<size_t>(i),
+                      out.mutable_data());
+        return out;
+      },
+      py::arg("blocks"), py::arg("M"), py::arg("i"));
 
-  m.def("pq4_quantize_lut", [](const py::array& lut) {
-    typed<float>(lut, "lut", 2);
-    ANNX_CHECK(InvalidArgument, lut.shape(1) == 16 && lut.shape(0) >= 1,
-               "pq4_quantize_lut: lut must have shape (M, 16) with M >= 1");
-    pq4::QuantizedLut q;
-    pq4::quantize_lut(data_of<float>(lut), static_cast<size_t>(lut.shape(0)), q);
-    CArray<uint8_t> packed(static_cast<ssize_t>(q.packed.size()));
-    std::copy(q.packed.begin(), q.packed.end(), packed.mutable_data());
-    return py::make_tuple(packed, q.scale, q.bias);
-  }, py::arg("lut"));
+  m.def(
+      "pq4_set_code",
+      [](py::array& blocks, int64_t M, int64_t i, const py::array& code) {
+        ANNX_CHECK(InvalidArgument, M >= 1, "pq4_set_code: M must be >= 1");
+        const size_t nb = packed_blocks(blocks, static_cast<size_t>(M));
+        ANNX_CHECK(InvalidArgument, blocks.writeable(), "pq4_set_code: blocks must be writable");
+        ANNX_CHECK(InvalidArgument, i >= 0 && static_cast<size_t>(i) < nb * pq4::kBlock,
+                   "pq4_set_code: vector ", i, " out of range (", nb * pq4::kBlock, " slots)");
+        typed<uint8_t>(code, "code", 1);
+        ANNX_CHECK(InvalidArgument, code.size() == M, "pq4_set_code: code must have ", M,
+                   " values, got ", code.size());
+        check_nibbles(data_of<uint8_t>(code), static_cast<size_t>(M), "pq4_set_code");
+        pq4::set_code(static_cast<uint8_t*>(blocks.mutable_data()), static_cast<size_t>(M),
+                      static_cast<size_t>(i), data_of<uint8_t>(code));
+      },
+      py::arg("blocks"), py::arg("M"), py::arg("i"), py::arg("code"));
 
-  m.def("convert", [](const std::string& op, const py::array& in) -> py::array {
-    const auto& K = simd::kernels();
-    const size_t n = static_cast<size_t>(in.size());
-    ANNX_CHECK(InvalidArgument, in.flags() & py::array::c_style, "convert: input must be C-contiguous");
-    std::vector<ssize_t> shape(in.shape(), in.shape() + in.ndim());
-    if (op == "f32_to_f16" || op == "f32_to_bf16") {
-      ANNX_CHECK(InvalidArgument, in.dtype().is(py::dtype::of<float>()), "convert: ", op, " takes float32");
-      CArray<uint16_t> out(shape);
-      (op == "f32_to_f16" ? K.f32_to_f16 : K.f32_to_bf16)(static_cast<const float*>(in.data()),
-                                                           out.mutable_data(), n);
-      return out;
-    }
-    if (op == "f16_to_f32" || op == "bf16_to_f32") {
-      ANNX_CHECK(InvalidArgument, in.dtype().is(py::dtype::of<uint16_t>()), "convert: ", op, " takes uint16 bits");
-      CArray<float> out(shape);
-      (op == "f16_to_f32" ? K.f16_to_f32 : K.bf16_to_f32)(static_cast<const uint16_t*>(in.data()),
-                                                           out.mutable_data(), n);
-      return out;
-    }
-    throw InvalidArgument("convert: unknown op '" + op + "'");
-  }, py::arg("op"), py::arg("x"));
+  m.def(
+      "pq4_quantize_lut",
+      [](const py::array& lut) {
+        typed<float>(lut, "lut", 2);
+        ANNX_CHECK(InvalidArgument, lut.shape(1) == 16 && lut.shape(0) >= 1,
+                   "pq4_quantize_lut: lut must have shape (M, 16) with M >= 1");
+        pq4::QuantizedLut q;
+        pq4::quantize_lut(data_of<float>(lut), static_cast<size_t>(lut.shape(0)), q);
+        CArray<uint8_t> packed(static_cast<ssize_t>(q.packed.size()));
+        std::copy(q.packed.begin(), q.packed.end(), packed.mutable_data());
+        return py::make_tuple(packed, q.scale, q.bias);
+      },
+      py::arg("lut"));
+
+  m.def(
+      "convert",
+      [](const std::string& op, const py::array& in) -> py::array {
+        const auto& K = simd::kernels();
+        const size_t n = static_cast<size_t>(in.size());
+        ANNX_CHECK(InvalidArgument, in.flags() & py::array::c_style,
+                   "convert: input must be C-contiguous");
+        std::vector<ssize_t> shape(in.shape(), in.shape() + in.ndim());
+        if (op == "f32_to_f16" || op == "f32_to_bf16") {
+          ANNX_CHECK(InvalidArgument, in.dtype().is(py::dtype::of<float>()), "convert: ", op,
+                     " takes float32");
+          CArray<uint16_t> out(shape);
+          (op == "f32_to_f16" ? K.f32_to_f16 : K.f32_to_bf16)(static_cast<const float*>(in.data()),
+                                                              out.mutable_data(), n);
+          return out;
+        }
+        if (op == "f16_to_f32" || op == "bf16_to_f32") {
+          ANNX_CHECK(InvalidArgument, in.dtype().is(py::dtype::of<uint16_t>()), "convert: ", op,
+                     " takes uint16 bits");
+          CArray<float> out(shape);
+          (op == "f16_to_f32" ? K.f16_to_f32 : K.bf16_to_f32)(
+              static_cast<const uint16_t*>(in.data()), out.mutable_data(), n);
+          return out;
+        }
+        throw InvalidArgument("convert: unknown op '" + op + "'");
+      },
+      py::arg("op"), py::arg("x"));
 }
 
 }  // namespace annx::py_glue

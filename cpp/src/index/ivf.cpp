@@ -13,6 +13,7 @@
 #include "annx/index/section_array.h"
 #include "annx/io/container.h"
 #include "annx/quant/pq4_layout.h"
+#include "annx/quant/pq8_layout.h"
 #include "annx/simd/kernels.h"
 
 namespace annx {
@@ -295,6 +296,39 @@ void IvfIndex::encode_for_lists(const float* x, size_t n, const uint32_t* lists,
   }
 }
 
+size_t IvfIndex::list_code_bytes(size_t n) const {
+  switch (opt_.codec) {
+    case IvfCodec::Vector: return n * vcodec_.code_size();
+    case IvfCodec::PQ8: return pq8::nblocks(n) * pq8::block_bytes(pq_.M());
+    case IvfCodec::PQ4FastScan: return pq4::nblocks(n) * pq4::block_bytes(pq_.M());
+  }
+  return 0;
+}
+
+void IvfIndex::get_code(const List& L, size_t pos, uint8_t* code) const {
+  switch (opt_.codec) {
+    case IvfCodec::Vector: {
+      const size_t cs = vcodec_.code_size();
+      std::memcpy(code, L.codes.data() + pos * cs, cs);
+      return;
+    }
+    case IvfCodec::PQ8: pq8::get_code(L.codes.data(), pq_.M(), pos, code); return;
+    case IvfCodec::PQ4FastScan: pq4::get_code(L.codes.data(), pq_.M(), pos, code); return;
+  }
+}
+
+void IvfIndex::set_code(List& L, size_t pos, const uint8_t* code) const {
+  switch (opt_.codec) {
+    case IvfCodec::Vector: {
+      const size_t cs = vcodec_.code_size();
+      std::memcpy(L.codes.data() + pos * cs, code, cs);
+      return;
+    }
+    case IvfCodec::PQ8: pq8::set_code(L.codes.data(), pq_.M(), pos, code); return;
+    case IvfCodec::PQ4FastScan: pq4::set_code(L.codes.data(), pq_.M(), pos, code); return;
+  }
+}
+
 void IvfIndex::add_impl(const float*, size_t) {
   throw Error("IvfIndex::add_impl is not used (add_prepared overrides it)");
 }
@@ -335,14 +369,12 @@ void IvfIndex::add_prepared(const float* x, size_t n, const idx_t* ids, int thre
   const size_t nslots = idmap_.size() + (n - n_reused);
   std::vector<size_t> grow(lists_.size(), 0);
   for (uint32_t a : assign) ++grow[a];
-  const bool fs = opt_.codec == IvfCodec::PQ4FastScan;
-  const size_t bb = fs ? pq4::block_bytes(pq_.M()) : 0;
   for (size_t l = 0; l < lists_.size(); ++l) {
     if (!grow[l]) continue;
     List& L = lists_[l];
     const size_t sz = L.size() + grow[l];
     L.slots.reserve(sz);
-    L.codes.reserve(fs ? pq4::nblocks(sz) * bb : sz * ucs);
+    L.codes.reserve(list_code_bytes(sz));
   }
   slot_list_.reserve(nslots);
   slot_pos_.reserve(nslots);
@@ -362,13 +394,8 @@ void IvfIndex::add_prepared(const float* x, size_t n, const idx_t* ids, int thre
     const slot_t s = slots[i];
     List& L = lists_[assign[i]];
     const size_t pos = L.size();
-    if (fs) {
-      if (pos % pq4::kBlock == 0) L.codes.resize(L.codes.size() + bb, 0);
-      pq4::set_code(L.codes.data(), pq_.M(), pos, codes.data() + i * ucs);
-    } else {
-      L.codes.insert(L.codes.end(), codes.begin() + static_cast<std::ptrdiff_t>(i * ucs),
-                     codes.begin() + static_cast<std::ptrdiff_t>((i + 1) * ucs));
-    }
+    L.codes.resize(list_code_bytes(pos + 1), 0);  // grows by whole blocks where blocked
+    set_code(L, pos, codes.data() + i * ucs);
     L.slots.push_back(s);
     slot_list_[s] = assign[i];
     slot_pos_[s] = static_cast<uint32_t>(pos);
@@ -388,7 +415,6 @@ void IvfIndex::remove_slot_impl(slot_t) {
 }
 
 void IvfIndex::remove_slots(std::vector<slot_t>& slots) {
-  const bool fs = opt_.codec == IvfCodec::PQ4FastScan;
   const size_t ucs = is_pq() ? pq_.M() : vcodec_.code_size();
   std::vector<uint8_t> code(ucs);
   for (slot_t s : slots) {
@@ -396,17 +422,13 @@ void IvfIndex::remove_slots(std::vector<slot_t>& slots) {
     const size_t pos = slot_pos_[s], last = L.size() - 1;
     if (pos != last) {
       const slot_t moved = L.slots[last];
-      if (fs) {
-        pq4::get_code(L.codes.data(), pq_.M(), last, code.data());
-        pq4::set_code(L.codes.data(), pq_.M(), pos, code.data());
-      } else {
-        std::memcpy(L.codes.data() + pos * ucs, L.codes.data() + last * ucs, ucs);
-      }
+      get_code(L, last, code.data());
+      set_code(L, pos, code.data());
       L.slots[pos] = moved;
       slot_pos_[moved] = static_cast<uint32_t>(pos);
     }
     L.slots.pop_back();
-    L.codes.resize(fs ? pq4::nblocks(L.size()) * pq4::block_bytes(pq_.M()) : L.size() * ucs);
+    L.codes.resize(list_code_bytes(L.size()));
     slot_list_[s] = kNoList;
     idmap_.erase_slot(s);
     free_slots_.push_back(s);
@@ -461,10 +483,11 @@ void IvfIndex::scan_lists(QueryCtx& ctx, const uint32_t* probes, const float* co
       }
       continue;
     }
-    if (ctx.buf.size() < n) ctx.buf.resize(n);
+    if (ctx.buf.size() < pq8::nblocks(n) * pq8::kBlock)
+      ctx.buf.resize(pq8::nblocks(n) * pq8::kBlock);
     float* v = ctx.buf.data();
     if (opt_.codec == IvfCodec::PQ8) {
-      K.pq8_adc(L.codes.data(), n, pq_.M(), ctx.lut.data(), v);
+      K.pq8_adc_blocks(L.codes.data(), pq8::nblocks(n), pq_.M(), ctx.lut.data(), v);
       if (bias != 0.f)
         for (size_t j = 0; j < n; ++j) v[j] += bias;
     } else {
@@ -502,10 +525,7 @@ void IvfIndex::reconstruct_slot(slot_t s, float* out) const {
     return;
   }
   std::vector<uint8_t> code(pq_.M());
-  if (opt_.codec == IvfCodec::PQ4FastScan)
-    pq4::get_code(L.codes.data(), pq_.M(), pos, code.data());
-  else
-    std::memcpy(code.data(), L.codes.data() + pos * pq_.M(), pq_.M());
+  get_code(L, pos, code.data());
   pq_.decode(code.data(), 1, out);
   if (residual()) {
     const float* c = coarse_.centroid(slot_list_[s]);
@@ -917,11 +937,7 @@ void IvfIndex::read_impl(const io::ContainerReader& r, const io::Manifest& m, si
   }
   ANNX_CHECK(FormatError, total <= nslots, "corrupt index file: lists hold ", total,
              " entries for ", nslots, " slots");
-  const bool fs = opt_.codec == IvfCodec::PQ4FastScan;
-  const size_t ucs = is_pq() ? pq_.M() : vcodec_.code_size();
-  auto list_bytes = [&](size_t n) {
-    return fs ? pq4::nblocks(n) * pq4::block_bytes(pq_.M()) : n * ucs;
-  };
+  auto list_bytes = [&](size_t n) { return list_code_bytes(n); };
   size_t code_total = 0;
   for (size_t i = 0; i < lists_.size(); ++i) code_total += list_bytes(sizes.data()[i]);
   const auto slot_bytes = r.section("IVFSLOTS");

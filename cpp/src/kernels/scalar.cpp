@@ -261,6 +261,19 @@ void pq8_adc_gather(const uint8_t* codes, const uint32_t* rows, size_t n, size_t
       n, M, lut, out);
 }
 
+void pq8_adc_blocks(const uint8_t* blocks, size_t nblocks, size_t M, const float* lut, float* out) {
+  for (size_t b = 0; b < nblocks; ++b) {
+    const uint8_t* blk = blocks + b * 32 * M;
+    float acc[32] = {};
+    for (size_t m = 0; m < M; ++m) {
+      const float* t = lut + m * 256;
+      const uint8_t* c = blk + m * 32;
+      for (size_t i = 0; i < 32; ++i) acc[i] += t[c[i]];
+    }
+    for (size_t i = 0; i < 32; ++i) out[b * 32 + i] = acc[i];
+  }
+}
+
 template <DistKind K>
 void fill(simd::KernelTable& t) {
   t.one[static_cast<int>(K)] = &one<K>;
@@ -326,6 +339,7 @@ void fill_table(simd::KernelTable& t) {
   t.pq4_accumulate = &pq4_accumulate;
   t.select_le_u16 = &select_le_u16;
   t.pq8_adc = &pq8_adc;
+  t.pq8_adc_blocks = &pq8_adc_blocks;
   t.nearest_l2_small = &nearest_l2_small;
   t.pq8_adc_gather = &pq8_adc_gather;
   t.pq4_accumulate_nq = &pq4_accumulate_nq;

@@ -334,6 +334,28 @@ void dot_f32_tile(const float* q, size_t nq, const float* x, size_t nx, size_t d
   }
 }
 
+/// 8-bit PQ over blocked codes (pq8_layout.h): per sub-quantizer, 32 codes index its
+/// 1 KB table (L1-resident) with four 8-lane gathers. Shared by the AVX2 and AVX-512
+/// levels: on Zen 4, 16-lane gathers measured slower (2,570 vs 2,900 queries/s for
+/// IVF1024,PQ192 at nprobe 32 on MiniLM) and scalar loads slower still (1,830).
+void pq8_adc_blocks(const uint8_t* blocks, size_t nblocks, size_t M, const float* lut, float* out) {
+  for (size_t b = 0; b < nblocks; ++b) {
+    const uint8_t* blk = blocks + b * 32 * M;
+    __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                   _mm256_setzero_ps()};
+    for (size_t m = 0; m < M; ++m) {
+      const float* t = lut + m * 256;
+      const uint8_t* c = blk + m * 32;
+      for (int g = 0; g < 4; ++g) {
+        const __m256i idx =
+            _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(c + 8 * g)));
+        a[g] = _mm256_add_ps(a[g], _mm256_i32gather_ps(t, idx, 4));
+      }
+    }
+    for (int g = 0; g < 4; ++g) _mm256_storeu_ps(out + b * 32 + 8 * g, a[g]);
+  }
+}
+
 template <DistKind K>
 void fill_kind(simd::KernelTable& t) {
   t.one[static_cast<int>(K)] = &one<K>;

@@ -379,6 +379,7 @@ void fill_table(simd::KernelTable& t) {
   t.pq4_accumulate = &pq4_accumulate;
   t.select_le_u16 = &select_le_u16;
   t.nearest_l2_small = &nearest_l2_small;
+  t.pq8_adc_blocks = &pq8_adc_blocks;
   t.pq4_accumulate_nq = &pq4_accumulate_nq;
 }
 

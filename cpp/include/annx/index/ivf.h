@@ -7,7 +7,8 @@
 // List codecs:
 // - F32 / F16 / BF16 / SQ8: the vector codecs of vector_codec.h, scanned with the
 //   shared float kernels (not residual);
-// - PQ<M>: 8-bit product quantization, ADC with a per-query float table;
+// - PQ<M>: 8-bit product quantization, ADC with a per-query float table, codes stored
+//   in blocks of 32 vectors sub-quantizer by sub-quantizer (pq8_layout.h);
 // - PQ<M>x4fs: 4-bit PQ in fast-scan blocks of 32 vectors, scanned with uint8 tables
 //   and in-register shuffles (pq4_layout.h), candidates converted back to float.
 // PQ codes encode the residual x - c of the vector's centroid by default (`by_residual`),
@@ -33,6 +34,7 @@
 #include <vector>
 
 #include "annx/cluster/kmeans.h"
+#include "annx/common/big_alloc.h"
 #include "annx/common/topk.h"
 #include "annx/index/index.h"
 #include "annx/index/vector_codec.h"
@@ -119,6 +121,11 @@ class IvfIndex final : public Index {
   bool residual() const { return is_pq() && opt_.by_residual && !flat_pq(); }
   /// Bytes per vector inside a list (fast-scan: M/2 rounded up, blocks padded).
   size_t code_size() const;
+  /// Bytes of a list of n vectors (PQ lists are stored in blocks of 32 vectors).
+  size_t list_code_bytes(size_t n) const;
+  /// One vector's unpacked code (M bytes for PQ, the codec's bytes otherwise).
+  void get_code(const List& L, size_t pos, uint8_t* code) const;
+  void set_code(List& L, size_t pos, const uint8_t* code) const;
   /// Nearest `p` lists of each query (scores lower-is-better), via the coarse quantizer.
   void coarse_search(const float* q, size_t nq, size_t p, int ef, int threads, float* D,
                      uint32_t* I) const;
@@ -158,7 +165,9 @@ class IvfIndex final : public Index {
   std::vector<slot_t> free_slots_;              // descending; pop_back reuses the lowest
   // Refine store.
   std::optional<VectorCodec> refine_;
-  std::vector<uint8_t> refine_codes_;  // nslots x refine code size
+  // nslots x refine code size; huge pages where the OS allows (re-ranking reads rows
+  // at random, so TLB misses would add to every row).
+  std::vector<uint8_t, BigAllocator<uint8_t>> refine_codes_;
 };
 
 }  // namespace annx

@@ -118,6 +118,11 @@ struct KernelTable {
   /// is what pq4_accumulate(blocks, nblocks, npairs, luts[j], out[j]) writes, for j < nq.
   /// Codes are loaded and unpacked once per pass and shuffled with each query's LUT.
   /// nq > 4 runs in passes of up to 4 queries; nq == 0 does nothing.
+  /// 8-bit PQ ADC over blocked codes (annx/quant/pq8_layout.h: blocks of 32 vectors,
+  /// sub-quantizer-major): out[32 * b + t] = sum_{m < M} lut[m * 256 + code m of vector t
+  /// of block b], summed with m ascending (bit-identical across ISAs).
+  void (*pq8_adc_blocks)(const uint8_t* blocks, size_t nblocks, size_t M, const float* lut,
+                         float* out);
   void (*pq4_accumulate_nq)(const uint8_t* blocks, size_t nblocks, size_t npairs,
                             const uint8_t* const* luts, size_t nq, uint16_t* const* out);
 };
