@@ -906,6 +906,7 @@ def main() -> int:
         f"# cpu: {cpu} ({os.cpu_count()} logical CPUs); build {args.build_threads} threads, "
         f"search 1 thread, all queries in one batch; median of {args.repeats} timed runs "
         f"(near-frontier points); numpy {np.__version__}, python {platform.python_version()}",
+        "# command: python bench/bench_ivf.py " + " ".join(sys.argv[1:]),
     ]
     print("\n".join(header), flush=True)
 
