@@ -17,6 +17,8 @@ namespace annx {
 
 namespace {
 
+constexpr size_t kArgminBlock = 64;
+
 struct SelectScratch {
   std::vector<float> sample;
   std::vector<uint32_t> sel;
@@ -128,9 +130,16 @@ void CentroidTable::search(const float* x, size_t n, size_t p, float* D, uint32_
             float* Dr = D + (a0 + a) * p;
             uint32_t* Ir = I + (a0 + a) * p;
             if (p == 1) {
+              // Argmin: SIMD-filter blocks against the best so far, look only at the
+              // few that can improve it (ties keep the lower centroid number).
               size_t best = 0;
-              for (size_t j = 1; j < k_; ++j)
-                if (row[j] < row[best]) best = j;
+              uint32_t hit[kArgminBlock];
+              for (size_t j0 = 0; j0 < k_; j0 += kArgminBlock) {
+                const size_t len = std::min(kArgminBlock, k_ - j0);
+                const size_t h = K.select_le(row + j0, len, row[best], hit);
+                for (size_t t = 0; t < h; ++t)
+                  if (row[j0 + hit[t]] < row[best]) best = j0 + hit[t];
+              }
               Dr[0] = row[best];
               Ir[0] = static_cast<uint32_t>(best);
               continue;
