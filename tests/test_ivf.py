@@ -142,6 +142,13 @@ def test_too_few_training_points() -> None:
         annx.index_factory(8, "PQ4", "l2").train(make_data(100, 8))
     with pytest.raises(annx.InvalidArgumentError, match="at least 16 vectors"):
         annx.index_factory(8, "PQ4x4fs", "l2").train(x)
+    # A failed train changes nothing: the index stays untrained and trains later.
+    ivf = annx.index_factory(8, "IVF4,PQ4", "l2")
+    with pytest.raises(annx.InvalidArgumentError, match="at least 256 vectors"):
+        ivf.train(make_data(200, 8))
+    assert not ivf.is_trained and len(ivf.centroids) == 0
+    ivf.train(make_data(400, 8))
+    assert ivf.is_trained
     with pytest.warns(RuntimeWarning, match="fewer than 39"):
         annx.index_factory(8, "IVF16,Flat", "l2").train(make_data(100, 8))
 

@@ -202,6 +202,9 @@ void IvfIndex::train_impl(const float* x, size_t n) {
              "(create a new index)");
   const bool ip = is_similarity(metric_);
   const size_t d = static_cast<size_t>(d_);
+  // Every size check comes before any state changes.
+  ANNX_CHECK(InvalidArgument, !is_pq() || n >= pq_.ksub(), "training '", spec(),
+             "' needs at least ", pq_.ksub(), " vectors (one per PQ centroid), got ", n);
   if (!flat_pq()) {
     ANNX_CHECK(InvalidArgument, n >= opt_.nlist, "training '", spec(), "' needs at least ",
                opt_.nlist, " vectors (one per list), got ", n);
@@ -229,8 +232,6 @@ void IvfIndex::train_impl(const float* x, size_t n) {
     vcodec_.train(x, n);
     return;
   }
-  ANNX_CHECK(InvalidArgument, n >= pq_.ksub(), "training '", spec(), "' needs at least ",
-             pq_.ksub(), " vectors (one per PQ centroid), got ", n);
   if (!residual()) {
     pq_.train(x, n, opt_.pq_iters, opt_.seed + 1, 0);
     return;
