@@ -11,6 +11,8 @@
 //   in blocks of 32 vectors sub-quantizer by sub-quantizer (pq8_layout.h);
 // - PQ<M>x4fs: 4-bit PQ in fast-scan blocks of 32 vectors, scanned with uint8 tables
 //   and in-register shuffles (pq4_layout.h), candidates converted back to float.
+//   Batches of 16+ queries scan each list once per group of up to 4 queries probing
+//   it (search_grouped); results equal the one-query path exactly.
 // PQ codes encode the residual x - c of the vector's centroid by default (`by_residual`),
 // as faiss's IVFPQ does. With L2 each probed list then gets its own table, built from
 // q - c; with inner products one table serves every list and <q, c> is a per-list bias.
