@@ -306,6 +306,26 @@ def test_batched_fastscan_equals_one_query_at_a_time(metric: str, residual: bool
                 np.testing.assert_array_equal(d1[0], D[r])
 
 
+@pytest.mark.parametrize(
+    "spec", ["IVF16,Flat", "IVF16,SQ8", "IVF16,PQ32", "IVF16,PQ32,Refine(F32)"]
+)
+@pytest.mark.parametrize("metric", ["l2", "cos"])
+def test_single_query_split_across_threads_is_identical(spec: str, metric: str) -> None:
+    """With fewer queries than threads, a query with enough list work (here ~17k vectors
+    of 128-d codes at nprobe 9, above the split threshold for these codecs) has its lists
+    split across threads; the answer must be the one-thread answer."""
+    x = make_clustered(30000, 128, seed=43)
+    q = make_data(3, 128, seed=44)
+    index = build(spec, metric, x)
+    kw = {"rerank": 30} if "Refine" in spec else {}
+    for filt in (None, np.arange(0, 30000, 5)):
+        for nq in (1, 3):
+            D1, I1 = index.search(q[:nq], 10, nprobe=9, threads=1, filter=filt, **kw)
+            D4, I4 = index.search(q[:nq], 10, nprobe=9, threads=4, filter=filt, **kw)
+            np.testing.assert_array_equal(I1, I4)
+            np.testing.assert_array_equal(D1, D4)
+
+
 # ------------------------------------------------------------------------ recall floors
 @pytest.mark.parametrize("metric", METRICS)
 @pytest.mark.parametrize(

@@ -126,6 +126,11 @@ class ReservoirTopK {
     if (buf_.size() == cap_) shrink();
   }
 
+  /// Adds another collector's candidates (same k: the result is the k best of both).
+  void merge(const ReservoirTopK& other) {
+    for (const auto& [score, id] : other.buf_) push(score, id);
+  }
+
   /// Best-first into (scores, ids), padded to k with (+inf, -1). Empties the buffer.
   void drain_sorted(float* scores, idx_t* ids) {
     if (buf_.size() > k_) shrink();

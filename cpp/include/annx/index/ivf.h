@@ -142,6 +142,12 @@ class IvfIndex final : public Index {
   void search_grouped(const float* q, size_t nq, size_t k, size_t kc, size_t nprobe,
                       const float* cd, const uint32_t* ci, const std::vector<uint64_t>* bits,
                       int threads, float* D, idx_t* I) const;
+  /// Relative cost of scanning one vector of a list (decides intra-query splitting).
+  double scan_cost_per_vector() const;
+  /// One query with its probed lists split over `nparts` threads (nq < threads).
+  void search_split(const float* qi, size_t k, size_t kc, size_t nprobe, const float* cd,
+                    const uint32_t* ci, const std::vector<uint64_t>* bits, int threads,
+                    size_t nparts, float* D, idx_t* I) const;
   /// Filter fallback (scan the unprobed lists when fewer than k passed) and re-rank.
   void finish_query(QueryCtx& ctx, ReservoirTopK& top, size_t k, const uint32_t* probes,
                     size_t nprobe, const std::vector<uint64_t>* bits, float* D, idx_t* I) const;
