@@ -42,7 +42,9 @@ class Index:
     waits for running searches and blocks new ones, so a search sees the index
     before or after it. On an ``HNSW`` index searches keep running while an add
     links its vectors: such a search may or may not return vectors of that add, but
-    never a removed id, a half-written vector or a duplicate. See docs/threading.md.
+    never a removed id, a half-written vector or a duplicate. On an ``IVF``/``PQ``
+    index an add encodes its vectors while searches run and blocks them only while it
+    appends the codes to their lists. See docs/threading.md.
     """
 
     __slots__ = ("_impl",)
@@ -140,8 +142,8 @@ class Index:
         seeded, at most 256 points per list: faiss's defaults; spherical for ``"ip"`` and
         ``"cos"``) and needs at least ``nlist`` vectors; fewer than 39 per list gives a
         ``RuntimeWarning``. PQ codecs train one 16- or 256-centroid k-means per
-        sub-quantizer (25 iterations) on the residuals to the nearest centroid. An index
-        that already holds vectors cannot be trained again.
+        sub-quantizer (25 iterations) on the residuals to the nearest centroid. An IVF or
+        PQ index that already holds vectors cannot be trained again.
         """
         x = as_matrix(x, self.d, "x")
         if x.shape[0] == 0:
