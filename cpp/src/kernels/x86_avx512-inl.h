@@ -61,9 +61,22 @@ size_t select_le(const float* v, size_t n, float thr, uint32_t* out) {
     const __mmask16 live = r >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << r) - 1u);
     const __mmask16 hit =
         _mm512_mask_cmp_ps_mask(live, _mm512_maskz_loadu_ps(live, v + i), t, _CMP_LE_OQ);
+    // Few hits (a top-k threshold, the usual case): walk the bits. Many: compress in a
+    // register and store with a mask (compressstoreu to memory is microcoded on Zen 4;
+    // a masked store writes only the kept lanes, so `out` needs no slack).
     if (hit) {
-      _mm512_mask_compressstoreu_epi32(out + m, hit, idx);
-      m += static_cast<size_t>(__builtin_popcount(hit));
+      const int cnt = __builtin_popcount(hit);
+      if (cnt <= 4) {
+        uint32_t h = hit;
+        do {
+          out[m++] = static_cast<uint32_t>(i + static_cast<size_t>(__builtin_ctz(h)));
+          h &= h - 1;
+        } while (h);
+      } else {
+        _mm512_mask_storeu_epi32(out + m, static_cast<__mmask16>((1u << cnt) - 1u),
+                                 _mm512_maskz_compress_epi32(hit, idx));
+        m += static_cast<size_t>(cnt);
+      }
     }
     idx = _mm512_add_epi32(idx, step);
   }
