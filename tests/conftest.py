@@ -1,6 +1,8 @@
 """Shared fixtures and helpers for annx's tests.
 
 * ``rng``: a seeded numpy Generator (seed 1234), fresh for each test.
+* ``isa``: runs the test once per ISA level this machine supports (annx.set_isa),
+  restoring the previous level afterwards.
 * ``shared_data``: the folder holding the real benchmark files (``ANNX_SHARED_DATA``
   or ``<repo>/../shared/data``); tests using it are skipped when it is absent.
 * ``make_data`` / ``brute_force`` / ``brute_range``: seeded synthetic data and an exact
@@ -21,6 +23,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
+import annx
+
 settings.register_profile(
     "ci",
     deadline=None,
@@ -32,6 +36,7 @@ settings.register_profile("dev", deadline=None, max_examples=300)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 METRICS = ("l2", "ip", "cos")
+_ISAS = annx.available_isas()
 FLAT_SPECS = ("Flat", "Flat,F16", "Flat,BF16", "Flat,SQ8")
 
 
@@ -46,6 +51,14 @@ def shared_data_dir() -> Path:
     if env:
         return Path(env)
     return Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(params=_ISAS)
+def isa(request: pytest.FixtureRequest):
+    previous = annx.get_isa()
+    annx.set_isa(request.param)
+    yield request.param
+    annx.set_isa(previous)
 
 
 @pytest.fixture(scope="session")

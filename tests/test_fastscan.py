@@ -9,17 +9,8 @@ import pytest
 import annx
 from annx import _core
 
-ISAS = annx.available_isas()
 # Byte t of a sub-quantizer's 16 holds vector PERM[t] (low nibble) and PERM[t] + 16 (high).
 PERM = np.array([0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15])
-
-
-@pytest.fixture(params=ISAS)
-def isa(request):
-    previous = annx.get_isa()
-    annx.set_isa(request.param)
-    yield request.param
-    annx.set_isa(previous)
 
 
 def nblocks(n: int) -> int:
@@ -239,26 +230,19 @@ def test_select_le_u16(isa, n, rng):
 
 # ------------------------------------------------------------------------------ 8-bit PQ
 @pytest.mark.parametrize("M", [1, 3, 7, 8, 9, 16, 31, 64])
-def test_pq8_adc(isa, M, rng):
+def test_pq8_adc_blocks(isa, M, rng):
+    """8-bit ADC over the blocked list layout (the hook lays row-major codes out in blocks)."""
     lut = (rng.standard_normal((M, 256)) * 10).astype(np.float32)
     for n in (0, 1, 3, 4, 5, 13, 32, 70):
         codes = rng.integers(0, 256, size=(n, M), dtype=np.uint8)
         terms = lut.astype(np.float64)[np.arange(M)[None, :], codes]
         ref, scale = terms.sum(1), np.abs(terms).sum(1)
-        got = _core.kernel_pq8_adc(codes, lut)
-        assert got.dtype == np.float32 and got.shape == (n,)
-        assert np.all(np.abs(got - ref) <= 1e-5 * scale + 1e-6)
-        rows = rng.integers(0, n, size=11 if n else 0).astype(np.uint32)
-        gathered = _core.kernel_pq8_adc_gather(codes, rows, lut)
-        np.testing.assert_array_equal(gathered, got[rows])  # same sum order
-        # Blocked layout (IVF lists): the same sums, in the same order.
-        blocked = _core.kernel_pq8_adc_blocks(codes, lut)
-        assert blocked.shape == (-(-n // 32) * 32,)
-        np.testing.assert_array_equal(blocked[:n], got)
+        got = _core.kernel_pq8_adc_blocks(codes, lut)
+        assert got.dtype == np.float32 and got.shape == (-(-n // 32) * 32,)
+        assert np.all(np.abs(got[:n] - ref) <= 1e-5 * scale + 1e-6)
         # m-ascending f32 sums on every ISA: bit-identical to the scalar kernel.
         annx.set_isa("scalar")
-        np.testing.assert_array_equal(_core.kernel_pq8_adc(codes, lut), got)
-        np.testing.assert_array_equal(_core.kernel_pq8_adc_blocks(codes, lut), blocked)
+        np.testing.assert_array_equal(_core.kernel_pq8_adc_blocks(codes, lut), got)
         annx.set_isa(isa)
 
 
@@ -313,13 +297,11 @@ def test_invalid_arguments():
     with bad:
         _core.kernel_select_le_u16(np.zeros(4, np.int16), 3)
     with bad:
-        _core.kernel_pq8_adc(codes, np.zeros((4, 255), np.float32))
+        _core.kernel_pq8_adc_blocks(codes, np.zeros((4, 255), np.float32))
     with bad:
-        _core.kernel_pq8_adc(codes, np.zeros((3, 256), np.float32))
+        _core.kernel_pq8_adc_blocks(codes, np.zeros((3, 256), np.float32))
     with bad:
-        _core.kernel_pq8_adc(codes, np.zeros((4, 256), np.float64))
-    with bad:
-        _core.kernel_pq8_adc_gather(codes, np.array([5], np.uint32), np.zeros((4, 256), np.float32))
+        _core.kernel_pq8_adc_blocks(codes, np.zeros((4, 256), np.float64))
     with bad:
         _core.pq4_quantize_lut(np.zeros((4, 15), np.float32))
     with bad:

@@ -21,7 +21,7 @@ from conftest import METRICS, brute_force, brute_range, make_clustered, make_dat
 from conftest import scores as exact_scores
 from hypothesis import given
 from hypothesis import strategies as st
-from test_flat import assert_knn
+from test_flat import assert_knn, normalised
 from test_io import build_container, section_bytes
 from test_threads import run_threads
 
@@ -37,15 +37,6 @@ def build(
     index.train(x if train is None else train)
     index.add(x)
     return index
-
-
-def as_scores(x: np.ndarray, q: np.ndarray, metric: str) -> np.ndarray:
-    """float64 [nq, n] scores in annx's returned convention (cos over normalised q)."""
-    return exact_scores(x, q, metric)
-
-
-def normalised(x: np.ndarray) -> np.ndarray:
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
 # ------------------------------------------------------------------------ spec grammar

@@ -301,35 +301,6 @@ void bind_kernels(py::module_& m) {
     ANNX_CHECK(InvalidArgument, static_cast<size_t>(lut.shape(0)) == *M && lut.shape(1) == 256,
                "lut must have shape (", *M, ", 256), got (", lut.shape(0), ", ", lut.shape(1), ")");
   };
-  m.def(
-      "kernel_pq8_adc",
-      [pq8_args](const py::array& codes, const py::array& lut) {
-        size_t n = 0, M = 0;
-        pq8_args(codes, lut, &n, &M);
-        CArray<float> out(static_cast<ssize_t>(n));
-        simd::kernels().pq8_adc(data_of<uint8_t>(codes), n, M, data_of<float>(lut),
-                                out.mutable_data());
-        return out;
-      },
-      py::arg("codes"), py::arg("lut"));
-
-  m.def(
-      "kernel_pq8_adc_gather",
-      [pq8_args](const py::array& codes, const py::array& rows, const py::array& lut) {
-        size_t n = 0, M = 0;
-        pq8_args(codes, lut, &n, &M);
-        typed<uint32_t>(rows, "rows", 1);
-        const size_t k = static_cast<size_t>(rows.size());
-        const uint32_t* r = data_of<uint32_t>(rows);
-        for (size_t i = 0; i < k; ++i)
-          ANNX_CHECK(InvalidArgument, r[i] < n, "row ", r[i], " out of range (n = ", n, ")");
-        CArray<float> out(static_cast<ssize_t>(k));
-        simd::kernels().pq8_adc_gather(data_of<uint8_t>(codes), r, k, M, data_of<float>(lut),
-                                       out.mutable_data());
-        return out;
-      },
-      py::arg("codes"), py::arg("rows"), py::arg("lut"));
-
   // Takes row-major codes (n x M) and lays them out in pq8 blocks itself.
   m.def(
       "kernel_pq8_adc_blocks",

@@ -216,7 +216,7 @@ void IvfIndex::train_impl(const float* x, size_t n) {
     o.seed = opt_.seed;
     o.spherical = ip;  // as faiss does for inner-product IVF
     o.ip = ip;
-    KMeansResult r = kmeans(x, n, d, opt_.nlist, o);
+    const KMeansResult r = kmeans(x, n, d, opt_.nlist, o);
     CentroidTable table(r.centroids.data(), opt_.nlist, d, ip);
     std::unique_ptr<HnswIndex> graph;
     if (opt_.hnsw_m > 0) {
@@ -229,7 +229,6 @@ void IvfIndex::train_impl(const float* x, size_t n) {
     }
     coarse_ = std::move(table);
     coarse_hnsw_ = std::move(graph);
-    coarse_report_ = std::move(r);
   }
   if (!is_pq()) {
     vcodec_.train(x, n);
@@ -582,12 +581,23 @@ void IvfIndex::rerank(const float* q, ReservoirTopK& cand, size_t k, float* D, i
   top.drain_sorted(D, I);
 }
 
+size_t IvfIndex::probe_count(const SearchParams& params) const {
+  if (flat_pq()) return 1;
+  return std::min<size_t>(lists_.size(), params.nprobe > 0 ? params.nprobe : kDefaultNprobe);
+}
+
+std::vector<uint64_t> IvfIndex::slot_bitset(const std::vector<slot_t>* allowed) const {
+  std::vector<uint64_t> bits;
+  if (!allowed) return bits;
+  bits.assign((idmap_.size() + 63) / 64, 0);
+  for (slot_t s : *allowed) bits[s >> 6] |= uint64_t{1} << (s & 63);
+  return bits;
+}
+
 void IvfIndex::search_impl(const float* q, size_t nq, size_t k, const SearchParams& params,
                            const std::vector<slot_t>* allowed, float* D, idx_t* I) const {
   const size_t d = static_cast<size_t>(d_);
-  const size_t nl = lists_.size();
-  const size_t nprobe =
-      flat_pq() ? 1 : std::min<size_t>(nl, params.nprobe > 0 ? params.nprobe : kDefaultNprobe);
+  const size_t nprobe = probe_count(params);
   const size_t kc = refine_ ? std::max(k, params.rerank > 0 ? static_cast<size_t>(params.rerank)
                                                             : kDefaultRerankFactor * k)
                             : k;
@@ -610,11 +620,7 @@ void IvfIndex::search_impl(const float* q, size_t nq, size_t k, const SearchPara
         threads);
     return;
   }
-  std::vector<uint64_t> bits;
-  if (allowed) {
-    bits.assign((idmap_.size() + 63) / 64, 0);
-    for (slot_t s : *allowed) bits[s >> 6] |= uint64_t{1} << (s & 63);
-  }
+  const std::vector<uint64_t> bits = slot_bitset(allowed);
   std::vector<float> cd(nq * nprobe);
   std::vector<uint32_t> ci(nq * nprobe, 0);
   if (!flat_pq()) coarse_search(q, nq, nprobe, params.ef_search, threads, cd.data(), ci.data());
@@ -866,15 +872,9 @@ void IvfIndex::search_grouped(const float* q, size_t nq, size_t k, size_t kc, si
 void IvfIndex::range_impl(const float* q, size_t nq, float score_radius, const SearchParams& params,
                           const std::vector<slot_t>* allowed, RangeResult& out) const {
   const size_t d = static_cast<size_t>(d_);
-  const size_t nl = lists_.size();
-  const size_t nprobe =
-      flat_pq() ? 1 : std::min<size_t>(nl, params.nprobe > 0 ? params.nprobe : kDefaultNprobe);
+  const size_t nprobe = probe_count(params);
   const bool ip = is_similarity(metric_);
-  std::vector<uint64_t> bits;
-  if (allowed) {
-    bits.assign((idmap_.size() + 63) / 64, 0);
-    for (slot_t s : *allowed) bits[s >> 6] |= uint64_t{1} << (s & 63);
-  }
+  const std::vector<uint64_t> bits = slot_bitset(allowed);
   std::vector<float> cd(nq * nprobe);
   std::vector<uint32_t> ci(nq * nprobe, 0);
   if (!flat_pq())

@@ -208,59 +208,6 @@ size_t select_le_u16(const uint16_t* v, size_t n, uint16_t thr, uint32_t* out) {
   return m;
 }
 
-// 8-bit PQ ADC. Every ISA uses these two (the dispatcher copies the scalar table): with
-// up to M KB of LUT the work is dependent table loads, and vpgatherdd variants (8 / 16 rows
-// per gather, m ascending) measured 1.3-2x slower than this loop on Zen 4. So results are
-// bit-identical across ISAs. Four rows are in flight: four independent f32 add chains
-// (each m ascending) hide the add latency; 8 rows or reading 8 code bytes per load
-// measured no faster.
-template <class RowFn>
-inline void pq8_rows(RowFn row, size_t n, size_t M, const float* lut, float* out) {
-  size_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    const uint8_t* c0 = row(i);
-    const uint8_t* c1 = row(i + 1);
-    const uint8_t* c2 = row(i + 2);
-    const uint8_t* c3 = row(i + 3);
-    float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
-    for (size_t m = 0; m < M; ++m) {
-      const float* l = lut + m * 256;
-      s0 += l[c0[m]];
-      s1 += l[c1[m]];
-      s2 += l[c2[m]];
-      s3 += l[c3[m]];
-    }
-    out[i] = s0;
-    out[i + 1] = s1;
-    out[i + 2] = s2;
-    out[i + 3] = s3;
-  }
-  for (; i < n; ++i) {
-    const uint8_t* c = row(i);
-    float s = 0.f;
-    for (size_t m = 0; m < M; ++m) s += lut[m * 256 + c[m]];
-    out[i] = s;
-  }
-}
-
-void pq8_adc(const uint8_t* codes, size_t n, size_t M, const float* lut, float* out) {
-  pq8_rows([&](size_t i) { return codes + i * M; }, n, M, lut, out);
-}
-
-void pq8_adc_gather(const uint8_t* codes, const uint32_t* rows, size_t n, size_t M,
-                    const float* lut, float* out) {
-  pq8_rows(
-      [&](size_t i) {
-        // Scattered rows: prefetch the ones needed two groups ahead.
-        if (i + 8 < n) {
-          const uint8_t* p = codes + size_t{rows[i + 8]} * M;
-          for (size_t o = 0; o < M; o += 64) __builtin_prefetch(p + o, 0, 3);
-        }
-        return codes + size_t{rows[i]} * M;
-      },
-      n, M, lut, out);
-}
-
 void pq8_adc_blocks(const uint8_t* blocks, size_t nblocks, size_t M, const float* lut, float* out) {
   for (size_t b = 0; b < nblocks; ++b) {
     const uint8_t* blk = blocks + b * 32 * M;
@@ -338,10 +285,8 @@ void fill_table(simd::KernelTable& t) {
   t.bf16_to_f32 = &bf16_to_f32;
   t.pq4_accumulate = &pq4_accumulate;
   t.select_le_u16 = &select_le_u16;
-  t.pq8_adc = &pq8_adc;
   t.pq8_adc_blocks = &pq8_adc_blocks;
   t.nearest_l2_small = &nearest_l2_small;
-  t.pq8_adc_gather = &pq8_adc_gather;
   t.pq4_accumulate_nq = &pq4_accumulate_nq;
 }
 

@@ -90,8 +90,6 @@ class IvfIndex final : public Index {
     return pq_.codebooks();
   }
   size_t pq_dsub() const { return pq_.dsub(); }
-  /// The k-means report of the last train().
-  const KMeansResult& train_report() const { return coarse_report_; }
 
  protected:
   void train_impl(const float* x, size_t n) override;
@@ -142,6 +140,10 @@ class IvfIndex final : public Index {
   void search_grouped(const float* q, size_t nq, size_t k, size_t kc, size_t nprobe,
                       const float* cd, const uint32_t* ci, const std::vector<uint64_t>* bits,
                       int threads, float* D, idx_t* I) const;
+  /// Lists scanned per query for these parameters.
+  size_t probe_count(const SearchParams& params) const;
+  /// Bitset over slots of a filter's admitted slots (empty without a filter).
+  std::vector<uint64_t> slot_bitset(const std::vector<slot_t>* allowed) const;
   /// Relative cost of scanning one vector of a list (decides intra-query splitting).
   double scan_cost_per_vector() const;
   /// One query with its probed lists split over `nparts` threads (nq < threads).
@@ -163,7 +165,6 @@ class IvfIndex final : public Index {
   // Coarse quantizer.
   CentroidTable coarse_;
   std::unique_ptr<HnswIndex> coarse_hnsw_;
-  KMeansResult coarse_report_;
   // List codec.
   VectorCodec vcodec_;
   ProductQuantizer pq_;

@@ -99,12 +99,6 @@ struct KernelTable {
   /// Writes the positions i < n with v[i] <= thr into out (ascending); returns how many.
   /// `out` must have room for n entries: SIMD levels may clobber entries past the count.
   size_t (*select_le_u16)(const uint16_t* v, size_t n, uint16_t thr, uint32_t* out);
-  /// 8-bit PQ ADC: out[i] = sum_{m < M} lut[m * 256 + codes[i * M + m]] (codes: n rows of M bytes).
-  /// Summed in f32 with m ascending on every ISA, so results are bit-identical across ISAs.
-  void (*pq8_adc)(const uint8_t* codes, size_t n, size_t M, const float* lut, float* out);
-  /// 8-bit PQ ADC over listed rows: out[i] = same sum for row rows[i] of `codes`.
-  void (*pq8_adc_gather)(const uint8_t* codes, const uint32_t* rows, size_t n, size_t M,
-                         const float* lut, float* out);
 
   /// Nearest of k centroids in few dimensions (PQ sub-quantizers, their k-means):
   /// ct holds the centroids transposed, d rows of `kstride` floats (kstride >= k rounded
