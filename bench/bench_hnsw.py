@@ -498,20 +498,20 @@ def run_one(name: str, data: Data, args: argparse.Namespace, efs: list[int]) -> 
 # --------------------------------------------------------------------------- analysis
 
 
-def pareto(points: list[dict[str, Any]]) -> list[tuple[float, float]]:
-    """(recall, qps) points no other point beats on both, by increasing recall."""
-    front: list[tuple[float, float]] = []
+def pareto(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The points no other point beats on both recall and q/s, by increasing recall."""
+    front: list[dict[str, Any]] = []
     best = -math.inf
     for p in sorted(points, key=lambda p: (-p["recall"], -p["qps"])):
         if p["qps"] > best:
-            front.append((p["recall"], p["qps"]))
+            front.append(p)
             best = p["qps"]
     return front[::-1]
 
 
 def qps_at(points: list[dict[str, Any]], target: float) -> float | None:
     """Queries/second at recall ``target`` on the Pareto frontier (None if not reached)."""
-    front = pareto(points)
+    front = [(p["recall"], p["qps"]) for p in pareto(points)]
     above = [p for p in front if p[0] >= target]
     if not above:
         return None
@@ -526,6 +526,36 @@ def qps_at(points: list[dict[str, Any]], target: float) -> float | None:
 
 def fmt_qps(v: float | None) -> str:
     return "-" if v is None else f"{v:,.0f}"
+
+
+def best_vs_peers(
+    annx_runs: list[Any], peers: list[Any], targets: Any, peer_label: str
+) -> list[str]:
+    """Markdown lines: the best annx configuration at each recall target, then a table of
+    each peer's q/s there and the best annx / peer ratio."""
+    best: dict[float, tuple[str, float] | None] = {}
+    for t in targets:
+        valid = [(r.name, v) for r in annx_runs if (v := qps_at(r.points, t)) is not None]
+        best[t] = max(valid, key=lambda c: c[1]) if valid else None
+    names = ", ".join(
+        f"@{t:.2f}: {b[0]} ({b[1]:,.0f} q/s)" if b else f"@{t:.2f}: none reached it"
+        for t, b in best.items()
+    )
+    out = [f"Best annx configuration {names}.", ""]
+    out.append(
+        f"| {peer_label} | "
+        + " | ".join(f"q/s @{t:.2f} | best annx / {peer_label.split()[0]} @{t:.2f}" for t in best)
+        + " |"
+    )
+    out.append("|---|" + "---:|---:|" * len(best))
+    for r in peers:
+        cells = []
+        for t, b in best.items():
+            v = qps_at(r.points, t)
+            ratio = "-" if v is None or b is None else f"{b[1] / v:.2f}"
+            cells += [fmt_qps(v), ratio]
+        out.append(f"| {r.name} | " + " | ".join(cells) + " |")
+    return out
 
 
 def markdown(results: list[Result], header: list[str], k: int) -> str:
@@ -550,30 +580,7 @@ def markdown(results: list[Result], header: list[str], k: int) -> str:
     if not annx_runs:
         out.append("No annx configuration ran, so there are no annx/peer ratios.")
     elif peers:
-        best: dict[float, tuple[str, float] | None] = {}
-        for t in TARGETS[1:]:
-            cands = [(r.name, qps_at(r.points, t)) for r in annx_runs]
-            valid = [(n, v) for n, v in cands if v is not None]
-            best[t] = max(valid, key=lambda c: c[1]) if valid else None
-        names = ", ".join(
-            f"@{t:.2f}: {b[0]} ({b[1]:,.0f} q/s)" if b else f"@{t:.2f}: none reached it"
-            for t, b in best.items()
-        )
-        out.append(f"Best annx configuration {names}.")
-        out.append("")
-        out.append(
-            "| peer | "
-            + " | ".join(f"q/s @{t:.2f} | best annx / peer @{t:.2f}" for t in best)
-            + " |"
-        )
-        out.append("|---|" + "---:|---:|" * len(best))
-        for r in peers:
-            cells = []
-            for t, b in best.items():
-                v = qps_at(r.points, t)
-                ratio = "-" if v is None or b is None else f"{b[1] / v:.2f}"
-                cells += [fmt_qps(v), ratio]
-            out.append(f"| {r.name} | " + " | ".join(cells) + " |")
+        out += best_vs_peers(annx_runs, peers, TARGETS[1:], "peer")
     out.append("")
     out.append(f"Sweep points (ef: recall@{k} / q/s, median of the timed runs):")
     out.append("")
@@ -583,7 +590,9 @@ def markdown(results: list[Result], header: list[str], k: int) -> str:
     return "\n".join(out) + "\n"
 
 
-def plot(results: list[Result], path: str, title: str, k: int) -> None:
+def plot(results: list[Any], path: str, title: str, k: int, *, frontier: bool = False) -> None:
+    """recall vs q/s (log) per configuration: the sweep in ef order, or with ``frontier``
+    the Pareto frontier as a line and every point as a faint dot (two-parameter sweeps)."""
     try:
         import matplotlib
 
@@ -594,8 +603,8 @@ def plot(results: list[Result], path: str, title: str, k: int) -> None:
         return
     fig, ax = plt.subplots(figsize=(8, 5.5))
     for r in results:
-        pts = sorted(r.points, key=lambda p: p["ef"])
-        ax.plot(
+        pts = pareto(r.points) if frontier else sorted(r.points, key=lambda p: p["ef"])
+        (line,) = ax.plot(
             [p["recall"] for p in pts],
             [p["qps"] for p in pts],
             "-" if r.is_annx else "--",
@@ -604,6 +613,14 @@ def plot(results: list[Result], path: str, title: str, k: int) -> None:
             linewidth=1.8 if r.is_annx else 1.2,
             label=r.name,
         )
+        if frontier:
+            ax.scatter(
+                [p["recall"] for p in r.points],
+                [p["qps"] for p in r.points],
+                s=6,
+                color=line.get_color(),
+                alpha=0.2,
+            )
     ax.set_yscale("log")
     ax.set_xlabel(f"recall@{k}")
     ax.set_ylabel("queries / second (1 thread, log scale)")

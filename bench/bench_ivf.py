@@ -112,7 +112,6 @@ import argparse
 import gc
 import inspect
 import json
-import math
 import os
 import platform
 import statistics
@@ -129,10 +128,13 @@ from bench_hnsw import (  # noqa: E402
     DEFAULT_DATA,
     Data,
     Skip,
+    best_vs_peers,
     cpu_model,
     fmt_qps,
     int_list,
     load_data,
+    pareto,
+    plot,
     qps_at,
     recall_at_k,
 )
@@ -394,17 +396,6 @@ class Result:
     @property
     def is_annx(self) -> bool:
         return self.library == "annx"
-
-
-def pareto_points(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The points no other point beats on both recall and q/s, by increasing recall."""
-    front: list[dict[str, Any]] = []
-    best = -math.inf
-    for p in sorted(points, key=lambda p: (-p["recall"], -p["qps"])):
-        if p["qps"] > best:
-            front.append(p)
-            best = p["qps"]
-    return front[::-1]
 
 
 def near_frontier(points: list[dict[str, Any]], slack: float) -> list[dict[str, Any]]:
@@ -690,29 +681,7 @@ def markdown(
         out.append("No annx configuration ran, so there are no annx/faiss ratios.")
         out.append("")
     elif peers:
-        best: dict[float, tuple[str, float] | None] = {}
-        for t in RATIO_TARGETS:
-            valid = [(r.name, v) for r in annx_runs if (v := qps_at(r.points, t)) is not None]
-            best[t] = max(valid, key=lambda c: c[1]) if valid else None
-        names = ", ".join(
-            f"@{t:.2f}: {b[0]} ({b[1]:,.0f} q/s)" if b else f"@{t:.2f}: none reached it"
-            for t, b in best.items()
-        )
-        out.append(f"Best annx configuration {names}.")
-        out.append("")
-        out.append(
-            "| faiss configuration | "
-            + " | ".join(f"q/s @{t:.2f} | best annx / faiss @{t:.2f}" for t in best)
-            + " |"
-        )
-        out.append("|---|" + "---:|---:|" * len(best))
-        for r in peers:
-            cells = []
-            for t, b in best.items():
-                v = qps_at(r.points, t)
-                ratio = "-" if v is None or b is None else f"{b[1] / v:.2f}"
-                cells += [fmt_qps(v), ratio]
-            out.append(f"| {r.name} | " + " | ".join(cells) + " |")
+        out += best_vs_peers(annx_runs, peers, RATIO_TARGETS, "faiss configuration")
         out.append("")
         by_name = {r.name: r for r in results}
         pairs = [(a, by_name[PAIRS[a.name]]) for a in annx_runs if PAIRS.get(a.name) in by_name]
@@ -772,50 +741,10 @@ def markdown(
     )
     out.append("")
     for r in results:
-        front = pareto_points(r.points)
+        front = pareto(r.points)
         pts = ", ".join(f"{fmt_setting(p)}: {p['recall']:.4f} / {p['qps']:,.0f}" for p in front)
         out.append(f"- {r.name} ({len(front)} of {len(r.points)} points): {pts}")
     return "\n".join(out) + "\n"
-
-
-def plot(results: list[Result], path: str, title: str, k: int) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print(f"# matplotlib is not installed: no plot written to {path}")
-        return
-    fig, ax = plt.subplots(figsize=(8, 5.5))
-    for r in results:
-        front = pareto_points(r.points)
-        (line,) = ax.plot(
-            [p["recall"] for p in front],
-            [p["qps"] for p in front],
-            "-" if r.is_annx else "--",
-            marker="o" if r.is_annx else "s",
-            markersize=3.5,
-            linewidth=1.8 if r.is_annx else 1.2,
-            label=r.name,
-        )
-        ax.scatter(
-            [p["recall"] for p in r.points],
-            [p["qps"] for p in r.points],
-            s=6,
-            color=line.get_color(),
-            alpha=0.2,
-        )
-    ax.set_yscale("log")
-    ax.set_xlabel(f"recall@{k}")
-    ax.set_ylabel("queries / second (1 thread, log scale)")
-    ax.set_title(title, fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    print(f"# plot written to {path}")
 
 
 def write_json(path: str, recs: list[dict[str, Any]]) -> None:
@@ -987,7 +916,7 @@ def main() -> int:
             f"{Path(args.data).stem} (nq={len(data.test)}, k={args.k}, nlist={args.nlist}, "
             f"M={args.M}), {cpu}, search 1 thread"
         )
-        plot(results, args.plot, title, args.k)
+        plot(results, args.plot, title, args.k, frontier=True)
     return 0 if results else 1
 
 
