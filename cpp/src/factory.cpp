@@ -7,6 +7,7 @@
 #include "annx/index/flat.h"
 #include "annx/index/hnsw.h"
 #include "annx/index/ivf.h"
+#include "annx/index/leanvec_index.h"
 
 namespace annx {
 namespace {
@@ -205,12 +206,60 @@ std::unique_ptr<Index> make_ivf(int d, const std::string& spec, const std::vecto
   return std::make_unique<IvfIndex>(d, metric, o);
 }
 
+/// "LeanVec<D>[_ood],<inner spec>,Refine(F32|F16)": the inner spec (default Flat) is
+/// built with metric L2 for L2 and cosine (at D + 1 dimensions for OOD, see
+/// leanvec_index.h) and inner product for IP; factory options go to the inner index.
+std::unique_ptr<Index> make_leanvec(int d, const std::string& spec,
+                                    const std::vector<std::string>& tok, Metric metric,
+                                    const FactoryOptions& opt) {
+  std::string head = tok[0].substr(7);
+  const bool ood = head.size() > 4 && head.compare(head.size() - 4, 4, "_ood") == 0;
+  if (ood) head.resize(head.size() - 4);
+  size_t target = 0;
+  if (!parse_count(head, 8, target))
+    throw InvalidArgument("bad transform token '" + tok[0] + "' in spec '" + spec +
+                          "': expected LeanVec<D> or LeanVec<D>_ood, e.g. LeanVec128");
+  if (target >= static_cast<size_t>(d))
+    throw InvalidArgument("LeanVec target dimension " + std::to_string(target) + " in spec '" +
+                          spec + "' must be smaller than d = " + std::to_string(d));
+  const char* grammar =
+      "a LeanVec spec is 'LeanVec<D>[_ood][,structure[,codec]],Refine(F32|F16)', e.g. "
+      "'LeanVec128,HNSW32,Refine(F32)'";
+  CodecKind secondary;
+  if (tok.size() < 2 || !parse_refine(tok.back(), secondary))
+    throw InvalidArgument("spec '" + spec + "' has no full-dimension re-rank store: " + grammar);
+  std::string inner;
+  for (size_t i = 1; i + 1 < tok.size(); ++i) {
+    if (tok[i].rfind("Refine(", 0) == 0 || tok[i].rfind("LeanVec", 0) == 0)
+      throw InvalidArgument("unexpected token '" + tok[i] + "' in spec '" + spec + "': " + grammar);
+    inner += (inner.empty() ? "" : ",") + tok[i];
+  }
+  if (inner.empty()) inner = "Flat";
+  // L2 and cosine (unit vectors): an L2 index, with the residual-norm column for OOD;
+  // IP: an IP index (see leanvec_index.h).
+  const Metric inner_metric = metric == Metric::IP ? Metric::IP : Metric::L2;
+  const int inner_d = static_cast<int>(target) + (ood && metric != Metric::IP ? 1 : 0);
+  // The seed also draws the training sample the LeanVec fit uses (Python side); Flat
+  // takes no seed.
+  FactoryOptions inner_opt = opt;
+  if (inner.rfind("Flat", 0) == 0) inner_opt.seed.reset();
+  std::unique_ptr<Index> in;
+  try {
+    in = make_index(inner_d, inner, inner_metric, inner_opt);
+  } catch (const InvalidArgument& e) {
+    throw InvalidArgument(std::string(e.what()) + " (the index inside '" + spec + "')");
+  }
+  return std::make_unique<LeanVecIndex>(d, metric, static_cast<int>(target), ood, std::move(in),
+                                        secondary, opt.seed.value_or(0));
+}
+
 }  // namespace
 
 std::unique_ptr<Index> make_index(int d, const std::string& spec, Metric metric,
                                   const FactoryOptions& options) {
   const std::vector<std::string> tok = split(spec);
   const std::string& s = tok[0];
+  if (starts_with_structure(s, "LeanVec")) return make_leanvec(d, spec, tok, metric, options);
   if (starts_with_structure(s, "HNSW")) return make_hnsw(d, spec, tok, metric, options);
   if (starts_with_structure(s, "IVF") || starts_with_structure(s, "PQ"))
     return make_ivf(d, spec, tok, metric, options);
@@ -220,13 +269,15 @@ std::unique_ptr<Index> make_index(int d, const std::string& spec, Metric metric,
   if (s != "Flat") {
     if (s.empty())
       throw InvalidArgument("empty index spec '" + spec + "': expected e.g. 'Flat' or 'HNSW32'");
-    for (const char* planned : {"LeanVec", "BIN", "BEBR", "FDE", "PCA"})
+    for (const char* planned : {"BIN", "BEBR", "FDE", "PCA"})
       if (starts_with_structure(s, planned))
-        throw InvalidArgument("spec token '" + s + "' in '" + spec +
-                              "' is not available in this version of annx (available structures: "
-                              "Flat, HNSW<M>, IVF<nlist>, PQ<M>)");
+        throw InvalidArgument(
+            "spec token '" + s + "' in '" + spec +
+            "' is not available in this version of annx (available: Flat, HNSW<M>, "
+            "IVF<nlist>, PQ<M>, LeanVec<D>)");
     throw InvalidArgument("unknown structure '" + s + "' in spec '" + spec +
-                          "': expected 'Flat', 'HNSW<M>', 'IVF<nlist>' or 'PQ<M>'");
+                          "': expected 'Flat', 'HNSW<M>', 'IVF<nlist>', 'PQ<M>' or a 'LeanVec<D>' "
+                          "transform");
   }
   CodecKind codec = CodecKind::F32;
   if (tok.size() >= 2) {

@@ -41,6 +41,7 @@ from .config import (
     show_config,
 )
 from .index import Index, from_bytes, index_factory, load, read_info
+from .transforms import LeanVec
 
 __version__: str = _core.__version__
 
@@ -53,6 +54,7 @@ __all__ = [
     "Index",
     "InvalidArgumentError",
     "KMeans",
+    "LeanVec",
     "NotTrainedError",
     "UnsupportedError",
     "__version__",

@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._errors import InvalidArgumentError
+from ._errors import InvalidArgumentError, NotTrainedError
 from ._validate import as_filter, as_ids, as_k, as_matrix, as_threads
+from .transforms import LeanVec
 
 # Search-time keywords each structure understands (besides filter and threads).
 _SEARCH_PARAMS: dict[str, frozenset[str]] = {
@@ -135,7 +136,7 @@ class Index:
         )
 
     # ------------------------------------------------------------------- building
-    def train(self, x: Any) -> None:
+    def train(self, x: Any, queries: Any = None) -> None:
         """Train the index on ``x`` (float32 [n, d]); a no-op where not needed.
 
         ``SQ8`` learns per-dimension ranges. ``IVF<nlist>`` runs k-means (10 iterations,
@@ -144,11 +145,25 @@ class Index:
         ``RuntimeWarning``. PQ codecs train one 16- or 256-centroid k-means per
         sub-quantizer (25 iterations) on the residuals to the nearest centroid. An IVF or
         PQ index that already holds vectors cannot be trained again.
+
+        ``LeanVec<D>`` specs fit the projection (:class:`annx.LeanVec`: PCA on a seeded
+        sample of at most 100,000 vectors) and then train the inner index on the
+        reduced vectors; ``LeanVec<D>_ood`` also needs ``queries`` (float32 [m, d]):
+        held-out training queries of the kind the index will serve, never the test
+        queries. A LeanVec index is trained once, before :meth:`add`.
         """
         x = as_matrix(x, self.d, "x")
         if x.shape[0] == 0:
             raise InvalidArgumentError("train needs at least one vector, got 0")
-        if self._structure().startswith("ivf") and x.shape[0] < 39 * self.nlist:
+        head = self.spec.split(",")[0]
+        if head.startswith("LeanVec"):
+            self._train_leanvec(x, queries)
+            return
+        if queries is not None:
+            raise InvalidArgumentError(
+                f"queries are used by LeanVec<D>_ood specs only, not by {self.spec!r}"
+            )
+        if head.startswith("IVF") and x.shape[0] < 39 * self.nlist:
             warnings.warn(
                 f"training {self.spec!r} on {x.shape[0]} vectors: fewer than 39 per list "
                 f"(nlist={self.nlist}); the lists may be poor",
@@ -156,6 +171,54 @@ class Index:
                 stacklevel=2,
             )
         self._impl.train(x)
+
+    def _train_leanvec(self, x: np.ndarray, queries: Any) -> None:
+        ood = self._impl.leanvec_ood
+        if not ood and queries is not None:
+            raise InvalidArgumentError(
+                f"{self.spec!r} is LeanVec-ID (PCA), which does not use queries; use "
+                f"'LeanVec{self._impl.leanvec_target_dim}_ood' for query-aware projections"
+            )
+        if ood and queries is None:
+            raise InvalidArgumentError(
+                f"{self.spec!r} needs training queries: index.train(x, queries=q_train) "
+                "(held-out queries of the kind the index will serve, not the test queries)"
+            )
+        if queries is not None:
+            queries = as_matrix(queries, self.d, "queries")
+        if self.ntotal:
+            raise InvalidArgumentError(
+                f"index {self.spec!r} already holds vectors; a LeanVec index is trained once, "
+                "before add"
+            )
+        lv = LeanVec(
+            self._impl.leanvec_target_dim,
+            "ood" if ood else "id",
+            metric=self.metric,
+            seed=int(self._impl.seed) % 2**63,
+        ).fit(x, queries)
+        self._impl.leanvec_train(x, lv.mean, lv.data_matrix, lv.query_matrix)
+
+    @property
+    def leanvec(self) -> LeanVec:
+        """LeanVec specs: the fitted transform as an :class:`annx.LeanVec`.
+
+        It holds the index's mean and matrices, e.g. to inspect or reuse the projection.
+        """
+        mean, data, query = self._impl.leanvec_matrices()
+        if mean is None:
+            raise NotTrainedError(f"index {self.spec!r} is not trained yet")
+        kind = "ood" if self._impl.leanvec_ood else "id"
+        return LeanVec._from_matrices(kind, self.metric, mean, data, query)
+
+    def leanvec_bytes_per_vector(self) -> tuple[float, float]:
+        """LeanVec specs: bytes per vector of the primary and secondary stores.
+
+        The primary is the reduced index, the secondary the full-dimension re-rank
+        store; they sum to :attr:`bytes_per_vector`.
+        """
+        primary, secondary = self._impl.leanvec_bytes_per_vector()
+        return float(primary), float(secondary)
 
     def add(self, x: Any, ids: Any = None, *, threads: int | None = None) -> None:
         """Add vectors ``x`` (float32 [n, d]).
@@ -187,7 +250,8 @@ class Index:
 
     # ------------------------------------------------------------------ searching
     def _structure(self) -> str:
-        head = self.spec.split(",")[0]
+        tokens = self.spec.split(",")
+        head = tokens[1] if tokens[0].startswith("LeanVec") else tokens[0]
         if head.startswith("IVF"):
             return "ivf_hnsw" if "_HNSW" in head else "ivf"
         return re.sub(r"\d.*$", "", head).lower()

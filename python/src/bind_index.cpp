@@ -7,6 +7,7 @@
 #include "annx/index/hnsw.h"
 #include "annx/index/index.h"
 #include "annx/index/ivf.h"
+#include "annx/index/leanvec_index.h"
 #include "annx/io/container.h"
 #include "glue.h"
 
@@ -52,6 +53,18 @@ IvfIndex& as_ivf(const IndexPtr& self) {
   auto* h = dynamic_cast<IvfIndex*>(self.get());
   ANNX_CHECK(InvalidArgument, h != nullptr, "index '", self->spec(), "' is not an IVF or PQ index");
   return *h;
+}
+
+LeanVecIndex& as_leanvec(const IndexPtr& self) {
+  auto* h = dynamic_cast<LeanVecIndex*>(self.get());
+  ANNX_CHECK(InvalidArgument, h != nullptr, "index '", self->spec(), "' is not a LeanVec index");
+  return *h;
+}
+
+CArray<float> to_array(const std::vector<float>& v, ssize_t rows, ssize_t cols) {
+  CArray<float> out = cols ? CArray<float>({rows, cols}) : CArray<float>(rows);
+  std::copy(v.begin(), v.end(), out.mutable_data());
+  return out;
 }
 
 int checked_param(int64_t v, const char* name) {
@@ -158,6 +171,8 @@ void bind_index(py::module_& m) {
                              [](const IndexPtr& self) -> uint64_t {
                                if (auto* ivf = dynamic_cast<IvfIndex*>(self.get()))
                                  return ivf->options().seed;
+                               if (auto* lv = dynamic_cast<LeanVecIndex*>(self.get()))
+                                 return lv->seed();
                                return as_hnsw(self).options().seed;
                              })
       .def_property_readonly("n_deleted",
@@ -194,6 +209,43 @@ void bind_index(py::module_& m) {
            })
       .def_property_readonly(
           "by_residual", [](const IndexPtr& self) { return as_ivf(self).options().by_residual; })
+      .def(
+          "leanvec_train",
+          [](const IndexPtr& self, const CArray<float>& x, const CArray<float>& mean,
+             const CArray<float>& data, const CArray<float>& query) {
+            LeanVecIndex& lv = as_leanvec(self);
+            size_t n = 0;
+            const float* p = checked_rows(x, *self, "x", &n);
+            const ssize_t D = lv.d(), dd = lv.target_dim();
+            ANNX_CHECK(InvalidArgument, mean.ndim() == 1 && mean.shape(0) == D,
+                       "LeanVec mean must have shape (", D, ",)");
+            for (const CArray<float>* a : {&data, &query})
+              ANNX_CHECK(InvalidArgument, a->ndim() == 2 && a->shape(0) == D && a->shape(1) == dd,
+                         "LeanVec matrices must have shape (", D, ", ", dd, ")");
+            without_gil(
+                [&] { lv.train_with_matrices(mean.data(), data.data(), query.data(), p, n); });
+          },
+          py::arg("x"), py::arg("mean"), py::arg("data"), py::arg("query"))
+      .def("leanvec_matrices",
+           [](const IndexPtr& self) -> py::tuple {
+             const LeanVecIndex& lv = as_leanvec(self);
+             const ssize_t D = lv.d(), dd = lv.target_dim();
+             std::vector<float> mean = lv.mean();
+             if (mean.empty()) return py::make_tuple(py::none(), py::none(), py::none());
+             return py::make_tuple(to_array(mean, D, 0), to_array(lv.data_matrix(), D, dd),
+                                   to_array(lv.query_matrix(), D, dd));
+           })
+      .def_property_readonly("leanvec_target_dim",
+                             [](const IndexPtr& self) { return as_leanvec(self).target_dim(); })
+      .def_property_readonly("leanvec_ood",
+                             [](const IndexPtr& self) { return as_leanvec(self).ood(); })
+      .def_property_readonly("leanvec_inner_spec",
+                             [](const IndexPtr& self) { return as_leanvec(self).inner_spec(); })
+      .def("leanvec_bytes_per_vector",
+           [](const IndexPtr& self) {
+             const LeanVecIndex& lv = as_leanvec(self);
+             return py::make_tuple(lv.primary_bytes_per_vector(), lv.secondary_bytes_per_vector());
+           })
       .def("hnsw_max_level", [](const IndexPtr& self) { return as_hnsw(self).max_level(); })
       .def("hnsw_level_counts", [](const IndexPtr& self) { return as_hnsw(self).level_counts(); })
       .def("hnsw_check_graph",

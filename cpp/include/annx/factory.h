@@ -5,6 +5,9 @@
 //            | "HNSW" M [ "," codec ] [ "," "Refine(" rcodec ")" ]
 //            | "IVF" nlist [ "_HNSW" M ] [ "," codec | "," pq ] [ "," "Refine(" rcodec ")" ]
 //            | pq [ "," "Refine(" rcodec ")" ]                 (flat PQ: one list)
+//            | "LeanVec" D [ "_ood" ] [ "," inner ] "," "Refine(" rcodec ")"
+//              (inner: any spec above without Refine, default Flat, built at D
+//               dimensions; Refine is the full-dimension re-rank store)
 //   codec   := "F32" | "F16" | "BF16" | "SQ8"     ("Flat" after HNSW/IVF means F32)
 //   pq      := "PQ" M [ "x8" | "x4fs" ]            (8-bit ADC, or 4-bit fast-scan)
 //   rcodec  := "F32" | "F16"                       (finer than the codec)
