@@ -45,7 +45,9 @@ class Index:
     links its vectors: such a search may or may not return vectors of that add, but
     never a removed id, a half-written vector or a duplicate. On an ``IVF``/``PQ``
     index an add encodes its vectors while searches run and blocks them only while it
-    appends the codes to their lists. See docs/threading.md.
+    appends the codes to their lists. A ``LeanVec`` index projects while searches run,
+    blocks them only while it stores the full-dimension rows, then follows its inner
+    index's rule. See docs/threading.md.
     """
 
     __slots__ = ("_impl",)
@@ -306,7 +308,10 @@ class Index:
                 ``4 * k``; HNSW: ``ef_search``). Under a filter that admits at most
                 4,096 vectors, IVF scores exactly those vectors' codes; when the probed
                 lists hold fewer than ``k`` admissible vectors, the other lists are
-                scanned too.
+                scanned too. ``LeanVec<D>`` specs take their inner index's parameters
+                plus ``rerank``: candidates the reduced-dimension search returns and
+                re-scores in full dimension (default ``max(4 * k, ef_search)``); the
+                returned distances are the exact full-dimension ones.
 
         Returns:
             ``(D, I)``: float32 [nq, k] distances and int64 [nq, k] ids, best first.
@@ -411,11 +416,18 @@ def index_factory(
             with an HNSW graph (for large ``nlist``). ``"PQ<M>"`` and ``"PQ<M>x4fs"``
             are flat (single-list) PQ indexes. IVF and PQ indexes need
             :meth:`Index.train` before :meth:`Index.add`.
+            ``"LeanVec<D>[_ood][,structure[,codec]],Refine(F32|F16)"`` reduces vectors
+            to ``D`` dimensions (:class:`annx.LeanVec`: PCA, or query-aware matrices
+            learned from training queries with ``_ood``), indexes them with any spec
+            above (default ``Flat``) and re-ranks candidates with the full vectors,
+            e.g. ``"LeanVec128,HNSW32,Refine(F32)"`` or
+            ``"LeanVec160,HNSW32,SQ8,Refine(F16)"``; :meth:`Index.train` fits it.
         metric: ``"l2"`` (squared Euclidean), ``"ip"`` (inner product) or ``"cos"``
             (cosine similarity; vectors are normalised when added).
         ef_construction: HNSW candidate list size while inserting (default 200).
         seed: HNSW seed for level draws and insertion order (default 0); IVF/PQ seed
-            of the k-means samples and initialisations (default 1234).
+            of the k-means samples and initialisations (default 1234); LeanVec: seed of
+            the fit's training sample (default 0), also given to the inner index.
         shuffle: HNSW: insert each batch in a seeded random order (default True);
             insertion order moves recall by several points on ordered data.
         by_residual: IVF with a PQ codec: encode each vector's residual to its

@@ -203,10 +203,11 @@ void LeanVecIndex::search_impl(const float* q, size_t nq, size_t k, const Search
   const size_t dd = static_cast<size_t>(inner_->d()), d = static_cast<size_t>(d_);
   std::vector<float> qp(nq * dd);
   project_queries(q, nq, qp.data(), params.threads);
-  // Candidates re-scored in full dimension: `rerank`, default max(4k, ef_search).
-  const size_t R =
-      std::max(k, params.rerank > 0 ? static_cast<size_t>(params.rerank)
-                                    : std::max(4 * k, static_cast<size_t>(params.ef_search)));
+  // Candidates re-scored in full dimension: `rerank`, default max(4k, ef_search), and
+  // never more than the index holds (a huge rerank must not allocate nq x rerank).
+  const size_t want = params.rerank > 0 ? static_cast<size_t>(params.rerank)
+                                        : std::max(4 * k, static_cast<size_t>(params.ef_search));
+  const size_t R = std::max(k, std::min(want, idmap_.live()));
   SearchParams ip;
   ip.threads = params.threads;
   ip.ef_search = params.ef_search;
