@@ -590,9 +590,18 @@ def markdown(results: list[Result], header: list[str], k: int) -> str:
     return "\n".join(out) + "\n"
 
 
-def plot(results: list[Any], path: str, title: str, k: int, *, frontier: bool = False) -> None:
+def plot(
+    results: list[Any],
+    path: str,
+    title: str,
+    k: int,
+    *,
+    frontier: bool = False,
+    xmin: float | None = None,
+) -> None:
     """recall vs q/s (log) per configuration: the sweep in ef order, or with ``frontier``
-    the Pareto frontier as a line and every point as a faint dot (two-parameter sweeps)."""
+    the Pareto frontier as a line and every point as a faint dot (two-parameter sweeps).
+    ``xmin`` starts the recall axis there (points below it are left out of view)."""
     try:
         import matplotlib
 
@@ -622,6 +631,11 @@ def plot(results: list[Any], path: str, title: str, k: int, *, frontier: bool = 
                 alpha=0.2,
             )
     ax.set_yscale("log")
+    if xmin is not None:
+        ax.set_xlim(xmin, 1.0 + (1.0 - xmin) * 0.02)
+        shown = [p["qps"] for r in results for p in r.points if p["recall"] >= xmin]
+        if shown:
+            ax.set_ylim(min(shown) / 1.2, max(shown) * 1.2)
     ax.set_xlabel(f"recall@{k}")
     ax.set_ylabel("queries / second (1 thread, log scale)")
     ax.set_title(title, fontsize=10)

@@ -401,7 +401,7 @@ def main() -> int:
                 fh.write(json.dumps({"ood": row}) + "\n")
     if args.plot and results:
         title = f"LeanVec on {Path(args.data).stem}: recall@{args.k} vs q/s (1 thread)"
-        plot(results, args.plot, title, args.k, frontier=True)
+        plot(results, args.plot, title, args.k, frontier=True, xmin=0.85)
     return 0
 
 
