@@ -198,6 +198,24 @@ void bind_index(py::module_& m) {
             return out;
           },
           py::arg("ids"))
+      .def(
+          "ivf_nearest_lists",
+          [](const IndexPtr& self, const CArray<float>& x, int64_t p, int ef_search, int threads) {
+            const IvfIndex& ivf = as_ivf(self);
+            size_t n = 0;
+            const float* xp = checked_rows(x, *self, "x", &n);
+            ANNX_CHECK(InvalidArgument, p >= 1 && p <= (int64_t{1} << 30),
+                       "the number of lists must be >= 1, got ", p);
+            std::vector<int64_t> v = without_gil([&] {
+              return ivf.nearest_lists(xp, n, static_cast<size_t>(p), ef_search, threads);
+            });
+            const ssize_t cols = n ? static_cast<ssize_t>(v.size() / n)
+                                   : static_cast<ssize_t>(std::min<int64_t>(p, ivf.nlist()));
+            CArray<int64_t> out({static_cast<ssize_t>(n), cols});
+            std::copy(v.begin(), v.end(), out.mutable_data());
+            return out;
+          },
+          py::arg("x"), py::arg("p"), py::arg("ef_search") = 0, py::arg("threads") = 0)
       .def("ivf_pq_codebooks",
            [](const IndexPtr& self) {
              const IvfIndex& ivf = as_ivf(self);

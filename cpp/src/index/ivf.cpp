@@ -197,6 +197,23 @@ std::vector<int64_t> IvfIndex::list_of(const idx_t* ids, size_t n) const {
   return out;
 }
 
+std::vector<int64_t> IvfIndex::nearest_lists(const float* x, size_t n, size_t p, int ef_search,
+                                             int threads) const {
+  ANNX_CHECK(InvalidArgument, !flat_pq(), "index '", spec(), "' has no coarse quantizer");
+  ANNX_CHECK(InvalidArgument, p >= 1, "the number of lists must be >= 1, got ", p);
+  std::vector<float> buf;
+  const float* xp = prepare_input(x, n, "x", buf);
+  std::shared_lock lk(mu_);
+  ANNX_CHECK(NotTrained, is_trained(), "index '", spec(), "' must be trained first");
+  p = std::min(p, opt_.nlist);
+  std::vector<float> D(n * p);
+  std::vector<uint32_t> I(n * p);
+  coarse_search(xp, n, p, ef_search, threads, D.data(), I.data());
+  std::vector<int64_t> out(n * p);
+  for (size_t i = 0; i < n * p; ++i) out[i] = I[i] == kNoList ? -1 : int64_t{I[i]};
+  return out;
+}
+
 // ------------------------------------------------------------------------ training
 
 void IvfIndex::train_impl(const float* x, size_t n) {

@@ -84,6 +84,12 @@ class IvfIndex final : public Index {
   std::vector<float> centroids() const;
   /// List number of each stored id (for tests).
   std::vector<int64_t> list_of(const idx_t* ids, size_t n) const;
+  /// The min(p, nlist) lists nearest to each of the n rows of x (n x that many, best
+  /// first), chosen exactly as add (p = 1) and search (p = nprobe, ef_search for an
+  /// HNSW coarse quantizer) choose them; x is validated and normalised like a query.
+  /// Lets a router outside the index (annx.distributed) agree with it bit for bit.
+  std::vector<int64_t> nearest_lists(const float* x, size_t n, size_t p, int ef_search,
+                                     int threads) const;
   /// PQ codebooks (M x ksub x dsub; empty for vector codecs or before training).
   std::vector<float> pq_codebooks() const {
     std::shared_lock lk(mu_);
