@@ -419,3 +419,25 @@ def test_sq8_not_trained_errors() -> None:
     with pytest.raises(annx.NotTrainedError, match="train"):
         ix.range_search(Q, 1.0)
     assert ix.ntotal == 0 and not ix.is_trained
+
+
+def test_misaligned_arrays_are_copied_not_misread() -> None:
+    """numpy arrays over a byte buffer at an odd offset (what a network deserialiser can
+    produce) are misaligned: the Python layer copies them, _core refuses them."""
+    g = np.random.default_rng(9)
+    x = g.standard_normal((40, 6)).astype(np.float32)
+    raw = np.zeros(x.nbytes + 1, np.uint8)
+    raw[1:] = x.view(np.uint8).ravel()
+    mis = np.frombuffer(raw.data, dtype=np.float32, offset=1, count=x.size).reshape(x.shape)
+    assert not mis.flags.aligned
+    raw_ids = np.zeros(40 * 8 + 1, np.uint8)
+    raw_ids[1:] = (np.arange(40, dtype=np.int64) + 5).view(np.uint8)
+    mis_ids = np.frombuffer(raw_ids.data, dtype=np.int64, offset=1, count=40)
+    assert not mis_ids.flags.aligned
+    index = annx.index_factory(6, "Flat")
+    index.add(mis, ids=mis_ids)
+    D, I = index.search(mis[:3], 1)
+    np.testing.assert_array_equal(I[:, 0], [5, 6, 7])
+    np.testing.assert_array_equal(index.reconstruct([5, 6]), x[:2])
+    with pytest.raises(annx.InvalidArgumentError, match="aligned"):
+        index._impl.search(mis, 1)

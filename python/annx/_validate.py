@@ -44,7 +44,18 @@ def as_matrix(x: Any, d: int, name: str = "x") -> np.ndarray:
             f"{name} has dimension {arr.shape[1]} (shape {arr.shape}); the index expects "
             f"dimension {d}"
         )
-    return np.ascontiguousarray(arr)
+    return _contiguous_aligned(arr)
+
+
+def _contiguous_aligned(arr: np.ndarray) -> np.ndarray:
+    """Return ``arr`` C-contiguous and aligned, copying only when needed.
+
+    Arrays deserialised from a byte stream (Dask, pickle protocol 5 buffers) may start
+    at a misaligned address.
+    """
+    if arr.flags.c_contiguous and arr.flags.aligned:
+        return arr
+    return np.array(arr, order="C", copy=True)
 
 
 def as_ids(ids: Any, n: int | None = None, name: str = "ids") -> np.ndarray:
@@ -64,7 +75,7 @@ def as_ids(ids: Any, n: int | None = None, name: str = "ids") -> np.ndarray:
         )
     if arr.dtype == np.uint64 and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
         raise InvalidArgumentError(f"{name} has values above the int64 range")
-    return np.ascontiguousarray(arr, dtype=np.int64)
+    return _contiguous_aligned(arr.astype(np.int64, copy=False))
 
 
 def as_k(k: Any) -> int:

@@ -11,6 +11,7 @@ import numpy as np
 
 from . import _core
 from ._errors import InvalidArgumentError
+from ._validate import _contiguous_aligned
 
 _STORAGE = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}
 
@@ -45,8 +46,8 @@ def pairwise(
     codecs); ``x`` is converted to float32. ``metric``: ``"l2"`` (squared), ``"ip"``
     (inner product) or ``"cos"`` (cosine similarity). Returns float32 [len(x), len(y)].
     """
-    x = np.ascontiguousarray(np.asarray(x), dtype=np.float32)
-    y = np.ascontiguousarray(np.asarray(y))
+    x = _contiguous_aligned(np.asarray(x).astype(np.float32, copy=False))
+    y = _contiguous_aligned(np.asarray(y))
     if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
         raise InvalidArgumentError(
             f"x and y must be 2-D with the same number of columns, got {x.shape} and {y.shape}"

@@ -39,6 +39,10 @@ const T* rows_ptr(const CArray<T>& a, ssize_t cols, const char* what, ssize_t* n
   ANNX_CHECK(InvalidArgument, a.ndim() == 2 && a.shape(1) == cols, what, " must have shape (n, ",
              cols, "), got ", a.ndim() == 2 ? std::to_string(a.shape(0)) + ", " + std::to_string(a.shape(1)) : std::to_string(a.ndim()) + "-D array");
   *nrows = a.shape(0);
+  // numpy arrays built over a byte buffer at an odd offset (e.g. deserialised from a
+  // network stream) can be misaligned; reading them as T would be undefined behaviour.
+  ANNX_CHECK(InvalidArgument, reinterpret_cast<uintptr_t>(a.data()) % alignof(T) == 0, what,
+             " is not aligned to ", alignof(T), " bytes; pass a copy (numpy.array(x))");
   return a.data();
 }
 
