@@ -37,7 +37,9 @@ using CArray = py::array_t<T, py::array::c_style>;
 template <class T>
 const T* rows_ptr(const CArray<T>& a, ssize_t cols, const char* what, ssize_t* nrows) {
   ANNX_CHECK(InvalidArgument, a.ndim() == 2 && a.shape(1) == cols, what, " must have shape (n, ",
-             cols, "), got ", a.ndim() == 2 ? std::to_string(a.shape(0)) + ", " + std::to_string(a.shape(1)) : std::to_string(a.ndim()) + "-D array");
+             cols, "), got ",
+             a.ndim() == 2 ? std::to_string(a.shape(0)) + ", " + std::to_string(a.shape(1))
+                           : std::to_string(a.ndim()) + "-D array");
   *nrows = a.shape(0);
   // numpy arrays built over a byte buffer at an odd offset (e.g. deserialised from a
   // network stream) can be misaligned; reading them as T would be undefined behaviour.
