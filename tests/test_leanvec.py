@@ -444,3 +444,17 @@ def test_real_minilm_ood(shared_data: Path) -> None:
         index.add(x)
         got[spec] = recall(index.search(q, 10, ef_search=100, rerank=100)[1], gt)
         assert got[spec] >= 0.9, got
+
+
+@pytest.mark.parametrize("spec", ["LeanVec12,HNSW16,Refine(F32)", "LeanVec12,IVF8,Refine(F16)"])
+def test_results_do_not_depend_on_threads(spec: str) -> None:
+    index, _ = build(spec, "cos", n=2000)
+    q = low_rank(37, seed=26)
+    D1, I1 = index.search(q, 10, threads=1)
+    for t in (2, 3):
+        Dt, It = index.search(q, 10, threads=t)
+        np.testing.assert_array_equal(It, I1)
+        np.testing.assert_array_equal(Dt, D1)
+    D1, I1 = index.search(q[:1], 10, threads=1)
+    Dt, It = index.search(q[:1], 10, threads=4)
+    np.testing.assert_array_equal(It, I1)
