@@ -12,6 +12,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,8 +24,8 @@ import annx  # noqa: E402
 from annx.distributed import SearchResult, ShardedIndex, ShardError, merge_topk  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def client():
+def local_cluster() -> tuple[Any, Any]:
+    """The issue's cluster: 2 worker processes, 1 thread each, on 127.0.0.1."""
     cluster = distributed.LocalCluster(
         n_workers=2,
         threads_per_worker=1,
@@ -32,7 +33,12 @@ def client():
         host="127.0.0.1",
         dashboard_address=":0",
     )
-    c = distributed.Client(cluster)
+    return cluster, distributed.Client(cluster)
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster, c = local_cluster()
     yield c
     c.close()
     cluster.close()
@@ -272,14 +278,7 @@ def test_threads_follow_workers_per_host(client) -> None:
 
 def test_killed_worker_is_named_and_partial_results_flagged() -> None:
     """A separate cluster: one of its workers is killed."""
-    cluster = distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=":0",
-    )
-    c = distributed.Client(cluster)
+    cluster, c = local_cluster()
     try:
         si = ShardedIndex(c, 24, "Flat", "l2")
         si.add(X)
