@@ -25,6 +25,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 from . import datasets, distances
 from ._errors import (
     AnnxError,
+    CancelledError,
     FormatError,
     InvalidArgumentError,
     NotTrainedError,
@@ -50,6 +51,7 @@ if _core.isa_env_warning():
 
 __all__ = [
     "AnnxError",
+    "CancelledError",
     "FormatError",
     "Index",
     "InvalidArgumentError",

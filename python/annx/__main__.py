@@ -1,4 +1,9 @@
-"""Command line: ``python -m annx`` (or ``annx``) runs the demo; ``annx info FILE``."""
+"""Command line: ``python -m annx`` (or ``annx``) runs the demo.
+
+Subcommands: ``demo``, ``build`` (index a data file, with a progress bar), ``search``
+(query an index file, recall when the data has ground truth), ``info`` (an index file's
+header) and ``config``. Exit status 0 on success, 1 on an annx error, 2 on bad usage.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,11 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -46,6 +56,104 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_vectors(path: str, split: str) -> tuple[np.ndarray, Any]:
+    """Vectors of a data file and, for ann-benchmarks HDF5, the dataset (else None).
+
+    ``.hdf5``/``.h5``: the ``split`` ("train" or "test"); ``.fvecs``, ``.bvecs``,
+    ``.fbin``, ``.u8bin``, ``.i8bin``: the whole file; ``.npy``: a 2-D array.
+    """
+    import numpy as np
+
+    from annx import datasets
+
+    suffix = Path(path).suffix.lower()
+    if suffix in (".hdf5", ".h5"):
+        ds = datasets.load_hdf5(path, load_extra=False)
+        return (ds.train if split == "train" else ds.test), ds
+    readers = {
+        ".fvecs": datasets.read_fvecs,
+        ".bvecs": datasets.read_bvecs,
+        ".fbin": datasets.read_fbin,
+        ".u8bin": datasets.read_u8bin,
+        ".i8bin": datasets.read_i8bin,
+    }
+    if suffix in readers:
+        return readers[suffix](path).astype(np.float32, copy=False), None
+    if suffix == ".npy":
+        return np.load(path, allow_pickle=False), None
+    raise SystemExit(
+        f"annx: {path}: unknown data format {suffix!r} (expected .hdf5, .fvecs, .bvecs, "
+        ".fbin, .u8bin, .i8bin or .npy)"
+    )
+
+
+def _build(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    import annx
+
+    x, ds = _load_vectors(args.data, "train")
+    metric = args.metric or (ds.metric if ds is not None else "l2")
+    if args.threads:
+        annx.set_num_threads(args.threads)
+    kwargs = {}
+    if args.ef_construction is not None:
+        kwargs["ef_construction"] = args.ef_construction
+    if args.seed is not None:
+        kwargs["seed"] = args.seed
+    index = annx.index_factory(x.shape[1], args.spec, metric, **kwargs)
+    t0 = time.perf_counter()
+    if not index.is_trained:
+        n_train = min(len(x), args.train_size)
+        sample = x
+        if n_train < len(x):
+            pick = np.random.default_rng(args.seed or 0).choice(len(x), n_train, replace=False)
+            sample = x[np.sort(pick)]
+        print(f"training {index.spec} on {n_train:,} vectors ...", file=sys.stderr, flush=True)
+        index.train(sample)
+    t_train = time.perf_counter() - t0
+    index.add(x, progress=not args.quiet or None)
+    t_total = time.perf_counter() - t0
+    index.save(args.out)
+    print(
+        f"{args.out}: {index.spec} ({metric}), {index.ntotal:,} x {index.d}, train "
+        f"{t_train:.1f} s, build {t_total:.1f} s, {index.bytes_per_vector:,.0f} bytes/vector, "
+        f"{Path(args.out).stat().st_size:,} bytes"
+    )
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    import annx
+    from annx.datasets import recall_at_k
+
+    index = annx.load(args.index, mmap=args.mmap)
+    q, ds = _load_vectors(args.data, "test" if args.queries is None else "train")
+    if args.queries is not None:
+        q, _ = _load_vectors(args.queries, "test")
+    params = {
+        name: value
+        for name, value in (
+            ("ef_search", args.ef_search),
+            ("nprobe", args.nprobe),
+            ("rerank", args.rerank),
+        )
+        if value is not None
+    }
+    t0 = time.perf_counter()
+    D, I = index.search(q, args.k, threads=args.threads, **params)
+    dt = time.perf_counter() - t0
+    line = f"{len(q):,} queries, k={args.k}: {len(q) / dt:,.0f} queries/s"
+    if ds is not None and ds.neighbors is not None and args.queries is None:
+        line += f", recall@{args.k} = {recall_at_k(I, ds.neighbors, args.k):.4f}"
+    print(line)
+    if args.out:
+        np.savez(args.out, distances=D, ids=I)
+    return 0
+
+
 def _info(args: argparse.Namespace) -> int:
     import annx
 
@@ -70,12 +178,55 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="Flat;Flat,F16;Flat,SQ8;HNSW16;HNSW16,F16;HNSW16,SQ8,Refine(F32);"
         "IVF128,Flat;IVF128,PQ32x4fs,Refine(F32)",
     )
+    build = sub.add_parser("build", help="build an index from a data file and save it")
+    build.add_argument("--data", required=True, help=".hdf5 (train split), .fvecs, .fbin, .npy")
+    build.add_argument("--spec", required=True, help='e.g. "HNSW32" or "IVF1024,PQ48x4fs"')
+    build.add_argument(
+        "--metric",
+        choices=["l2", "ip", "cos"],
+        default=None,
+        help="default: the HDF5 file's distance, else l2",
+    )
+    build.add_argument("--out", required=True, help="index file to write")
+    build.add_argument(
+        "--train-size",
+        type=int,
+        default=100_000,
+        help="vectors sampled for training (IVF, PQ, SQ8, LeanVec)",
+    )
+    build.add_argument("--ef-construction", type=int, default=None)
+    build.add_argument("--seed", type=int, default=None)
+    build.add_argument("--threads", type=int, default=None)
+    build.add_argument("--quiet", action="store_true", help="no progress bar")
+    search = sub.add_parser("search", help="search an index file with a data file's queries")
+    search.add_argument("--index", required=True)
+    search.add_argument(
+        "--data", required=True, help=".hdf5 (test split and ground truth) or a vectors file"
+    )
+    search.add_argument("--queries", default=None, help="queries file (default: --data)")
+    search.add_argument("--k", type=int, default=10)
+    search.add_argument("--ef-search", type=int, default=None)
+    search.add_argument("--nprobe", type=int, default=None)
+    search.add_argument("--rerank", type=int, default=None)
+    search.add_argument("--threads", type=int, default=None)
+    search.add_argument("--mmap", action="store_true", help="memory-map the index file")
+    search.add_argument("--out", default=None, help="write distances and ids to this .npz")
     info = sub.add_parser("info", help="print the header facts of an index file")
     info.add_argument("path")
     sub.add_parser("config", help="print version, compiler, ISA and threads")
     args = parser.parse_args(argv)
-    if args.command == "info":
-        return _info(args)
+    if args.command in ("build", "search", "info"):
+        import annx
+
+        run = {"build": _build, "search": _search, "info": _info}[args.command]
+        try:
+            return run(args)
+        except annx.AnnxError as exc:
+            print(f"annx {args.command}: error: {exc}", file=sys.stderr)
+            return 1
+        except (OSError, ImportError) as exc:
+            print(f"annx {args.command}: error: {exc}", file=sys.stderr)
+            return 1
     if args.command == "config":
         import annx
 

@@ -8,8 +8,17 @@ from ._core import (
     UnsupportedError,
 )
 
+
+class CancelledError(AnnxError):
+    """A long call stopped because its ``progress`` callback returned False.
+
+    Whatever the call had done is undone (an ``add`` removes the vectors it added).
+    """
+
+
 __all__ = [
     "AnnxError",
+    "CancelledError",
     "FormatError",
     "InvalidArgumentError",
     "NotTrainedError",

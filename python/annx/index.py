@@ -6,12 +6,13 @@ import math
 import os
 import re
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from . import _core
-from ._errors import InvalidArgumentError, NotTrainedError
+from ._errors import CancelledError, InvalidArgumentError, NotTrainedError
+from ._progress import _Reporter, chunk_size
 from ._validate import as_filter, as_ids, as_k, as_matrix, as_threads
 from .transforms import LeanVec
 
@@ -222,7 +223,14 @@ class Index:
         primary, secondary = self._impl.leanvec_bytes_per_vector()
         return float(primary), float(secondary)
 
-    def add(self, x: Any, ids: Any = None, *, threads: int | None = None) -> None:
+    def add(
+        self,
+        x: Any,
+        ids: Any = None,
+        *,
+        threads: int | None = None,
+        progress: bool | Callable[[int, int], bool | None] | None = None,
+    ) -> None:
         """Add vectors ``x`` (float32 [n, d]).
 
         Without ``ids`` the vectors get ids ``next_id, next_id + 1, ...`` (which is
@@ -237,10 +245,42 @@ class Index:
         seeded build is bit-for-bit reproducible. Slots of removed vectors are reused
         first, and their former neighbours' links are repaired. An interrupted add
         (Ctrl-C) adds nothing.
+
+        ``progress=True`` shows a progress bar (tqdm if installed, else a line on stderr
+        every second); a callable is called as ``progress(done, total)`` and may return
+        ``False`` to cancel: the vectors already added by this call are removed again
+        and :class:`annx.CancelledError` is raised. With progress the vectors are added
+        in steps of about 1 % (at least 1,024): the same ids, but HNSW shuffles each
+        step on its own, so the graph differs from a single add's.
         """
         x = as_matrix(x, self.d, "x")
         id_arr = None if ids is None else as_ids(ids, x.shape[0])
-        self._impl.add(x, id_arr, as_threads(threads))
+        nthreads = as_threads(threads)
+        if progress is None or progress is False:
+            self._impl.add(x, id_arr, nthreads)
+            return
+        n = x.shape[0]
+        reporter = _Reporter(progress, n, "add")
+        if id_arr is None:
+            first = self.next_id
+            id_arr = np.arange(first, first + n, dtype=np.int64)
+        step, done = chunk_size(n), 0
+        try:
+            while done < n:
+                end = min(n, done + step)
+                self._impl.add(x[done:end], id_arr[done:end], nthreads)
+                done = end
+                if not reporter.update(done):
+                    raise CancelledError(
+                        f"add cancelled by its progress callback after {done:,} of {n:,} "
+                        "vectors; they were removed again"
+                    )
+        except BaseException:
+            if done:
+                self._impl.remove(id_arr[:done])
+            raise
+        finally:
+            reporter.close()
 
     def remove(self, ids: Any) -> int:
         """Remove vectors by id; returns how many were removed.

@@ -1,0 +1,134 @@
+"""The ``annx`` command line (run in a subprocess) and ``progress=`` on ``Index.add``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import brute_force, make_clustered
+
+import annx
+from annx import datasets
+
+h5py = pytest.importorskip("h5py")
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "annx", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cli") / "small-angular.hdf5"
+    x = make_clustered(4000, 24, seed=51)
+    q = make_clustered(100, 24, seed=52)
+    D, I = brute_force(x, q, 100, "cos")
+    with h5py.File(path, "w") as f:
+        f.attrs["distance"] = "angular"
+        f.attrs["point_type"] = "float"
+        f.create_dataset("train", data=x)
+        f.create_dataset("test", data=q)
+        f.create_dataset("neighbors", data=I.astype(np.int32))
+        f.create_dataset("distances", data=D.astype(np.float32))
+    return path
+
+
+@pytest.mark.parametrize("spec", ["HNSW16", "IVF32,PQ12x4fs,Refine(F32)"])
+def test_build_search_info_end_to_end(tmp_path: Path, data_file: Path, spec: str) -> None:
+    out = tmp_path / "idx.annx"
+    r = run_cli("build", "--data", str(data_file), "--spec", spec, "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert f"{spec} (cos), 4,000 x 24" in r.stdout
+    assert "add" in r.stderr  # the progress bar (tqdm) or its text fallback
+    index = annx.load(out)
+    assert index.ntotal == 4000 and index.metric == "cos" and index.spec == spec
+
+    res = tmp_path / "res.npz"
+    r = run_cli(
+        "search", "--index", str(out), "--data", str(data_file), "--k", "10",
+        *(["--ef-search", "64"] if spec.startswith("HNSW") else ["--nprobe", "32"]),
+        "--out", str(res),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "100 queries, k=10" in r.stdout and "recall@10 = " in r.stdout
+    recall = float(r.stdout.rsplit("= ", 1)[1])
+    assert recall >= 0.9
+    saved = np.load(res)
+    assert saved["ids"].shape == (100, 10) and saved["distances"].shape == (100, 10)
+
+    r = run_cli("info", str(out))
+    assert r.returncode == 0 and spec in r.stdout and "format_version" in r.stdout
+
+
+def test_other_input_formats(tmp_path: Path) -> None:
+    x = make_clustered(1500, 16, seed=53)
+    fbin, npy = tmp_path / "x.fbin", tmp_path / "x.npy"
+    datasets.write_fbin(fbin, x)
+    np.save(npy, x[:20])
+    out = tmp_path / "flat.annx"
+    r = run_cli("build", "--data", str(fbin), "--spec", "Flat", "--metric", "l2",
+                "--out", str(out), "--quiet")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""  # --quiet: no progress
+    r = run_cli("search", "--index", str(out), "--data", str(fbin), "--queries", str(npy),
+                "--k", "1", "--out", str(tmp_path / "r.npz"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "r.npz")["ids"][:, 0], np.arange(20))
+
+
+def test_errors_exit_nonzero(tmp_path: Path, data_file: Path) -> None:
+    r = run_cli("build", "--data", str(data_file), "--spec", "HNSW16,XX", "--out",
+                str(tmp_path / "x.annx"))  # fmt: skip
+    assert r.returncode == 1 and "unknown codec 'XX'" in r.stderr
+    r = run_cli("build", "--data", str(tmp_path / "missing.hdf5"), "--spec", "Flat",
+                "--out", str(tmp_path / "x.annx"))  # fmt: skip
+    assert r.returncode == 1 and "error" in r.stderr
+    bad = tmp_path / "bad.annx"
+    bad.write_bytes(b"not an index")
+    r = run_cli("search", "--index", str(bad), "--data", str(data_file))
+    assert r.returncode == 1 and "error" in r.stderr
+    r = run_cli("build", "--spec", "Flat")
+    assert r.returncode == 2 and "--data" in r.stderr
+    r = run_cli("build", "--data", str(tmp_path / "x.txt"), "--spec", "Flat", "--out", "o")
+    assert r.returncode != 0 and "unknown data format" in r.stderr
+
+
+# ----------------------------------------------------------------- progress=
+@pytest.mark.parametrize("spec", ["Flat", "HNSW16", "IVF16,Flat", "LeanVec8,HNSW16,Refine(F32)"])
+def test_progress_callback_and_cancel(spec: str) -> None:
+    x = make_clustered(5000, 24, seed=54)
+    index = annx.index_factory(24, spec, "l2")
+    index.train(x)
+    calls: list[tuple[int, int]] = []
+    index.add(x, progress=lambda done, total: calls.append((done, total)))
+    assert index.ntotal == 5000 and calls[-1] == (5000, 5000)
+    assert [c[0] for c in calls] == sorted({c[0] for c in calls}) and len(calls) >= 4
+    np.testing.assert_array_equal(np.sort(index.ids()), np.arange(5000))
+
+    cancelled = annx.index_factory(24, spec, "l2")
+    cancelled.train(x)
+    cancelled.add(x[:10])
+    with pytest.raises(annx.CancelledError, match="removed again"):
+        cancelled.add(x, progress=lambda done, total: done < 2048)
+    assert cancelled.ntotal == 10  # the cancelled add left nothing behind
+    # A failure in a later step (a duplicate id there) also rolls back the earlier ones.
+    ids = np.arange(5000) + 100
+    ids[4500] = 5  # already present
+    with pytest.raises(annx.InvalidArgumentError):
+        cancelled.add(x, ids=ids, progress=lambda d, t: None)
+    assert cancelled.ntotal == 10
+    with pytest.raises(annx.InvalidArgumentError, match="progress"):
+        cancelled.add(x, progress="yes")  # type: ignore[arg-type]
+
+
+def test_progress_true_without_tqdm(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # import fails
+    index = annx.index_factory(8, "Flat")
+    index.add(make_clustered(3000, 8, seed=55), progress=True)
+    assert index.ntotal == 3000
+    assert "add: 3,000/3,000" in capsys.readouterr().err
