@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -96,6 +98,43 @@ def test_errors_exit_nonzero(tmp_path: Path, data_file: Path) -> None:
     assert r.returncode == 2 and "--data" in r.stderr
     r = run_cli("build", "--data", str(tmp_path / "x.txt"), "--spec", "Flat", "--out", "o")
     assert r.returncode != 0 and "unknown data format" in r.stderr
+
+
+def test_bench_runs_the_runner(tmp_path: Path, data_file: Path) -> None:
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run(
+        [sys.executable, "-m", "annx", "bench", "--algos", "list"],
+        capture_output=True, text=True, timeout=120, cwd=root,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "annx-hnsw32 (hnsw)" in r.stdout and "faiss-flat (exact)" in r.stdout
+    out = tmp_path / "run"
+    r = subprocess.run(
+        [sys.executable, "-m", "annx", "bench", "--data", str(data_file), "--algos",
+         "annx-flat,annx-hnsw16", "--repeats", "1", "--out-dir", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=root,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr + r.stdout
+    lines = (out / "results.jsonl").read_text().splitlines()
+    recs = [json.loads(line) for line in lines]
+    assert {r["algorithm"] for r in recs} == {"annx-flat", "annx-hnsw16"}
+    for rec in recs:
+        for key in ("build_s", "recall", "qps", "bytes_per_vector", "peak_rss_mb", "cpu",
+                    "isa", "threads", "annx_commit", "search_params", "build_params"):  # fmt: skip
+            assert key in rec
+    assert max(r["recall"] for r in recs if r["algorithm"] == "annx-flat") == 1.0
+    table = (out / "small-angular.md").read_text()
+    assert "| annx-hnsw16 |" in table and "q/s @0.95" in table
+    r = subprocess.run(
+        [sys.executable, "-m", "annx", "bench", "--algos", "list"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(
+            str(Path(p).resolve()) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p
+        )},
+    )  # fmt: skip
+    # Outside the source tree the package may still find it next to itself (a source
+    # checkout on PYTHONPATH); an installed wheel says where to get it.
+    assert r.returncode == 0 or "source tree" in r.stderr
 
 
 # ----------------------------------------------------------------- progress=

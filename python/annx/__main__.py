@@ -1,7 +1,8 @@
 """Command line: ``python -m annx`` (or ``annx``) runs the demo.
 
 Subcommands: ``demo``, ``build`` (index a data file, with a progress bar), ``search``
-(query an index file, recall when the data has ground truth), ``info`` (an index file's
+(query an index file, recall when the data has ground truth), ``bench`` (the
+peer-comparison runner, bench/run.py, from a source tree), ``info`` (an index file's
 header) and ``config``. Exit status 0 on success, 1 on an annx error, 2 on bad usage.
 """
 
@@ -154,6 +155,34 @@ def _search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(argv: list[str]) -> int:
+    """Run bench/run.py (the peer-comparison runner) from annx's source tree.
+
+    ``argv``: the arguments after ``bench``; ``--bench-dir DIR`` first selects the folder
+    holding run.py, everything else goes to run.py unchanged.
+    """
+    import subprocess
+
+    import annx
+
+    bench_dir = None
+    if argv[:1] == ["--bench-dir"] and len(argv) >= 2:
+        bench_dir, argv = argv[1], argv[2:]
+    here = Path(annx.__file__).resolve()
+    candidates = [Path.cwd() / "bench" / "run.py", here.parents[2] / "bench" / "run.py"]
+    if bench_dir:
+        candidates.insert(0, Path(bench_dir) / "run.py")
+    runner = next((c for c in candidates if c.is_file()), None)
+    if runner is None:
+        print(
+            "annx bench: error: bench/run.py not found; it lives in annx's source tree "
+            "(git clone the repository and run this from its root, or pass --bench-dir)",
+            file=sys.stderr,
+        )
+        return 1
+    return subprocess.run([sys.executable, str(runner), *argv]).returncode
+
+
 def _info(args: argparse.Namespace) -> int:
     import annx
 
@@ -211,9 +240,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     search.add_argument("--threads", type=int, default=None)
     search.add_argument("--mmap", action="store_true", help="memory-map the index file")
     search.add_argument("--out", default=None, help="write distances and ids to this .npz")
+    bench = sub.add_parser(
+        "bench",
+        help="run bench/run.py (peer comparison: JSON lines, plot, table); needs the source tree",
+    )
+    bench.add_argument("--bench-dir", default=None, help="folder holding run.py (first)")
     info = sub.add_parser("info", help="print the header facts of an index file")
     info.add_argument("path")
     sub.add_parser("config", help="print version, compiler, ISA and threads")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"] and argv[1:2] not in (["-h"], ["--help"]):
+        return _bench(argv[1:])  # its options belong to bench/run.py
     args = parser.parse_args(argv)
     if args.command in ("build", "search", "info"):
         import annx
