@@ -17,7 +17,8 @@ the per-family scripts in this folder, so every benchmark measures alike:
   ``annx-hnsw32-sq8-refine``, ``annx-hnsw32-f16``, ``hnswlib-m16``, ``hnswlib-m32``,
   ``faiss-hnsw32``, ``usearch-f32``, ``usearch-i8``, ``svs-vamana`` (ef sweep);
 * IVF (``bench_ivf.py``): ``annx-ivfpqfs-refine``, ``faiss-ivfpqfs-refine``,
-  ``annx-ivfflat``, ``faiss-ivfflat``, ... (nprobe x re-rank sweep; nlist 1024 at 50k
+  ``scann-ah-reorder`` (``pip install scann``), ``annx-ivfflat``, ``faiss-ivfflat``, ...
+  (nprobe x re-rank sweep; nlist 1024 at 50k
   vectors and more, else the power of two nearest 4 sqrt(n); M = d/2 for even d);
 * LeanVec (``bench_leanvec.py``): ``annx-lv<D>...`` (ef x rerank sweep);
 * exact: ``annx-flat``, ``faiss-flat`` (one point).
@@ -54,7 +55,7 @@ from bench_hnsw import Skip, cpu_model, load_data, recall_at_k  # noqa: E402
 
 DEFAULT_ALGOS = (
     "annx-flat,faiss-flat,annx-hnsw32,annx-hnsw32-sq8-refine,hnswlib-m16,faiss-hnsw32,"
-    "usearch-f32,annx-ivfpqfs-refine,faiss-ivfpqfs-refine,annx-lv160-sq8"
+    "usearch-f32,annx-ivfpqfs-refine,faiss-ivfpqfs-refine,scann-ah-reorder,annx-lv160-sq8"
 )
 EXACT = ("annx-flat", "faiss-flat")
 
