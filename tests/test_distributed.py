@@ -305,10 +305,10 @@ def test_killed_worker_is_named_and_partial_results_flagged() -> None:
 
 
 def _ids_of_shard(si: ShardedIndex, shard: int, n: int) -> np.ndarray:
-    from annx.distributed import splitmix64
+    from annx.distributed import hash_owner
 
     ids = np.arange(n, dtype=np.int64)
-    return ids[(splitmix64(ids) % np.uint64(si.n_shards)).astype(np.int64) == shard]
+    return ids[hash_owner(ids, si.n_shards) == shard]
 
 
 def test_real_minilm_flat_shards_identical(client, shared_data: Path) -> None:

@@ -232,7 +232,7 @@ def test_full_rerank_is_exact(metric: str) -> None:
     np.testing.assert_allclose(D, Dg, rtol=1e-4, atol=1e-4)
 
 
-def test_reduced_search_beats_nothing_and_rerank_helps() -> None:
+def test_larger_rerank_budget_raises_recall() -> None:
     index, x = build("LeanVec8,HNSW16,Refine(F32)", "l2")
     q = low_rank(100, seed=14)
     _, gt = brute_force(x, q, 10, "l2")

@@ -131,9 +131,10 @@ def _search(args: argparse.Namespace) -> int:
     from annx.datasets import recall_at_k
 
     index = annx.load(args.index, mmap=args.mmap)
-    q, ds = _load_vectors(args.data, "test" if args.queries is None else "train")
-    if args.queries is not None:
-        q, _ = _load_vectors(args.queries, "test")
+    if args.queries is None:
+        q, ds = _load_vectors(args.data, "test")
+    else:
+        q, ds = _load_vectors(args.queries, "test")[0], None
     params = {
         name: value
         for name, value in (
@@ -147,7 +148,7 @@ def _search(args: argparse.Namespace) -> int:
     D, I = index.search(q, args.k, threads=args.threads, **params)
     dt = time.perf_counter() - t0
     line = f"{len(q):,} queries, k={args.k}: {len(q) / dt:,.0f} queries/s"
-    if ds is not None and ds.neighbors is not None and args.queries is None:
+    if ds is not None and ds.neighbors is not None:
         line += f", recall@{args.k} = {recall_at_k(I, ds.neighbors, args.k):.4f}"
     print(line)
     if args.out:

@@ -47,6 +47,19 @@ def as_matrix(x: Any, d: int, name: str = "x") -> np.ndarray:
     return _contiguous_aligned(arr)
 
 
+def check_finite(arr: np.ndarray, name: str) -> None:
+    """Raise InvalidArgumentError naming the first NaN/inf of a 2-D array.
+
+    For checks that must happen in Python, before data goes to numpy code or another
+    process (the C++ core checks its own input).
+    """
+    if not np.isfinite(arr).all():
+        r, c = (int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+        raise InvalidArgumentError(
+            f"{name} contains a non-finite value ({arr[r, c]}) at row {r}, column {c}"
+        )
+
+
 def _contiguous_aligned(arr: np.ndarray) -> np.ndarray:
     """Return ``arr`` C-contiguous and aligned, copying only when needed.
 

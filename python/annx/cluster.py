@@ -10,7 +10,7 @@ import numpy as np
 
 from . import _core
 from ._errors import InvalidArgumentError
-from ._validate import as_matrix, as_threads
+from ._validate import as_matrix, as_threads, check_finite
 
 _INITS = ("auto", "random", "kmeans++")
 
@@ -95,8 +95,7 @@ class KMeans:
     def train(self, x: Any, *, threads: int | None = None) -> KMeans:
         """Cluster ``x`` (float32 [n, d], n >= k); returns self."""
         x = as_matrix(x, self.d, "x")
-        if not np.isfinite(x).all():
-            raise InvalidArgumentError("x contains a non-finite value (NaN or inf)")
+        check_finite(x, "x")
         if x.shape[0] < self.k:
             raise InvalidArgumentError(
                 f"k-means with k={self.k} centroids needs at least {self.k} points, "

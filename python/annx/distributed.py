@@ -51,7 +51,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 import annx
 
 from ._errors import AnnxError, FormatError, InvalidArgumentError, NotTrainedError
-from ._validate import as_ids, as_k, as_matrix
+from ._validate import as_ids, as_k, as_matrix, check_finite
 
 __all__ = ["SearchResult", "ShardError", "ShardedIndex"]
 
@@ -106,6 +106,11 @@ def splitmix64(ids: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
+def hash_owner(ids: np.ndarray, n_shards: int) -> np.ndarray:
+    """The shard of each id under ``partition="hash"``: splitmix64(id) % n_shards."""
+    return (splitmix64(ids) % np.uint64(n_shards)).astype(np.int64)
+
+
 # --------------------------------------------------------------------- the shard actor
 class _Shard:
     """One annx index living on a Dask worker (a Dask actor; methods run there)."""
@@ -126,11 +131,10 @@ class _Shard:
         self.index.train(x, queries=queries)
         return self.index.to_bytes()
 
-    def missing_or_present(self, ids: np.ndarray, want_present: bool) -> np.ndarray:
-        """The ids of ``ids`` that are present (want_present) or absent."""
+    def present(self, ids: np.ndarray) -> np.ndarray:
+        """The ids of ``ids`` this shard holds."""
         assert self.index is not None
-        present = np.fromiter((int(i) in self.index for i in ids), dtype=bool, count=len(ids))
-        return ids[present if want_present else ~present]
+        return ids[np.isin(ids, self.index.ids())]
 
     def add(self, x: np.ndarray, ids: np.ndarray) -> int:
         assert self.index is not None
@@ -391,7 +395,7 @@ class ShardedIndex:
     def _owners(self, x: np.ndarray, ids: np.ndarray) -> np.ndarray:
         n = self.n_shards
         if self.partition == "hash":
-            return (splitmix64(ids) % np.uint64(n)).astype(np.int64)
+            return hash_owner(ids, n)
         if self.partition == "round_robin":
             owners = (self._rr + np.arange(len(ids))) % n
             return owners.astype(np.int64)
@@ -402,6 +406,17 @@ class ShardedIndex:
         assert self._router is not None
         return self._router._impl.ivf_nearest_lists(x, p, ef_search)
 
+    def _held(self, ids: np.ndarray) -> list[np.ndarray]:
+        """Per shard, which of ``ids`` it holds.
+
+        With ``"hash"`` an id can only be on its owner, so each shard is asked about its
+        own ids; otherwise every shard is asked about all of them.
+        """
+        if self.partition == "hash":
+            owner = hash_owner(ids, self.n_shards)
+            return self._call_all("present", lambda i: (ids[owner == i],))
+        return self._call_all("present", lambda i: (ids,))
+
     def add(self, x: Any, ids: Any = None) -> None:
         """Add vectors (ids as in :meth:`annx.Index.add`), each to the shard that owns it.
 
@@ -411,9 +426,7 @@ class ShardedIndex:
         if not self._trained:
             raise NotTrainedError(f"ShardedIndex {self.spec!r} must be trained before add")
         x = as_matrix(x, self.d, "x")
-        if not np.isfinite(x).all():
-            r, c = (int(v) for v in np.argwhere(~np.isfinite(x))[0])
-            raise InvalidArgumentError(f"x contains a non-finite value at row {r}, column {c}")
+        check_finite(x, "x")
         n = x.shape[0]
         if ids is None:
             id_arr = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
@@ -428,9 +441,7 @@ class ShardedIndex:
             return
         owners = self._owners(x, id_arr)
         shards = [s for s in range(self.n_shards) if (owners == s).any()]
-        # Any shard may hold an id already (round_robin and ivf place by vector).
-        present = self._call_all("missing_or_present", lambda i: (id_arr, True))
-        found = np.concatenate(present)
+        found = np.concatenate(self._held(id_arr))
         if found.size:
             raise InvalidArgumentError(f"id {int(found[0])} is already in the index")
         self._call_all("add", lambda i: (x[owners == i], id_arr[owners == i]), shards=shards)
@@ -446,7 +457,7 @@ class ShardedIndex:
             raise InvalidArgumentError(f"id {int(uniq[counts > 1][0])} is repeated in ids")
         if id_arr.size == 0:
             return 0
-        held = self._call_all("missing_or_present", lambda i: (id_arr, True))
+        held = self._held(id_arr)
         covered = np.concatenate(held)
         if covered.size != id_arr.size:
             missing = np.setdiff1d(id_arr, covered)

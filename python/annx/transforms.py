@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import InvalidArgumentError, NotTrainedError
-from ._validate import as_matrix
+from ._validate import as_matrix, check_finite
 
 _KINDS = ("id", "ood")
 _METRICS = {
@@ -29,14 +29,6 @@ _METRICS = {
 }
 # Eigen-blend initialisation of the OOD solver: weights of the query moment tried.
 _BETAS = np.linspace(0.0, 1.0, 11)
-
-
-def _finite_rows(x: np.ndarray, name: str) -> None:
-    if not np.isfinite(x).all():
-        r, c = (int(i) for i in np.argwhere(~np.isfinite(x))[0])
-        raise InvalidArgumentError(
-            f"{name} contains a non-finite value ({x[r, c]}) at row {r}, column {c}"
-        )
 
 
 def _normalise(x: np.ndarray, name: str) -> np.ndarray:
@@ -102,7 +94,11 @@ class _OodObjective:
         Argument roles as in :meth:`fw_step`.
         """
         k2z = k2 @ z
-        return 2 * ((k1 @ y) @ (z.T @ k2z)) - 2 * (k1 @ k2z)
+        return _OodObjective._gradient(k1, y, k2z, z.T @ k2z)
+
+    @staticmethod
+    def _gradient(k1: np.ndarray, y: np.ndarray, k2z: np.ndarray, w: np.ndarray) -> np.ndarray:
+        return 2 * ((k1 @ y) @ w) - 2 * (k1 @ k2z)
 
     @staticmethod
     def fw_step(k1: np.ndarray, y: np.ndarray, k2: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -114,7 +110,7 @@ class _OodObjective:
         """
         k2z = k2 @ z
         w = z.T @ k2z
-        step = _lmo(_OodObjective.gradient(k1, y, k2, z)) - y
+        step = _lmo(_OodObjective._gradient(k1, y, k2z, w)) - y
         k1s = k1 @ step
         g1 = -2 * np.sum(k2z * k1s) + 2 * np.sum((y.T @ k1s) * w)
         h = np.sum((step.T @ k1s) * w)
@@ -212,7 +208,7 @@ class LeanVec:
                 f"{name} must be a 2-D array of shape (n, d), got shape {arr.shape}"
             )
         arr = as_matrix(arr, arr.shape[1] if d is None else d, name)
-        _finite_rows(arr, name)
+        check_finite(arr, name)
         return _normalise(arr, name) if self.metric == "cos" else arr
 
     def _sample(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
