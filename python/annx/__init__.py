@@ -42,6 +42,7 @@ from .config import (
     show_config,
 )
 from .index import Index, from_bytes, index_factory, load, read_info
+from .multivector import FDE, MultiVectorIndex, chamfer
 from .transforms import LeanVec
 
 __version__: str = _core.__version__
@@ -52,15 +53,18 @@ if _core.isa_env_warning():
 __all__ = [
     "AnnxError",
     "CancelledError",
+    "FDE",
     "FormatError",
     "Index",
     "InvalidArgumentError",
     "KMeans",
     "LeanVec",
+    "MultiVectorIndex",
     "NotTrainedError",
     "UnsupportedError",
     "__version__",
     "available_isas",
+    "chamfer",
     "config",
     "datasets",
     "distances",

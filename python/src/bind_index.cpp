@@ -17,25 +17,6 @@ namespace {
 
 using IndexPtr = std::shared_ptr<Index>;
 
-struct FilterArgs {
-  std::optional<CArray<int64_t>> ids;
-  std::optional<CArray<uint8_t>> mask;
-  IdFilter filter;
-  const IdFilter* get() {
-    if (ids) {
-      filter.ids = ids->data();
-      filter.n_ids = static_cast<size_t>(ids->size());
-      return &filter;
-    }
-    if (mask) {
-      filter.mask = mask->data();
-      filter.mask_len = static_cast<size_t>(mask->size());
-      return &filter;
-    }
-    return nullptr;
-  }
-};
-
 const float* checked_rows(const CArray<float>& x, const Index& index, const char* what, size_t* n) {
   ssize_t rows = 0;
   const float* p = rows_ptr(x, index.d(), what, &rows);

@@ -5,11 +5,13 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <optional>
 #include <string>
 #include <utility>
 
 #include "annx/common/error.h"
 #include "annx/common/thread_pool.h"
+#include "annx/index/id_map.h"
 
 namespace annx::py_glue {
 
@@ -47,5 +49,25 @@ const T* rows_ptr(const CArray<T>& a, ssize_t cols, const char* what, ssize_t* n
              " is not aligned to ", alignof(T), " bytes; pass a copy (numpy.array(x))");
   return a.data();
 }
+
+/// A search's optional id filter: an id list or a boolean mask indexed by id.
+struct FilterArgs {
+  std::optional<CArray<int64_t>> ids;
+  std::optional<CArray<uint8_t>> mask;
+  IdFilter filter;
+  const IdFilter* get() {
+    if (ids) {
+      filter.ids = ids->data();
+      filter.n_ids = static_cast<size_t>(ids->size());
+      return &filter;
+    }
+    if (mask) {
+      filter.mask = mask->data();
+      filter.mask_len = static_cast<size_t>(mask->size());
+      return &filter;
+    }
+    return nullptr;
+  }
+};
 
 }  // namespace annx::py_glue

@@ -13,6 +13,7 @@ namespace annx::py_glue {
 void bind_index(py::module_& m);
 void bind_kernels(py::module_& m);
 void bind_cluster(py::module_& m);
+void bind_multivector(py::module_& m);
 }  // namespace annx::py_glue
 
 namespace {
@@ -101,4 +102,5 @@ PYBIND11_MODULE(_core, m) {
   annx::py_glue::bind_index(m);
   annx::py_glue::bind_kernels(m);
   annx::py_glue::bind_cluster(m);
+  annx::py_glue::bind_multivector(m);
 }

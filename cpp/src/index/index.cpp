@@ -242,6 +242,9 @@ void Index::save(const std::string& path) const {
 std::unique_ptr<Index> load_index(std::shared_ptr<const io::Blob> blob, bool verify) {
   io::ContainerReader r(blob, verify);
   const io::Manifest m = io::Manifest::from_section(r);
+  const auto kind = m.get("kind");
+  ANNX_CHECK(FormatError, !kind || *kind != "multivector",
+             "this is a multi-vector index file: load it with annx.MultiVectorIndex.load");
   const std::string spec = m.str("spec");
   const Metric metric = [&] {
     try {

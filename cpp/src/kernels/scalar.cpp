@@ -94,6 +94,27 @@ void dot_f32_tile(const float* q, size_t nq, const float* x, size_t nx, size_t d
       out[i * out_stride + j] = one<DistKind::IP_F32>(q + i * d, x + j * d, d, nullptr);
 }
 
+void maxsim_f32(const float* qt, size_t qw, const float* x, size_t nx, size_t d, float* best) {
+  for (size_t j = 0; j < nx; ++j)
+    for (size_t a = 0; a < qw; ++a) {
+      float s = 0.f;
+      for (size_t k = 0; k < d; ++k) s += qt[k * qw + a] * x[j * d + k];
+      if (s > best[a]) best[a] = s;
+    }
+}
+
+void signed_segment_sum(const float* src, size_t ld, size_t len, const uint32_t* idx,
+                        const float* signs, const uint32_t* seg_end, size_t nseg, float* dst) {
+  size_t i0 = 0;
+  for (size_t j = 0; j < nseg; ++j) {
+    float* out = dst + j * ld;
+    for (size_t c = 0; c < len; ++c) out[c] = 0.f;
+    for (size_t i = i0; i < seg_end[j]; ++i)
+      for (size_t c = 0; c < len; ++c) out[c] += signs[i] * src[size_t{idx[i]} * ld + c];
+    i0 = seg_end[j];
+  }
+}
+
 constexpr size_t kScalarPanel = 8;
 
 void pack_f32_panel(const float* x, size_t nrows, size_t d, float* panel) {
@@ -288,6 +309,8 @@ void fill_table(simd::KernelTable& t) {
   t.pq8_adc_blocks = &pq8_adc_blocks;
   t.nearest_l2_small = &nearest_l2_small;
   t.pq4_accumulate_nq = &pq4_accumulate_nq;
+  t.maxsim_f32 = &maxsim_f32;
+  t.signed_segment_sum = &signed_segment_sum;
 }
 
 }  // namespace annx::kernels::scalar

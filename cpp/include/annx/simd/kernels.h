@@ -119,6 +119,22 @@ struct KernelTable {
                          float* out);
   void (*pq4_accumulate_nq)(const uint8_t* blocks, size_t nblocks, size_t npairs,
                             const uint8_t* const* luts, size_t nq, uint16_t* const* out);
+
+  // ---- Multi-vector (MUVERA, shared design algorithms.md section 6) ----
+  /// MaxSim step of Chamfer similarity against query tokens packed by columns: qt is
+  /// d x qw (qt[k * qw + a] = coordinate k of query token a; qw a multiple of 16, unused
+  /// lanes zero). best[a] = max(best[a], max_b <q_a, x_b>) for a < qw over the nx rows
+  /// of x (row-major, d floats each). Document tokens are broadcast, so no horizontal
+  /// reductions and no packing of documents.
+  void (*maxsim_f32)(const float* qt, size_t qw, const float* x, size_t nx, size_t d, float* best);
+  /// Sparse signed projection of column blocks (the FDE's AMS sketch on transposed
+  /// tokens), as segment sums: for each output row j < nseg,
+  /// dst[j * ld + c] = sum over i in [seg_end[j-1], seg_end[j]) of
+  ///                   signs[i] * src[idx[i] * ld + c]   for c < len
+  /// (seg_end[-1] = 0). len must be a multiple of the table's panel_rows. Each output
+  /// row is accumulated in registers and stored once.
+  void (*signed_segment_sum)(const float* src, size_t ld, size_t len, const uint32_t* idx,
+                             const float* signs, const uint32_t* seg_end, size_t nseg, float* dst);
 };
 
 /// The table of the active ISA (see isa.h). The reference is stable for the life of

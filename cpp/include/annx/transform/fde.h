@@ -1,0 +1,102 @@
+// MUVERA fixed-dimensional encodings (FDEs) of point clouds (Dhulipala et al., arXiv
+// 2405.19504; shared design algorithms.md section 6). The inner product of a query's
+// FDE and a document's FDE approximates reps x Chamfer(Q, P) = reps x sum_q max_p <q, p>.
+//
+// Per repetition r (output order: repetition -> bucket -> coordinate):
+// - SimHash: k_sim Gaussian hyperplanes; bit i of a token is [<g_i, x> > 0], the bits
+//   read most significant first, and the bucket is the bit string's Gray decoding
+//   (graph-mining's AppendToGrayCode), so neighbouring buckets differ in one bit.
+// - Inner projection psi_r: the AMS sketch of graph-mining / muvera-python (each input
+//   coordinate added with a random sign to one random output coordinate, unscaled, so
+//   E<psi(x), psi(y)> = <x, y>), or the identity when d_proj == 0.
+// - Aggregation: queries sum the projected tokens of a bucket, documents average them.
+// - fill_empty (documents only): an empty bucket b takes psi_r of the document's token
+//   whose bit string is nearest in Hamming distance to b's bit string (b ^ (b >> 1)),
+//   the first such token on ties.
+// - Optional final count sketch to final_dim coordinates.
+//
+// Differences from Google's graph-mining reference (documented in docs/muvera.md):
+// - Random numbers come from annx's splitmix64 streams (common/random.h), one stream per
+//   (purpose, repetition), not std::mt19937 seeded with seed + r, so the same seed gives
+//   the same encodings on every platform; SimHash's Gaussians are Irwin-Hall sums of 12
+//   uniforms (no libm calls, bit-identical everywhere).
+// - fill_empty measures the Hamming distance to the bucket's own bit string
+//   (Gray encoding). graph-mining (and muvera-python) compare with GrayCodeToBinary(b),
+//   which is a different string for k_sim >= 3, so their "nearest" token is not the
+//   nearest under their own bucket map.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace annx {
+
+namespace simd {
+struct KernelTable;
+}
+
+struct FdeConfig {
+  int dim = 0;             // token dimension
+  int k_sim = 5;           // SimHash bits: 2^k_sim buckets per repetition, 0..20
+  int d_proj = 16;         // AMS sketch output dimension; 0 = identity (d_proj = dim)
+  int reps = 20;           // repetitions
+  bool fill_empty = true;  // documents only
+  int final_dim = 0;       // count-sketch output dimension; 0 = none
+  uint64_t seed = 0;
+
+  /// Throws InvalidArgument naming the bad field.
+  void validate() const;
+  /// "k_sim=5,d_proj=16,reps=20,fill_empty=1,final_dim=0,seed=0" (for errors and repr).
+  std::string describe() const;
+};
+
+class FdeEncoder {
+ public:
+  explicit FdeEncoder(const FdeConfig& config);
+
+  const FdeConfig& config() const { return c_; }
+  int dim() const { return c_.dim; }
+  size_t buckets() const { return size_t{1} << c_.k_sim; }
+  /// Coordinates per bucket block: d_proj, or dim for the identity.
+  size_t proj_dim() const { return c_.d_proj > 0 ? size_t(c_.d_proj) : size_t(c_.dim); }
+  /// reps x buckets x proj_dim, the dimension before the final projection.
+  size_t block_dim() const { return size_t(c_.reps) * buckets() * proj_dim(); }
+  /// Dimension of the encodings: final_dim, or block_dim() without a final projection.
+  size_t output_dim() const { return c_.final_dim > 0 ? size_t(c_.final_dim) : block_dim(); }
+
+  /// Encodes n point clouds; cloud i is rows [offsets[i], offsets[i+1]) of `tokens`
+  /// (dim floats per row). queries: sum aggregation and no filling; documents: average
+  /// and fill_empty. out: n x output_dim(). Inputs must be validated by the caller
+  /// (finite values, non-decreasing offsets, every cloud non-empty).
+  void encode(const float* tokens, const int64_t* offsets, size_t n, bool queries, float* out,
+              int threads = 0) const;
+
+  /// The random matrices, for tests and documentation. simhash: reps*k_sim rows of dim
+  /// (row r*k_sim + i is hyperplane i of repetition r); ams_rows / ams_signs: reps*dim
+  /// (empty for the identity); final_rows / final_signs: block_dim() (empty without a
+  /// final projection).
+  const std::vector<float>& simhash() const { return g_; }
+  const std::vector<uint32_t>& ams_rows() const { return ams_rows_; }
+  const std::vector<float>& ams_signs() const { return ams_signs_; }
+  const std::vector<uint32_t>& final_rows() const { return final_rows_; }
+  const std::vector<float>& final_signs() const { return final_signs_; }
+
+ private:
+  void encode_chunk(const simd::KernelTable& K, const float* tokens, const int64_t* offsets,
+                    size_t s0, size_t s1, bool queries, float* out) const;
+
+  FdeConfig c_;
+  std::vector<float> g_;  // reps*k_sim x dim
+  std::vector<uint32_t> ams_rows_;
+  std::vector<float> ams_signs_;
+  std::vector<uint32_t> final_rows_;
+  std::vector<float> final_signs_;
+  // The AMS sketch grouped by output coordinate (see signed_segment_sum).
+  std::vector<uint32_t> seg_idx_, seg_end_;
+  std::vector<float> seg_signs_;
+  std::vector<int32_t> fill_dist_;  // Hamming distances bits x bucket (k_sim <= 6)
+};
+
+}  // namespace annx

@@ -1,0 +1,331 @@
+// MUVERA fixed-dimensional encodings: see annx/transform/fde.h.
+//
+// Encoding works on chunks of whole clouds (about kChunkTokens tokens) so that every
+// step is a batched kernel call:
+// 1. SimHash scores of all tokens against all reps*k_sim hyperplanes: one blocked GEMM
+//    (dot_f32_panel), then bits and buckets per (token, repetition).
+// 2. The AMS sketch on the transposed chunk: output row j of repetition r sums, with
+//    signs, the rows of the input coordinates hashed to j (signed_segment_sum, full SIMD
+//    width over tokens, accumulated in registers). This costs reps*dim/W vector FMAs
+//    per W tokens, against reps*d_proj*dim for a dense projection.
+// 3. Per cloud: bucket sums (or means), empty-bucket filling, final count sketch.
+#include "annx/transform/fde.h"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+
+#include "annx/common/error.h"
+#include "annx/common/random.h"
+#include "annx/common/thread_pool.h"
+#include "annx/simd/kernels.h"
+
+namespace annx {
+namespace {
+
+constexpr size_t kChunkTokens = 256;
+constexpr int kMaxTableBits = 6;                  // fill_empty distance table up to 64 x 64 int32
+constexpr size_t kMaxBlockDim = size_t{1} << 28;  // 1 GiB of floats per encoding
+
+// Independent splitmix64 streams per (purpose, repetition).
+enum class Stream : uint64_t { SimHash = 1, Ams = 2, Final = 3 };
+
+Rng stream(uint64_t seed, Stream s, uint64_t rep) {
+  return Rng(splitmix64(seed ^ splitmix64((static_cast<uint64_t>(s) << 32) + rep)));
+}
+
+/// Standard normal approximation without libm: Irwin-Hall sum of 12 uniforms minus 6
+/// (mean 0, variance 1); exact in double and therefore identical on every platform.
+float portable_normal(Rng& rng) {
+  double s = 0;
+  for (int i = 0; i < 12; ++i) s += rng.uniform();
+  return static_cast<float>(s - 6.0);
+}
+
+/// Population count without a libgcc call (the portable baseline has no POPCNT).
+inline int popcount32(uint32_t v) {
+  v = v - ((v >> 1) & 0x55555555u);
+  v = (v & 0x33333333u) + ((v >> 2) & 0x33333333u);
+  return static_cast<int>((((v + (v >> 4)) & 0x0f0f0f0fu) * 0x01010101u) >> 24);
+}
+
+}  // namespace
+
+void FdeConfig::validate() const {
+  ANNX_CHECK(InvalidArgument, dim >= 1 && dim <= (1 << 16), "FDE dim must be in [1, 65536], got ",
+             dim);
+  ANNX_CHECK(InvalidArgument, k_sim >= 0 && k_sim <= 20, "FDE k_sim must be in [0, 20], got ",
+             k_sim);
+  ANNX_CHECK(InvalidArgument, d_proj >= 0 && d_proj <= (1 << 16),
+             "FDE d_proj must be in [1, 65536] (or 0/None for the identity), got ", d_proj);
+  ANNX_CHECK(InvalidArgument, reps >= 1 && reps <= 4096, "FDE reps must be in [1, 4096], got ",
+             reps);
+  ANNX_CHECK(InvalidArgument, final_dim >= 0 && final_dim <= (1 << 24),
+             "FDE final_dim must be in [1, 16777216] (or 0/None for no final projection), got ",
+             final_dim);
+  const size_t proj = d_proj > 0 ? size_t(d_proj) : size_t(dim);
+  const size_t block = size_t(reps) * (size_t{1} << k_sim) * proj;
+  ANNX_CHECK(InvalidArgument, block <= kMaxBlockDim,
+             "FDE dimension reps * 2^k_sim * d_proj = ", block, " exceeds ", kMaxBlockDim,
+             "; lower k_sim, reps or d_proj");
+}
+
+std::string FdeConfig::describe() const {
+  return "k_sim=" + std::to_string(k_sim) + ",d_proj=" + std::to_string(d_proj) +
+         ",reps=" + std::to_string(reps) + ",fill_empty=" + (fill_empty ? "1" : "0") +
+         ",final_dim=" + std::to_string(final_dim) + ",seed=" + std::to_string(seed);
+}
+
+FdeEncoder::FdeEncoder(const FdeConfig& config) : c_(config) {
+  c_.validate();
+  const size_t D = size_t(c_.dim), R = size_t(c_.reps), K = size_t(c_.k_sim);
+  g_.resize(R * K * D);
+  for (size_t r = 0; r < R; ++r) {
+    Rng rng = stream(c_.seed, Stream::SimHash, r);
+    for (size_t i = 0; i < K * D; ++i) g_[r * K * D + i] = portable_normal(rng);
+  }
+  if (c_.d_proj > 0) {
+    ams_rows_.resize(R * D);
+    ams_signs_.resize(R * D);
+    for (size_t r = 0; r < R; ++r) {
+      Rng rng = stream(c_.seed, Stream::Ams, r);
+      for (size_t i = 0; i < D; ++i) {
+        const uint64_t v = rng.next();
+        ams_rows_[r * D + i] = static_cast<uint32_t>((v >> 1) % uint64_t(c_.d_proj));
+        ams_signs_[r * D + i] = (v & 1) ? 1.f : -1.f;
+      }
+    }
+  }
+  if (c_.d_proj > 0) {
+    // The same sketch as segments: per repetition, input coordinates grouped by their
+    // output coordinate (stable order), for the signed_segment_sum kernel.
+    const size_t dp = size_t(c_.d_proj);
+    seg_idx_.resize(R * D);
+    seg_signs_.resize(R * D);
+    seg_end_.resize(R * dp);
+    for (size_t r = 0; r < R; ++r) {
+      size_t pos = 0;
+      for (size_t j = 0; j < dp; ++j) {
+        for (size_t i = 0; i < D; ++i)
+          if (ams_rows_[r * D + i] == j) {
+            seg_idx_[r * D + pos] = uint32_t(i);
+            seg_signs_[r * D + pos] = ams_signs_[r * D + i];
+            ++pos;
+          }
+        seg_end_[r * dp + j] = uint32_t(pos);
+      }
+    }
+  }
+  if (c_.k_sim > 0 && c_.k_sim <= kMaxTableBits) {
+    // fill_dist_[bits * B + b] = Hamming distance between a token's bit string and the
+    // bit string of bucket b (its Gray encoding b ^ (b >> 1)).
+    const size_t B = buckets();
+    fill_dist_.resize(B * B);
+    for (size_t v = 0; v < B; ++v)
+      for (size_t b = 0; b < B; ++b)
+        fill_dist_[v * B + b] = int32_t(popcount32(uint32_t(v) ^ uint32_t(b ^ (b >> 1))));
+  }
+  if (c_.final_dim > 0) {
+    const size_t B = block_dim();
+    final_rows_.resize(B);
+    final_signs_.resize(B);
+    Rng rng = stream(c_.seed, Stream::Final, 0);
+    for (size_t i = 0; i < B; ++i) {
+      const uint64_t v = rng.next();
+      final_rows_[i] = static_cast<uint32_t>((v >> 1) % uint64_t(c_.final_dim));
+      final_signs_[i] = (v & 1) ? 1.f : -1.f;
+    }
+  }
+}
+
+void FdeEncoder::encode(const float* tokens, const int64_t* offsets, size_t n, bool queries,
+                        float* out, int threads) const {
+  if (n == 0) return;
+  const auto& K = simd::kernels();
+  // Chunks of whole clouds of about kChunkTokens tokens each.
+  std::vector<size_t> starts{0};
+  for (size_t i = 0, acc = 0; i < n; ++i) {
+    acc += size_t(offsets[i + 1] - offsets[i]);
+    if (acc >= kChunkTokens && i + 1 < n) {
+      starts.push_back(i + 1);
+      acc = 0;
+    }
+  }
+  starts.push_back(n);
+  parallel_for(
+      starts.size() - 1, 1,
+      [&](size_t b, size_t e) {
+        for (size_t c = b; c < e; ++c)
+          encode_chunk(K, tokens, offsets, starts[c], starts[c + 1], queries, out);
+      },
+      threads);
+}
+
+void FdeEncoder::encode_chunk(const simd::KernelTable& K, const float* tokens,
+                              const int64_t* offsets, size_t s0, size_t s1, bool queries,
+                              float* out) const {
+  const size_t D = size_t(c_.dim), R = size_t(c_.reps), ks = size_t(c_.k_sim);
+  const size_t B = buckets(), dp = proj_dim(), H = R * ks, RD = R * dp;
+  const size_t t0 = size_t(offsets[s0]), T = size_t(offsets[s1]) - t0;
+  const float* x = tokens + t0 * D;
+  const bool identity = c_.d_proj == 0;
+
+  // Per-thread scratch, reused across chunks (pool threads are persistent); one TLS
+  // lookup per chunk.
+  struct Scratch {
+    std::vector<float> panels, score, psi_panel, psi;
+    std::vector<uint32_t> bits, bucket, count, rep_bits;
+    std::vector<int32_t> best_d, best_t;
+  };
+  thread_local Scratch tls;
+  Scratch& sc = tls;
+  auto& panels = sc.panels;
+  auto& score = sc.score;
+  auto& psi_panel = sc.psi_panel;
+  auto& psi = sc.psi;
+  auto& bits = sc.bits;
+  auto& bucket = sc.bucket;
+  auto& rep_bits = sc.rep_bits;
+  auto& count = sc.count;
+  auto& best_d = sc.best_d;
+  auto& best_t = sc.best_t;
+
+  // The chunk's tokens packed into the kernel's panels (transposed blocks of P tokens).
+  const size_t P = K.panel_rows, np = (T + P - 1) / P;
+  panels.resize(np * P * D);
+  for (size_t s = 0; s < np; ++s)
+    K.pack_f32_panel(x + s * P * D, std::min(P, T - s * P), D, panels.data() + s * P * D);
+
+  // 1. SimHash bits and buckets, [token][rep]: H hyperplanes x P tokens per panel. The
+  // bits of a repetition are built token-parallel (contiguous, vectorisable), then
+  // Gray-decoded with the prefix-xor identity.
+  bits.assign(T * R, 0);
+  bucket.assign(T * R, 0);
+  if (H > 0) {
+    score.resize(H * P);
+    rep_bits.resize(P);
+    for (size_t s = 0; s < np; ++s) {
+      K.dot_f32_panel(g_.data(), H, D, panels.data() + s * P * D, score.data(), P);
+      const size_t m = std::min(P, T - s * P);
+      for (size_t r = 0; r < R; ++r) {
+        uint32_t* v = rep_bits.data();
+        std::fill(v, v + m, 0u);
+        for (size_t i = 0; i < ks; ++i) {
+          const float* row = score.data() + (r * ks + i) * P;
+          for (size_t c = 0; c < m; ++c) v[c] = (v[c] << 1) | uint32_t(row[c] > 0.f);
+        }
+        for (size_t c = 0; c < m; ++c) {
+          uint32_t g = v[c];
+          g ^= g >> 16;
+          g ^= g >> 8;
+          g ^= g >> 4;
+          g ^= g >> 2;
+          g ^= g >> 1;
+          bits[(s * P + c) * R + r] = v[c];
+          bucket[(s * P + c) * R + r] = g;
+        }
+      }
+    }
+  }
+
+  // 2. AMS sketch per panel (output-coordinate major), then token-major psi[t][r][j].
+  if (!identity) {
+    psi_panel.resize(RD * P);
+    psi.resize(T * RD);
+    for (size_t s = 0; s < np; ++s) {
+      for (size_t r = 0; r < R; ++r)
+        K.signed_segment_sum(panels.data() + s * P * D, P, P, seg_idx_.data() + r * D,
+                             seg_signs_.data() + r * D, seg_end_.data() + r * dp, dp,
+                             psi_panel.data() + r * dp * P);
+      // Transpose in tiles of 16 output coordinates (both sides stay in L1).
+      const size_t m = std::min(P, T - s * P);
+      for (size_t o0 = 0; o0 < RD; o0 += 16) {
+        const size_t o1 = std::min(RD, o0 + 16);
+        for (size_t c = 0; c < m; ++c)
+          for (size_t o = o0; o < o1; ++o) psi[(s * P + c) * RD + o] = psi_panel[o * P + c];
+      }
+    }
+  }
+  auto projected = [&](size_t t, size_t r) {
+    return identity ? x + t * D : psi.data() + t * RD + r * dp;
+  };
+
+  // 3. Per cloud: bucket sums (queries) or means (documents), filling, final sketch.
+  const size_t block = block_dim(), odim = output_dim();
+  const bool final_proj = c_.final_dim > 0;
+  std::vector<float> fde(final_proj ? block : 0);
+  count.resize(R * B);
+  if (!fill_dist_.empty()) {
+    best_t.resize(B);
+    best_d.resize(B);
+  }
+  for (size_t s = s0; s < s1; ++s) {
+    const size_t a = size_t(offsets[s]) - t0, e = size_t(offsets[s + 1]) - t0;
+    float* row = final_proj ? fde.data() : out + s * odim;
+    std::fill(row, row + block, 0.f);
+    std::fill(count.begin(), count.end(), 0u);
+    for (size_t t = a; t < e; ++t)
+      for (size_t r = 0; r < R; ++r) {
+        const size_t b = bucket[t * R + r];
+        ++count[r * B + b];
+        const float* src = projected(t, r);
+        float* dst = row + (r * B + b) * dp;
+        for (size_t j = 0; j < dp; ++j) dst[j] += src[j];
+      }
+    if (!queries) {
+      for (size_t r = 0; r < R; ++r) {
+        bool any_empty = false;
+        for (size_t b = 0; b < B; ++b) {
+          float* blk = row + (r * B + b) * dp;
+          const uint32_t c = count[r * B + b];
+          any_empty |= c == 0;
+          if (c > 1) {
+            const float inv = 1.f / float(c);
+            for (size_t j = 0; j < dp; ++j) blk[j] *= inv;
+          }
+        }
+        if (!any_empty || !c_.fill_empty || ks == 0) continue;
+        // Nearest token (first on ties) to every bucket's bit string.
+        if (!fill_dist_.empty()) {
+          std::fill(best_d.begin(), best_d.begin() + B, 255);
+          int32_t* bd = best_d.data();
+          int32_t* bt = best_t.data();
+          for (size_t t = a; t < e; ++t) {
+            const int32_t* drow = fill_dist_.data() + size_t(bits[t * R + r]) * B;
+            const int32_t ti = int32_t(t);
+            for (size_t b = 0; b < B; ++b) {  // branch-free: vectorises
+              const bool closer = drow[b] < bd[b];
+              bd[b] = closer ? drow[b] : bd[b];
+              bt[b] = closer ? ti : bt[b];
+            }
+          }
+        }
+        for (size_t b = 0; b < B; ++b) {
+          if (count[r * B + b] != 0) continue;
+          size_t best = a;
+          if (!fill_dist_.empty()) {
+            best = best_t[b];
+          } else {
+            const uint32_t target = uint32_t(b) ^ (uint32_t(b) >> 1);
+            int best_dist = std::numeric_limits<int>::max();
+            for (size_t t = a; t < e; ++t) {
+              const int dist = popcount32(bits[t * R + r] ^ target);
+              if (dist < best_dist) {
+                best_dist = dist;
+                best = t;
+              }
+            }
+          }
+          std::memcpy(row + (r * B + b) * dp, projected(best, r), dp * sizeof(float));
+        }
+      }
+    }
+    if (final_proj) {
+      float* o = out + s * odim;
+      std::fill(o, o + odim, 0.f);
+      for (size_t i = 0; i < block; ++i) o[final_rows_[i]] += final_signs_[i] * row[i];
+    }
+  }
+}
+
+}  // namespace annx
