@@ -1,9 +1,10 @@
 """Command line: ``python -m annx`` (or ``annx``) runs the demo.
 
-Subcommands: ``demo``, ``build`` (index a data file, with a progress bar), ``search``
-(query an index file, recall when the data has ground truth), ``bench`` (the
-peer-comparison runner, bench/run.py, from a source tree), ``info`` (an index file's
-header) and ``config``. Exit status 0 on success, 1 on an annx error, 2 on bad usage.
+Subcommands: ``demo``, ``build`` (index a data file, with progress bars for training and
+adding), ``search`` (query an index file, recall when the data has ground truth),
+``bench`` (the peer-comparison runner, bench/run.py, from a source tree), ``info`` (an
+index file's header) and ``config``. Exit status 0 on success, 1 on an annx error, 2 on
+bad usage.
 """
 
 from __future__ import annotations
@@ -110,8 +111,9 @@ def _build(args: argparse.Namespace) -> int:
         if n_train < len(x):
             pick = np.random.default_rng(args.seed or 0).choice(len(x), n_train, replace=False)
             sample = x[np.sort(pick)]
-        print(f"training {index.spec} on {n_train:,} vectors ...", file=sys.stderr, flush=True)
-        index.train(sample)
+        if not args.quiet:
+            print(f"training {index.spec} on {n_train:,} vectors", file=sys.stderr, flush=True)
+        index.train(sample, progress=not args.quiet or None)
     t_train = time.perf_counter() - t0
     index.add(x, progress=not args.quiet or None)
     t_total = time.perf_counter() - t0
@@ -227,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     build.add_argument("--ef-construction", type=int, default=None)
     build.add_argument("--seed", type=int, default=None)
     build.add_argument("--threads", type=int, default=None)
-    build.add_argument("--quiet", action="store_true", help="no progress bar")
+    build.add_argument("--quiet", action="store_true", help="no progress bars")
     search = sub.add_parser("search", help="search an index file with a data file's queries")
     search.add_argument("--index", required=True)
     search.add_argument(

@@ -2,19 +2,12 @@
 
 from ._core import (
     AnnxError,
+    CancelledError,
     FormatError,
     InvalidArgumentError,
     NotTrainedError,
     UnsupportedError,
 )
-
-
-class CancelledError(AnnxError):
-    """A long call stopped because its ``progress`` callback returned False.
-
-    Whatever the call had done is undone (an ``add`` removes the vectors it added).
-    """
-
 
 __all__ = [
     "AnnxError",

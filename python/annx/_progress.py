@@ -4,6 +4,7 @@ A callback is called as ``callback(done, total)`` after each piece of work; retu
 ``False`` cancels the call (which then undoes what it did and raises
 :class:`annx.CancelledError`). ``progress=True`` draws a tqdm bar when tqdm is installed
 (``pip install "annx[progress]"``), else prints a line to stderr about once a second.
+Units: vectors for ``add``, k-means iterations for ``train`` and ``KMeans.train``.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ Progress = Union[None, bool, ProgressCallback]
 
 
 class _Reporter:
-    """Wraps the user's choice into ``update(done) -> keep going?`` and ``close()``."""
+    """Wraps the user's choice into ``update(done) -> keep going?`` and ``close()``.
 
-    def __init__(self, progress: Progress, total: int, desc: str) -> None:
-        self.total, self.desc = total, desc
+    ``unit`` names the work items on the bar and the text line ("vec", "it").
+    """
+
+    def __init__(self, progress: Progress, total: int, desc: str, unit: str = "vec") -> None:
+        self.total, self.desc, self.unit = total, desc, unit
         self.callback: ProgressCallback | None = None
         self.bar: Any = None
         self.last_print = 0.0
@@ -34,7 +38,7 @@ class _Reporter:
                 self.bar = None
                 self.text = True
             else:
-                self.bar = tqdm(total=total, desc=desc, unit="vec", unit_scale=True)
+                self.bar = tqdm(total=total, desc=desc, unit=unit, unit_scale=unit == "vec")
                 self.text = False
         elif callable(progress):
             self.callback = progress
@@ -53,10 +57,29 @@ class _Reporter:
         elif self.text:
             now = time.monotonic()
             if now - self.last_print >= 1.0 or done == self.total:
-                print(f"{self.desc}: {done:,}/{self.total:,}", file=sys.stderr, flush=True)
+                print(
+                    f"{self.desc}: {done:,}/{self.total:,} {self.unit}",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 self.last_print = now
         self.done = done
         return True
+
+    def hook(self, offset: int = 0) -> Callable[[int, int], bool]:
+        """A ``(done, total) -> keep going?`` function for the compiled core.
+
+        The core counts from 0; ``offset`` units (work done in Python first) come before.
+        """
+
+        def report(done: int, total: int) -> bool:
+            if offset + total != self.total:  # the core's count is authoritative
+                self.total = offset + total
+                if self.bar is not None:
+                    self.bar.total = self.total
+            return self.update(offset + done)
+
+        return report
 
     def close(self) -> None:
         if self.bar is not None:

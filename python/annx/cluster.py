@@ -10,6 +10,7 @@ import numpy as np
 
 from . import _core
 from ._errors import InvalidArgumentError
+from ._progress import Progress, _Reporter
 from ._validate import as_matrix, as_threads, check_finite
 
 _INITS = ("auto", "random", "kmeans++")
@@ -92,8 +93,16 @@ class KMeans:
         self.n_train = 0
         self.n_split = 0
 
-    def train(self, x: Any, *, threads: int | None = None) -> KMeans:
-        """Cluster ``x`` (float32 [n, d], n >= k); returns self."""
+    def train(self, x: Any, *, threads: int | None = None, progress: Progress = None) -> KMeans:
+        """Cluster ``x`` (float32 [n, d], n >= k); returns self.
+
+        ``progress=True`` shows a progress bar (tqdm if installed, else a line on stderr
+        every second); a callable is called as ``progress(done, total)`` after every
+        Lloyd iteration (``total = nredo * niter``, or 1 with ``niter=0``; the last call
+        is ``(total, total)``) and may return ``False`` to cancel: the call then raises
+        :class:`annx.CancelledError` and leaves this object unchanged, as does an
+        exception raised by the callback (which propagates).
+        """
         x = as_matrix(x, self.d, "x")
         check_finite(x, "x")
         if x.shape[0] < self.k:
@@ -101,19 +110,28 @@ class KMeans:
                 f"k-means with k={self.k} centroids needs at least {self.k} points, "
                 f"got {x.shape[0]}"
             )
-        r = _core.kmeans(
-            x,
-            self.k,
-            self.niter,
-            self.nredo,
-            self.seed,
-            self.init,
-            self.max_points_per_centroid,
-            self.min_points_per_centroid,
-            self.spherical,
-            self.metric == "ip",
-            as_threads(threads),
-        )
+        reporter = None
+        if progress is not None and progress is not False:
+            units = _core.kmeans_units(self.niter, self.nredo)
+            reporter = _Reporter(progress, units, "k-means", unit="it")
+        try:
+            r = _core.kmeans(
+                x,
+                self.k,
+                self.niter,
+                self.nredo,
+                self.seed,
+                self.init,
+                self.max_points_per_centroid,
+                self.min_points_per_centroid,
+                self.spherical,
+                self.metric == "ip",
+                as_threads(threads),
+                None if reporter is None else reporter.hook(),
+            )
+        finally:
+            if reporter is not None:
+                reporter.close()
         if r["few_points"]:
             warnings.warn(
                 f"k-means: {r['n_train']} training points for {self.k} centroids is fewer than "
@@ -153,12 +171,15 @@ def kmeans(
     init: str = "auto",
     max_points_per_centroid: int = 256,
     threads: int | None = None,
+    progress: Progress = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cluster ``x`` into ``k`` groups; returns ``(centroids, assignments)``.
 
     ``centroids`` is float32 [k, d]; ``assignments`` int64 [n] gives every row of ``x``
     (all rows, also when training used a sample) its nearest centroid. See
-    :class:`KMeans` for the parameters and for the objective and balance reports.
+    :class:`KMeans` for the parameters and for the objective and balance reports, and
+    :meth:`KMeans.train` for ``progress`` (Lloyd iterations; the final assignment is
+    not counted).
     """
     arr = np.asarray(x)
     if arr.ndim != 2:
@@ -173,7 +194,7 @@ def kmeans(
         init=init,
         max_points_per_centroid=max_points_per_centroid,
     )
-    km.train(arr, threads=threads)
+    km.train(arr, threads=threads, progress=progress)
     _, labels = km.assign(arr, threads=threads)
     assert km.centroids is not None
     return km.centroids, labels

@@ -6,13 +6,13 @@ import math
 import os
 import re
 import warnings
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from . import _core
 from ._errors import CancelledError, InvalidArgumentError, NotTrainedError
-from ._progress import _Reporter, chunk_size
+from ._progress import Progress, _Reporter, chunk_size
 from ._validate import as_filter, as_ids, as_k, as_matrix, as_threads
 from .transforms import LeanVec
 
@@ -139,7 +139,7 @@ class Index:
         )
 
     # ------------------------------------------------------------------- building
-    def train(self, x: Any, queries: Any = None) -> None:
+    def train(self, x: Any, queries: Any = None, *, progress: Progress = None) -> None:
         """Train the index on ``x`` (float32 [n, d]); a no-op where not needed.
 
         ``SQ8`` learns per-dimension ranges. ``IVF<nlist>`` runs k-means (10 iterations,
@@ -154,13 +154,33 @@ class Index:
         reduced vectors; ``LeanVec<D>_ood`` also needs ``queries`` (float32 [m, d]):
         held-out training queries of the kind the index will serve, never the test
         queries. A LeanVec index is trained once, before :meth:`add`.
+
+        ``progress=True`` shows a progress bar (tqdm if installed, else a line on stderr
+        every second); a callable is called as ``progress(done, total)`` and may return
+        ``False`` to cancel. The units are k-means iterations: an IVF index counts its
+        coarse quantizer's iterations plus, for PQ codecs, those of every
+        sub-quantizer (``IVF1024,PQ16``: 10 + 16 x 25 = 410), in a strictly increasing
+        sequence that may skip values (sub-quantizers train in parallel) and ends with
+        ``(total, total)``. Indexes that run no k-means (``Flat``, ``HNSW``, SQ8
+        codecs) count one unit: the callback is called once, with ``(1, 1)``, when
+        training is done. ``LeanVec<D>`` specs count the projection fit as one unit
+        (reported when the fit, which runs in numpy, is done) followed by the inner
+        index's units. The callback runs on the calling thread while searches may run,
+        so it may search the index (which is still as it was before the call), but it
+        must not add to, remove from, train or save that index: those wait for the
+        training to end, which would never come.
+
+        Training is atomic: on failure, Ctrl-C, a cancel (:class:`annx.CancelledError`)
+        or an exception raised by the callback (which propagates unchanged), the index
+        is left exactly as it was, so an untrained index stays untrained and can be
+        trained again.
         """
         x = as_matrix(x, self.d, "x")
         if x.shape[0] == 0:
             raise InvalidArgumentError("train needs at least one vector, got 0")
         head = self.spec.split(",")[0]
         if head.startswith("LeanVec"):
-            self._train_leanvec(x, queries)
+            self._train_leanvec(x, queries, progress)
             return
         if queries is not None:
             raise InvalidArgumentError(
@@ -173,9 +193,16 @@ class Index:
                 RuntimeWarning,
                 stacklevel=2,
             )
-        self._impl.train(x)
+        if progress is None or progress is False:
+            self._impl.train(x)
+            return
+        reporter = _Reporter(progress, self._impl.train_units(), "train", unit="it")
+        try:
+            self._impl.train(x, reporter.hook())
+        finally:
+            reporter.close()
 
-    def _train_leanvec(self, x: np.ndarray, queries: Any) -> None:
+    def _train_leanvec(self, x: np.ndarray, queries: Any, progress: Progress) -> None:
         ood = self._impl.leanvec_ood
         if not ood and queries is not None:
             raise InvalidArgumentError(
@@ -194,13 +221,29 @@ class Index:
                 f"index {self.spec!r} already holds vectors; a LeanVec index is trained once, "
                 "before add"
             )
-        lv = LeanVec(
-            self._impl.leanvec_target_dim,
-            "ood" if ood else "id",
-            metric=self.metric,
-            seed=int(self._impl.seed) % 2**63,
-        ).fit(x, queries)
-        self._impl.leanvec_train(x, lv.mean, lv.data_matrix, lv.query_matrix)
+        if progress is None or progress is False:
+            reporter = None
+        else:  # the fit is one unit, then the inner index's training
+            reporter = _Reporter(progress, 1 + self._impl.train_units(), "train", unit="it")
+        try:
+            lv = LeanVec(
+                self._impl.leanvec_target_dim,
+                "ood" if ood else "id",
+                metric=self.metric,
+                seed=int(self._impl.seed) % 2**63,
+            ).fit(x, queries)
+            hook = None
+            if reporter is not None:
+                if not reporter.update(1):
+                    raise CancelledError(
+                        f"training {self.spec!r} cancelled by its progress callback at 1 of "
+                        f"{reporter.total} (after the LeanVec fit); the index is unchanged"
+                    )
+                hook = reporter.hook(offset=1)
+            self._impl.leanvec_train(x, lv.mean, lv.data_matrix, lv.query_matrix, hook)
+        finally:
+            if reporter is not None:
+                reporter.close()
 
     @property
     def leanvec(self) -> LeanVec:
@@ -229,7 +272,7 @@ class Index:
         ids: Any = None,
         *,
         threads: int | None = None,
-        progress: bool | Callable[[int, int], bool | None] | None = None,
+        progress: Progress = None,
     ) -> None:
         """Add vectors ``x`` (float32 [n, d]).
 

@@ -11,7 +11,7 @@ void bind_cluster(py::module_& m) {
       "kmeans",
       [](const CArray<float>& x, int64_t k, int niter, int nredo, uint64_t seed,
          const std::string& init, int64_t max_points_per_centroid, int64_t min_points_per_centroid,
-         bool spherical, bool ip, int threads) {
+         bool spherical, bool ip, int threads, const py::object& progress) {
         ANNX_CHECK(InvalidArgument, x.ndim() == 2, "x must be a 2-D array");
         ANNX_CHECK(InvalidArgument, k >= 1, "k must be >= 1, got ", k);
         ANNX_CHECK(InvalidArgument, max_points_per_centroid >= 0 && min_points_per_centroid >= 0,
@@ -37,7 +37,8 @@ void bind_cluster(py::module_& m) {
         o.threads = threads;
         const size_t n = static_cast<size_t>(x.shape(0)), d = static_cast<size_t>(x.shape(1));
         const float* p = x.data();
-        KMeansResult r = without_gil([&] { return kmeans(p, n, d, static_cast<size_t>(k), o); });
+        KMeansResult r =
+            without_gil(progress, [&] { return kmeans(p, n, d, static_cast<size_t>(k), o); });
         CArray<float> c({static_cast<ssize_t>(k), static_cast<ssize_t>(d)});
         std::copy(r.centroids.begin(), r.centroids.end(), c.mutable_data());
         py::dict out;
@@ -51,7 +52,16 @@ void bind_cluster(py::module_& m) {
       },
       py::arg("x"), py::arg("k"), py::arg("niter"), py::arg("nredo"), py::arg("seed"),
       py::arg("init"), py::arg("max_points_per_centroid"), py::arg("min_points_per_centroid"),
-      py::arg("spherical"), py::arg("ip"), py::arg("threads"));
+      py::arg("spherical"), py::arg("ip"), py::arg("threads"), py::arg("progress") = py::none());
+  m.def(
+      "kmeans_units",
+      [](int niter, int nredo) {
+        KMeansOptions o;
+        o.niter = niter;
+        o.nredo = nredo;
+        return std::max<size_t>(1, kmeans_units(o));
+      },
+      py::arg("niter"), py::arg("nredo"));
 
   m.def(
       "nearest_centroids",

@@ -114,12 +114,13 @@ void bind_index(py::module_& m) {
       .def("bytes_per_vector", &Index::bytes_per_vector)
       .def(
           "train",
-          [](const IndexPtr& self, const CArray<float>& x) {
+          [](const IndexPtr& self, const CArray<float>& x, const py::object& progress) {
             size_t n = 0;
             const float* p = checked_rows(x, *self, "x", &n);
-            without_gil([&] { self->train(p, n); });
+            without_gil(progress, [&] { self->train(p, n); });
           },
-          py::arg("x"))
+          py::arg("x"), py::arg("progress") = py::none())
+      .def("train_units", &Index::train_units)
       .def(
           "add",
           [](const IndexPtr& self, const CArray<float>& x, std::optional<CArray<int64_t>> ids,
@@ -211,7 +212,7 @@ void bind_index(py::module_& m) {
       .def(
           "leanvec_train",
           [](const IndexPtr& self, const CArray<float>& x, const CArray<float>& mean,
-             const CArray<float>& data, const CArray<float>& query) {
+             const CArray<float>& data, const CArray<float>& query, const py::object& progress) {
             LeanVecIndex& lv = as_leanvec(self);
             size_t n = 0;
             const float* p = checked_rows(x, *self, "x", &n);
@@ -221,10 +222,12 @@ void bind_index(py::module_& m) {
             for (const CArray<float>* a : {&data, &query})
               ANNX_CHECK(InvalidArgument, a->ndim() == 2 && a->shape(0) == D && a->shape(1) == dd,
                          "LeanVec matrices must have shape (", D, ", ", dd, ")");
-            without_gil(
-                [&] { lv.train_with_matrices(mean.data(), data.data(), query.data(), p, n); });
+            without_gil(progress, [&] {
+              lv.train_with_matrices(mean.data(), data.data(), query.data(), p, n);
+            });
           },
-          py::arg("x"), py::arg("mean"), py::arg("data"), py::arg("query"))
+          py::arg("x"), py::arg("mean"), py::arg("data"), py::arg("query"),
+          py::arg("progress") = py::none())
       .def("leanvec_matrices",
            [](const IndexPtr& self) -> py::tuple {
              const LeanVecIndex& lv = as_leanvec(self);

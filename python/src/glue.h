@@ -1,5 +1,6 @@
 // Shared helpers of the pybind11 glue: array views, output allocation and running C++
-// work with the GIL released while Ctrl-C stays responsive.
+// work with the GIL released while Ctrl-C stays responsive (and progress is reported to
+// a Python callback).
 #pragma once
 
 #include <pybind11/numpy.h>
@@ -28,6 +29,29 @@ template <class F>
 auto without_gil(F&& f) -> decltype(f()) {
   py::gil_scoped_release release;
   InterruptScope scope(&python_interrupt_hook);
+  return f();
+}
+
+/// Calls the Python callable `ctx` (a py::object*) as ctx(done, total) with the GIL;
+/// a False result cancels. An exception it raises propagates (error_already_set).
+inline bool python_progress_hook(void* ctx, size_t done, size_t total) {
+  py::gil_scoped_acquire gil;
+  const py::object r = (*static_cast<const py::object*>(ctx))(done, total);
+  return r.ptr() != Py_False;
+}
+
+/// without_gil, also reporting progress to `progress` (None: nowhere), a callable
+/// progress(done, total) that may return False to cancel (annx::Cancelled).
+template <class F>
+auto without_gil(const py::object& progress, F&& f) -> decltype(f()) {
+  if (progress.is_none()) return without_gil(std::forward<F>(f));
+  ANNX_CHECK(InvalidArgument, PyCallable_Check(progress.ptr()),
+             "progress must be None or a callable(done, total)");
+  // The hook's context; released (with the GIL held again) after the scopes end.
+  py::object callback = progress;
+  py::gil_scoped_release release;
+  InterruptScope interrupt(&python_interrupt_hook);
+  ProgressScope scope(&python_progress_hook, &callback);
   return f();
 }
 

@@ -49,6 +49,12 @@ PYBIND11_MODULE(_core, m) {
       m, "FormatError", py::make_tuple(b, py::handle(PyExc_ValueError)),
       "A malformed, truncated, corrupt, foreign or future-version annx file.");
 
+  static PyObject* cancelled = make_exception(
+      m, "CancelledError", py::make_tuple(b),
+      "A long call stopped because its ``progress`` callback returned False.\n\n"
+      "Whatever the call had done is undone: an ``add`` removes the vectors it added, a "
+      "``train`` leaves the index as it was.");
+
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
@@ -62,6 +68,8 @@ PYBIND11_MODULE(_core, m) {
       PyErr_SetString(format, e.what());
     } catch (const annx::IoError& e) {
       PyErr_SetString(PyExc_OSError, e.what());
+    } catch (const annx::Cancelled& e) {
+      PyErr_SetString(cancelled, e.what());
     } catch (const annx::Interrupted& e) {
       if (!PyErr_Occurred()) PyErr_SetString(PyExc_KeyboardInterrupt, e.what());
     } catch (const annx::Error& e) {

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <optional>
 
 #include "annx/common/error.h"
 #include "annx/common/random.h"
@@ -280,6 +281,9 @@ KMeansResult kmeans(const float* x, size_t n, size_t d, size_t k, const KMeansOp
              " training points, got ", n);
   ANNX_CHECK(InvalidArgument, opt.niter >= 0 && opt.nredo >= 1,
              "k-means needs niter >= 0 and nredo >= 1");
+  std::optional<ProgressCounter> own;
+  ProgressCounter& progress =
+      opt.progress ? *opt.progress : own.emplace(kmeans_units(opt), "k-means");
   KMeansResult res;
   Rng rng(opt.seed);
   // Seeded subsample (partial Fisher-Yates), kept in ascending row order for locality.
@@ -334,6 +338,7 @@ KMeansResult kmeans(const float* x, size_t n, size_t d, size_t k, const KMeansOp
       // empty one is harmless: it is never nearest to a training point).
       if (it + 1 < opt.niter) res.n_split += split_empty(ns, d, k, r, c.data(), count);
       if (opt.spherical) normalize_rows(c.data(), k, d);
+      progress.advance();
     }
     // Rank runs by their last objective (lower distance sum / higher IP sum is better).
     const double last = obj.empty() ? 0.0 : (opt.ip ? -obj.back() : obj.back());
@@ -352,6 +357,7 @@ KMeansResult kmeans(const float* x, size_t n, size_t d, size_t k, const KMeansOp
     res.imbalance =
         static_cast<double>(k) * s2 / (static_cast<double>(ns) * static_cast<double>(ns));
   }
+  if (own) own->finish();
   return res;
 }
 

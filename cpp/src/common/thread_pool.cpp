@@ -1,5 +1,6 @@
 #include "annx/common/thread_pool.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -28,15 +29,18 @@ constexpr auto kPollInterval = std::chrono::milliseconds(50);
 thread_local InterruptHook t_hook = nullptr;
 thread_local bool t_in_worker = false;
 thread_local int t_worker_index = 0;
+thread_local ProgressHook t_progress_hook = nullptr;
+thread_local void* t_progress_ctx = nullptr;
+thread_local ProgressCounter* t_progress = nullptr;  // innermost counter this thread owns
 
 struct Job {
   const std::function<void(size_t, size_t)>* fn;
   size_t n, grain, nchunks;
   std::atomic<size_t> next{0};
   std::atomic<bool> cancel{false};
-  int max_workers;       // workers (besides the caller) allowed to join
-  int joined = 0;        // guarded by the pool mutex
-  int active = 0;        // guarded by the pool mutex
+  int max_workers;           // workers (besides the caller) allowed to join
+  int joined = 0;            // guarded by the pool mutex
+  int active = 0;            // guarded by the pool mutex
   std::exception_ptr error;  // guarded by the pool mutex
   std::condition_variable done_cv;
 
@@ -130,25 +134,19 @@ class Pool {
         if (!job.error) job.error = std::current_exception();
         job.cancel.store(true);
       }
-      if (t_hook && Clock::now() - last_poll >= kPollInterval) {
+      if ((t_hook || t_progress) && Clock::now() - last_poll >= kPollInterval) {
         last_poll = Clock::now();
-        if (t_hook()) {
-          interrupted = true;
-          job.cancel.store(true);
-        }
+        poll_caller(job, interrupted);
       }
     }
     std::unique_lock<std::mutex> lk(m_);
     remove_locked(&job);
     while (job.active > 0) {
-      if (t_hook && !interrupted) {
+      if ((t_hook || t_progress) && !job.cancel.load()) {
         job.done_cv.wait_for(lk, kPollInterval);
         if (job.active == 0) break;
         lk.unlock();
-        if (t_hook()) {
-          interrupted = true;
-          job.cancel.store(true);
-        }
+        poll_caller(job, interrupted);
         lk.lock();
       } else {
         job.done_cv.wait(lk);
@@ -159,6 +157,25 @@ class Pool {
   }
 
  private:
+  // The caller's periodic checks (without the pool mutex): Ctrl-C, and the progress of
+  // work its workers did. A progress hook's exception (a cancel, or one raised by a
+  // Python callback) is handled like a chunk's: it stops the job and is rethrown once
+  // every worker has left it.
+  void poll_caller(Job& job, bool& interrupted) {
+    if (t_hook && !interrupted && t_hook()) {
+      interrupted = true;
+      job.cancel.store(true);
+    }
+    if (!t_progress || job.cancel.load()) return;
+    try {
+      t_progress->poll();
+    } catch (...) {
+      std::lock_guard<std::mutex> lk(m_);
+      if (!job.error) job.error = std::current_exception();
+      job.cancel.store(true);
+    }
+  }
+
   void run_inline(size_t n, size_t grain, const std::function<void(size_t, size_t)>& fn) {
     auto last_poll = Clock::now();
     // Inside this inline run the calling thread is thread 0 of a one-thread job.
@@ -169,9 +186,10 @@ class Pool {
     } guard;
     for (size_t b = 0; b < n; b += grain) {
       fn(b, b + grain < n ? b + grain : n);
-      if (t_hook && !t_in_worker && Clock::now() - last_poll >= kPollInterval) {
+      if ((t_hook || t_progress) && !t_in_worker && Clock::now() - last_poll >= kPollInterval) {
         last_poll = Clock::now();
-        if (t_hook()) throw Interrupted("interrupted");
+        if (t_hook && t_hook()) throw Interrupted("interrupted");
+        if (t_progress) t_progress->poll();
       }
     }
   }
@@ -261,6 +279,64 @@ void check_interrupt() {
   if (now - last < kPollInterval) return;
   last = now;
   if (t_hook()) throw Interrupted("interrupted");
+}
+
+ProgressScope::ProgressScope(ProgressHook hook, void* ctx)
+    : prev_hook_(t_progress_hook), prev_ctx_(t_progress_ctx) {
+  t_progress_hook = hook;
+  t_progress_ctx = ctx;
+}
+ProgressScope::~ProgressScope() {
+  t_progress_hook = prev_hook_;
+  t_progress_ctx = prev_ctx_;
+}
+
+void report_progress(size_t done, size_t total, const char* what) {
+  if (!t_progress_hook || t_in_worker) return;
+  if (!t_progress_hook(t_progress_ctx, done, total))
+    throw Cancelled(
+        detail::concat(what, " cancelled by its progress callback at ", done, " of ", total));
+}
+
+ProgressCounter::ProgressCounter(size_t total, std::string what)
+    : total_(total > 0 ? total : 1),
+      what_(std::move(what)),
+      owner_(std::this_thread::get_id()),
+      prev_(t_progress) {
+  t_progress = this;
+}
+
+ProgressCounter::~ProgressCounter() { t_progress = prev_; }
+
+void ProgressCounter::advance(size_t units) {
+  done_.fetch_add(units, std::memory_order_relaxed);
+  if (on_owner()) {
+    poll();
+  } else if (cancelled_.load(std::memory_order_acquire)) {
+    std::rethrow_exception(error_);
+  }
+}
+
+void ProgressCounter::poll() {
+  if (cancelled_.load(std::memory_order_acquire)) std::rethrow_exception(error_);
+  if (!on_owner()) return;
+  const size_t done = std::min(done_.load(std::memory_order_relaxed), total_);
+  if (done <= reported_) return;
+  reported_ = done;
+  try {
+    report_progress(done, total_, what_.c_str());
+  } catch (...) {
+    // Kept for the workers: they rethrow it at their next unit, so whichever thread
+    // stops the parallel job first, the caller gets this exception.
+    error_ = std::current_exception();
+    cancelled_.store(true, std::memory_order_release);
+    throw;
+  }
+}
+
+void ProgressCounter::finish() {
+  done_.store(total_, std::memory_order_relaxed);
+  poll();
 }
 
 int get_num_threads() { return pool().threads(); }

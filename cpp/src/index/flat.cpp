@@ -65,7 +65,13 @@ double FlatIndex::bytes_per_vector() const {
   return static_cast<double>(codec_.code_size() + sizeof(idx_t) + (use_norms() ? 4 : 0));
 }
 
-void FlatIndex::train_impl(const float* x, size_t n) { codec_.train(x, n); }
+void FlatIndex::train_impl(const float* x, size_t n, ProgressCounter& progress) {
+  VectorCodec codec(codec_.kind(), d_);
+  codec.train(x, n);
+  progress.finish();
+  std::unique_lock lk(mu_);
+  codec_ = std::move(codec);
+}
 
 void FlatIndex::add_impl(const float* x, size_t n) {
   const size_t cs = codec_.code_size();

@@ -765,9 +765,18 @@ void HnswIndex::ensure_owned() {
   refine_codes_.mut();
 }
 
-void HnswIndex::train_impl(const float* x, size_t n) {
-  codec_.train(x, n);
-  if (refine_) refine_->train(x, n);
+void HnswIndex::train_impl(const float* x, size_t n, ProgressCounter& progress) {
+  VectorCodec codec(codec_.kind(), d_);
+  codec.train(x, n);
+  std::optional<VectorCodec> refine;
+  if (refine_) {
+    refine.emplace(refine_->kind(), d_);
+    refine->train(x, n);
+  }
+  progress.finish();
+  std::unique_lock lk(mu_);
+  codec_ = std::move(codec);
+  if (refine) refine_ = std::move(refine);
 }
 
 void HnswIndex::add_impl(const float*, size_t) {

@@ -7,6 +7,7 @@
 #include <mutex>
 
 #include "annx/common/error.h"
+#include "annx/common/thread_pool.h"
 #include "annx/factory.h"
 #include "annx/index/section_array.h"
 #include "annx/io/container.h"
@@ -76,11 +77,15 @@ const float* Index::prepare_input(const float* x, size_t n, const char* what,
 }
 
 void Index::train(const float* x, size_t n) {
+  ProgressCounter progress(train_units(), "training '" + spec() + "'");
+  train(x, n, progress);
+}
+
+void Index::train(const float* x, size_t n, ProgressCounter& progress) {
   std::vector<float> buf;
   const float* p = prepare_input(x, n, "training data", buf);
   std::lock_guard wl(writer_mu_);
-  std::unique_lock lk(mu_);
-  train_impl(p, n);
+  train_impl(p, n, progress);
 }
 
 void Index::add(const float* x, size_t n, const idx_t* ids, int threads) {

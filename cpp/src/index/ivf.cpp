@@ -216,26 +216,36 @@ std::vector<int64_t> IvfIndex::nearest_lists(const float* x, size_t n, size_t p,
 
 // ------------------------------------------------------------------------ training
 
-void IvfIndex::train_impl(const float* x, size_t n) {
+size_t IvfIndex::train_units() const {
+  size_t units = flat_pq() ? 0 : static_cast<size_t>(opt_.coarse_iters);
+  if (is_pq()) units += pq_.train_units(opt_.pq_iters);
+  return units > 0 ? units : 1;
+}
+
+void IvfIndex::train_impl(const float* x, size_t n, ProgressCounter& progress) {
   ANNX_CHECK(InvalidArgument, idmap_.size() == 0, "index '", spec(),
              "' already holds vectors; training again would invalidate their codes "
              "(create a new index)");
   const bool ip = is_similarity(metric_);
   const size_t d = static_cast<size_t>(d_);
-  // Every size check comes before any state changes.
+  // Every size check comes before any work.
   ANNX_CHECK(InvalidArgument, !is_pq() || n >= pq_.ksub(), "training '", spec(),
              "' needs at least ", pq_.ksub(), " vectors (one per PQ centroid), got ", n);
+  ANNX_CHECK(InvalidArgument, flat_pq() || n >= opt_.nlist, "training '", spec(),
+             "' needs at least ", opt_.nlist, " vectors (one per list), got ", n);
+  // Everything is trained into locals and committed at the end: a failure or a cancel
+  // (between any two k-means iterations) leaves the index as it was.
+  CentroidTable table;
+  std::unique_ptr<HnswIndex> graph;
   if (!flat_pq()) {
-    ANNX_CHECK(InvalidArgument, n >= opt_.nlist, "training '", spec(), "' needs at least ",
-               opt_.nlist, " vectors (one per list), got ", n);
     KMeansOptions o;
     o.niter = opt_.coarse_iters;
     o.seed = opt_.seed;
     o.spherical = ip;  // as faiss does for inner-product IVF
     o.ip = ip;
+    o.progress = &progress;
     const KMeansResult r = kmeans(x, n, d, opt_.nlist, o);
-    CentroidTable table(r.centroids.data(), opt_.nlist, d, ip);
-    std::unique_ptr<HnswIndex> graph;
+    table = CentroidTable(r.centroids.data(), opt_.nlist, d, ip);
     if (opt_.hnsw_m > 0) {
       HnswOptions ho;
       ho.M = opt_.hnsw_m;
@@ -244,38 +254,55 @@ void IvfIndex::train_impl(const float* x, size_t n) {
                                           std::nullopt, ho);
       graph->add(r.centroids.data(), opt_.nlist, nullptr);
     }
+  }
+  VectorCodec vcodec(opt_.vector_codec, d_);
+  ProductQuantizer pq;
+  if (!is_pq()) {
+    vcodec.train(x, n);
+  } else if (!residual()) {
+    pq = ProductQuantizer(d, pq_.M(), pq_.nbits());
+    pq.train(x, n, opt_.pq_iters, opt_.seed + 1, 0, &progress);
+  } else {
+    // Residuals of (a sample of) the training vectors to their nearest new centroids.
+    const size_t ns = std::min(n, pq_.ksub() * 256);
+    const size_t step = n / ns;
+    std::vector<float> r(ns * d);
+    for (size_t i = 0; i < ns; ++i) std::memcpy(&r[i * d], x + i * step * d, d * sizeof(float));
+    std::vector<float> cd(ns);
+    std::vector<uint32_t> ci(ns);
+    coarse_search(table, graph.get(), r.data(), ns, 1, 0, 0, cd.data(), ci.data());
+    for (size_t i = 0; i < ns; ++i) {
+      const float* c = table.centroid(ci[i]);
+      for (size_t t = 0; t < d; ++t) r[i * d + t] -= c[t];
+    }
+    pq = ProductQuantizer(d, pq_.M(), pq_.nbits());
+    pq.train(r.data(), ns, opt_.pq_iters, opt_.seed + 1, 0, &progress);
+  }
+  progress.finish();  // the last chance to cancel
+  std::unique_lock lk(mu_);
+  if (!flat_pq()) {
     coarse_ = std::move(table);
     coarse_hnsw_ = std::move(graph);
   }
-  if (!is_pq()) {
-    vcodec_.train(x, n);
-    return;
+  if (is_pq()) {
+    pq_ = std::move(pq);
+  } else {
+    vcodec_ = std::move(vcodec);
   }
-  if (!residual()) {
-    pq_.train(x, n, opt_.pq_iters, opt_.seed + 1, 0);
-    return;
-  }
-  // Residuals of (a sample of) the training vectors to their nearest centroids.
-  const size_t ns = std::min(n, pq_.ksub() * 256);
-  const size_t step = n / ns;
-  std::vector<float> r(ns * d);
-  for (size_t i = 0; i < ns; ++i) std::memcpy(&r[i * d], x + i * step * d, d * sizeof(float));
-  std::vector<float> cd(ns);
-  std::vector<uint32_t> ci(ns);
-  coarse_search(r.data(), ns, 1, 0, 0, cd.data(), ci.data());
-  for (size_t i = 0; i < ns; ++i) {
-    const float* c = coarse_.centroid(ci[i]);
-    for (size_t t = 0; t < d; ++t) r[i * d + t] -= c[t];
-  }
-  pq_.train(r.data(), ns, opt_.pq_iters, opt_.seed + 1, 0);
 }
 
 // --------------------------------------------------------------------------- adding
 
 void IvfIndex::coarse_search(const float* q, size_t nq, size_t p, int ef, int threads, float* D,
                              uint32_t* I) const {
-  if (!coarse_hnsw_) {
-    coarse_.search(q, nq, p, D, I, threads);
+  coarse_search(coarse_, coarse_hnsw_.get(), q, nq, p, ef, threads, D, I);
+}
+
+void IvfIndex::coarse_search(const CentroidTable& table, const HnswIndex* graph, const float* q,
+                             size_t nq, size_t p, int ef, int threads, float* D,
+                             uint32_t* I) const {
+  if (!graph) {
+    table.search(q, nq, p, D, I, threads);
     return;
   }
   SearchParams sp;
@@ -285,7 +312,7 @@ void IvfIndex::coarse_search(const float* q, size_t nq, size_t p, int ef, int th
   sp.ef_search =
       ef > 0 ? std::max(ef, static_cast<int>(p)) : static_cast<int>(std::max<size_t>(2 * p, 64));
   std::vector<idx_t> ids(nq * p);
-  coarse_hnsw_->search(q, nq, p, sp, D, ids.data());
+  graph->search(q, nq, p, sp, D, ids.data());
   const bool ip = is_similarity(metric_);
   for (size_t i = 0; i < nq * p; ++i) {
     I[i] = ids[i] < 0 ? kNoList : static_cast<uint32_t>(ids[i]);

@@ -84,29 +84,33 @@ std::vector<float> LeanVecIndex::query_matrix() const {
 
 void LeanVecIndex::train_with_matrices(const float* mean, const float* data, const float* query,
                                        const float* x, size_t n) {
+  ProgressCounter progress(train_units(), "training '" + spec() + "'");
   std::vector<float> buf;
   const float* p = prepare_input(x, n, "training data", buf);
+  // Like train(): writer_mu_ only while the inner index trains (it locks itself), mu_
+  // for the commit.
   std::lock_guard wl(writer_mu_);
-  std::unique_lock lk(mu_);
   ANNX_CHECK(InvalidArgument, idmap_.size() == 0, "index '", spec(),
              "' already holds vectors; a LeanVec index is trained once, before add");
   LeanVecTransform t(d_, transform_.d_out());
   t.set(mean, data, query);
   std::vector<float> xp(n * static_cast<size_t>(inner_->d()));
   t.apply_data(p, n, residual_column(), xp.data(), 0);
-  inner_->train(xp.data(), n);
+  inner_->train(xp.data(), n, progress);
+  std::unique_lock lk(mu_);
   transform_ = std::move(t);  // only once everything succeeded
 }
 
-void LeanVecIndex::train_impl(const float* x, size_t n) {
+void LeanVecIndex::train_impl(const float* x, size_t n, ProgressCounter& progress) {
   ANNX_CHECK(NotTrained, transform_.is_set(), "index '", spec(),
              "' has no LeanVec matrices: train it from Python (Index.train fits them) or "
              "call train_with_matrices");
   ANNX_CHECK(InvalidArgument, idmap_.size() == 0, "index '", spec(),
              "' already holds vectors; a LeanVec index is trained once, before add");
+  // transform_ changes only under writer_mu_, which the caller holds.
   std::vector<float> xp(n * static_cast<size_t>(inner_->d()));
   transform_.apply_data(x, n, residual_column(), xp.data(), 0);
-  inner_->train(xp.data(), n);
+  inner_->train(xp.data(), n, progress);  // commits the inner index: nothing of ours changes
 }
 
 // ---------------------------------------------------------------------------- adding

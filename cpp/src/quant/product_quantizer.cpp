@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "annx/cluster/kmeans.h"
 #include "annx/common/error.h"
@@ -26,9 +27,12 @@ void ProductQuantizer::slice(const float* x, size_t n, size_t m, float* out) con
   }
 }
 
-void ProductQuantizer::train(const float* x, size_t n, int niter, uint64_t seed, int threads) {
+void ProductQuantizer::train(const float* x, size_t n, int niter, uint64_t seed, int threads,
+                             ProgressCounter* progress) {
   ANNX_CHECK(InvalidArgument, n >= ksub_, "training PQ with ", ksub_,
              " centroids per sub-quantizer needs at least ", ksub_, " vectors, got ", n);
+  std::optional<ProgressCounter> own;
+  if (!progress) progress = &own.emplace(train_units(niter), "PQ training");
   std::vector<float> cb(M_ * ksub_ * dsub_);
   // One sub-quantizer per task: the k-means inside runs inline on that thread.
   parallel_for(
@@ -41,11 +45,15 @@ void ProductQuantizer::train(const float* x, size_t n, int niter, uint64_t seed,
           o.niter = niter;
           o.seed = splitmix64(seed + m);
           o.threads = 1;
+          // Shared by the sub-quantizers on every thread: workers only count, the
+          // caller reports (see ProgressCounter).
+          o.progress = progress;
           const KMeansResult r = kmeans(sub.data(), n, dsub_, ksub_, o);
           std::copy(r.centroids.begin(), r.centroids.end(), cb.begin() + m * ksub_ * dsub_);
         }
       },
       threads);
+  if (own) own->finish();
   codebooks_ = std::move(cb);
   build_transposed();
 }

@@ -15,6 +15,8 @@
 
 namespace annx {
 
+class ProgressCounter;
+
 /// k centroids prepared for batched nearest-centroid search: packed into the panel
 /// layout of the f32 kernels once, then searched by many query blocks.
 class CentroidTable {
@@ -63,7 +65,17 @@ struct KMeansOptions {
   bool spherical = false;                // unit-norm centroids
   bool ip = false;                       // assign by largest inner product
   int threads = 0;
+  /// Advanced once per Lloyd iteration (nredo * niter units; see kmeans_units). Null:
+  /// kmeans() counts on its own counter, reporting to the calling thread's progress
+  /// hook and cancellable through it. Callers running several k-means as one
+  /// operation (IVF + PQ training) share one counter so its report runs 0 -> total once.
+  ProgressCounter* progress = nullptr;
 };
+
+/// Progress units of one kmeans() call: its Lloyd iterations, nredo * niter.
+inline size_t kmeans_units(const KMeansOptions& opt) {
+  return static_cast<size_t>(opt.nredo) * static_cast<size_t>(opt.niter > 0 ? opt.niter : 0);
+}
 
 struct KMeansResult {
   std::vector<float> centroids;  // k x d
@@ -76,7 +88,8 @@ struct KMeansResult {
   bool few_points = false;
 };
 
-/// Trains k centroids on n x d points (throws InvalidArgument when n < k).
+/// Trains k centroids on n x d points (throws InvalidArgument when n < k). A cancel
+/// through the progress hook throws annx::Cancelled (the hook's exception if it threw).
 KMeansResult kmeans(const float* x, size_t n, size_t d, size_t k, const KMeansOptions& opt);
 
 }  // namespace annx

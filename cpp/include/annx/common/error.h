@@ -6,6 +6,7 @@
 //   FormatError     -> annx.FormatError
 //   IoError         -> OSError
 //   Interrupted     -> KeyboardInterrupt
+//   Cancelled       -> annx.CancelledError (a progress callback returned False)
 #pragma once
 
 #include <sstream>
@@ -42,6 +43,11 @@ class Interrupted : public Error {
  public:
   using Error::Error;
 };
+/// A progress hook asked to stop (not an Interrupted: that one means Ctrl-C).
+class Cancelled : public Error {
+ public:
+  using Error::Error;
+};
 
 namespace detail {
 template <typename... Args>
@@ -55,7 +61,7 @@ std::string concat(const Args&... args) {
 }  // namespace annx
 
 /// Throws `Type` with the streamed message when `cond` is false.
-#define ANNX_CHECK(Type, cond, ...)                          \
-  do {                                                       \
+#define ANNX_CHECK(Type, cond, ...)                               \
+  do {                                                            \
     if (!(cond)) throw Type(::annx::detail::concat(__VA_ARGS__)); \
   } while (0)

@@ -29,7 +29,7 @@ class FlatIndex final : public Index {
   const VectorCodec& codec() const { return codec_; }
 
  protected:
-  void train_impl(const float* x, size_t n) override;
+  void train_impl(const float* x, size_t n, ProgressCounter& progress) override;
   void add_impl(const float* x, size_t n) override;
   void search_impl(const float* q, size_t nq, size_t k, const SearchParams& params,
                    const std::vector<slot_t>* allowed, float* D, idx_t* I) const override;

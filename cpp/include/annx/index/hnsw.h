@@ -77,7 +77,7 @@ class HnswIndex final : public Index {
   struct Query;
 
  protected:
-  void train_impl(const float* x, size_t n) override;
+  void train_impl(const float* x, size_t n, ProgressCounter& progress) override;
   void add_impl(const float* x, size_t n) override;
   void add_prepared(const float* x, size_t n, const idx_t* ids, int threads) override;
   void remove_slots(std::vector<slot_t>& slots) override;

@@ -12,7 +12,9 @@
 // by `writer_mu_`. By default a mutation also takes the reader/writer lock exclusively,
 // so it waits for running searches and blocks new ones; a structure may instead do
 // the bulk of an add under the shared lock (HNSW links new nodes while searches run,
-// see hnsw.h), taking the exclusive lock only to publish storage and ids.
+// see hnsw.h), taking the exclusive lock only to publish storage and ids. Training
+// computes without the reader/writer lock (searches keep running, and a progress
+// callback may search) and takes it exclusively only to commit its result.
 #pragma once
 
 #include <memory>
@@ -28,6 +30,8 @@
 #include "annx/index/vector_codec.h"
 
 namespace annx {
+
+class ProgressCounter;
 
 namespace io {
 class Blob;
@@ -88,7 +92,16 @@ class Index {
   /// Next id that add() without ids hands out (one more than the largest id ever used).
   idx_t next_id() const;
 
+  /// Trains on n vectors, reporting train_units() units (k-means iterations) to the
+  /// calling thread's progress hook, the last one being (total, total). Atomic: a
+  /// failure or a cancel (annx::Cancelled, or the hook's own exception) leaves the
+  /// index as it was.
   void train(const float* x, size_t n);
+  /// The same, counting on `progress` (total train_units(); for wrapping indexes).
+  void train(const float* x, size_t n, ProgressCounter& progress);
+  /// Progress units of train(): k-means iterations (IVF: the coarse quantizer's plus
+  /// every PQ sub-quantizer's), or 1 for indexes that run no k-means.
+  virtual size_t train_units() const { return 1; }
   /// Adds n vectors; ids == nullptr assigns next_id(), next_id()+1, ...
   /// `threads`: 0 for annx.get_num_threads().
   void add(const float* x, size_t n, const idx_t* ids, int threads = 0);
@@ -117,7 +130,10 @@ class Index {
   void save(const std::string& path) const;
 
  protected:
-  virtual void train_impl(const float* x, size_t n) = 0;
+  /// Called with writer_mu_ held but not mu_: trains into local state, calls
+  /// progress.finish() and only then takes mu_ exclusively to commit (so a failure or
+  /// a cancel changes nothing, and searches run meanwhile).
+  virtual void train_impl(const float* x, size_t n, ProgressCounter& progress) = 0;
   virtual void add_impl(const float* x, size_t n) = 0;  // ids already appended to idmap_
   /// The whole add after input preparation, called with writer_mu_ held (no lock on
   /// mu_). The default takes mu_ exclusively, checks ids, calls add_impl and appends

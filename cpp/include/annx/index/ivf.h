@@ -26,7 +26,8 @@
 // reused by the next add (lowest slot first).
 //
 // Concurrency: train, add and remove take the index lock exclusively (an add assigns
-// and encodes its vectors before taking it, so searches wait only for the append).
+// and encodes its vectors before taking it, so searches wait only for the append;
+// train takes it only to commit what it trained).
 #pragma once
 
 #include <memory>
@@ -75,6 +76,8 @@ class IvfIndex final : public Index {
   bool is_trained() const override;
   size_t memory_bytes() const override;
   double bytes_per_vector() const override;
+  /// The coarse quantizer's k-means iterations plus M * pq_iters for PQ codecs.
+  size_t train_units() const override;
 
   const IvfOptions& options() const { return opt_; }
   size_t nlist() const { return lists_.size(); }
@@ -98,7 +101,7 @@ class IvfIndex final : public Index {
   size_t pq_dsub() const { return pq_.dsub(); }
 
  protected:
-  void train_impl(const float* x, size_t n) override;
+  void train_impl(const float* x, size_t n, ProgressCounter& progress) override;
   void add_impl(const float* x, size_t n) override;
   void add_prepared(const float* x, size_t n, const idx_t* ids, int threads) override;
   void remove_slots(std::vector<slot_t>& slots) override;
@@ -135,6 +138,9 @@ class IvfIndex final : public Index {
   /// Nearest `p` lists of each query (scores lower-is-better), via the coarse quantizer.
   void coarse_search(const float* q, size_t nq, size_t p, int ef, int threads, float* D,
                      uint32_t* I) const;
+  /// The same through a given table and graph (training searches its new ones).
+  void coarse_search(const CentroidTable& table, const HnswIndex* graph, const float* q, size_t nq,
+                     size_t p, int ef, int threads, float* D, uint32_t* I) const;
   void encode_for_lists(const float* x, size_t n, const uint32_t* lists, uint8_t* codes,
                         int threads) const;
   /// Scans the listed lists of one query into `sink` (TopK or range collector, by

@@ -26,7 +26,7 @@
 // the secondary rows and ids under the exclusive lock (short), then adds the reduced
 // vectors to the inner index, whose own contract then applies (an HNSW inner index
 // keeps answering searches while it links). A search overlapping an add may or may
-// not see the add's vectors. Remove and train block searches.
+// not see the add's vectors. Remove blocks searches; train blocks them only to commit.
 #pragma once
 
 #include <memory>
@@ -49,6 +49,8 @@ class LeanVecIndex final : public Index {
   bool is_trained() const override;
   size_t memory_bytes() const override;
   double bytes_per_vector() const override;
+  /// The inner index's: the projection is fitted outside (Python) or given.
+  size_t train_units() const override { return inner_->train_units(); }
 
   int target_dim() const { return transform_.d_out(); }
   bool ood() const { return ood_; }
@@ -67,14 +69,15 @@ class LeanVecIndex final : public Index {
   std::vector<float> query_matrix() const;
 
   /// Sets the transform (see LeanVecTransform::set) and trains the inner index on the
-  /// reduced x, atomically: a failure leaves the index as it was. Refused once the
-  /// index holds vectors. x is validated and normalised for cosine like add's input.
+  /// reduced x, atomically: a failure or a cancel leaves the index as it was. Refused
+  /// once the index holds vectors. x is validated and normalised for cosine like add's
+  /// input. Reports the inner training's progress (train_units() units).
   void train_with_matrices(const float* mean, const float* data, const float* query, const float* x,
                            size_t n);
 
  protected:
   /// Trains the inner index on x with the matrices already set (NotTrained otherwise).
-  void train_impl(const float* x, size_t n) override;
+  void train_impl(const float* x, size_t n, ProgressCounter& progress) override;
   void add_impl(const float* x, size_t n) override;
   void add_prepared(const float* x, size_t n, const idx_t* ids, int threads) override;
   void remove_slots(std::vector<slot_t>& slots) override;

@@ -14,6 +14,8 @@
 
 namespace annx {
 
+class ProgressCounter;
+
 class ProductQuantizer {
  public:
   ProductQuantizer() = default;
@@ -28,7 +30,12 @@ class ProductQuantizer {
 
   /// Trains every sub-quantizer with k-means (L2, `niter` iterations, at most 256
   /// points per centroid, seeds derived from `seed`); parallel over sub-quantizers.
-  void train(const float* x, size_t n, int niter, uint64_t seed, int threads);
+  /// Advances `progress` once per iteration of each sub-quantizer (M * niter units;
+  /// null: a counter of its own). Codebooks change only once every one succeeded.
+  void train(const float* x, size_t n, int niter, uint64_t seed, int threads,
+             ProgressCounter* progress = nullptr);
+  /// Progress units of train(): M * niter.
+  size_t train_units(int niter) const { return M_ * static_cast<size_t>(niter > 0 ? niter : 0); }
   /// codes: n x M bytes (values < ksub).
   void encode(const float* x, size_t n, uint8_t* codes, int threads) const;
   void decode(const uint8_t* codes, size_t n, float* x) const;
