@@ -37,9 +37,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("MKL_NUM_THREADS", "1")
+if __name__ == "__main__":  # before numpy loads BLAS: one thread, as annx here
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
 
 import numpy as np  # noqa: E402
 
@@ -82,6 +82,166 @@ def topn_recall(S: np.ndarray, gt: np.ndarray, ns: list[int]) -> dict[int, float
         )
         for n in ns
     }
+
+
+# ---- configurations for bench/run.py (the "multivector" family) -----------------------
+# name -> (FDE parameters, inner spec) for annx's MultiVectorIndex
+MV_INDEX = {
+    "annx-mv-k3-hnsw32-sq8": (dict(k_sim=3, d_proj=16, reps=20), "HNSW32,SQ8"),
+    "annx-mv-k5-hnsw32-sq8": (dict(k_sim=5, d_proj=16, reps=20), "HNSW32,SQ8"),
+    "annx-mv-k3-flat": (dict(k_sim=3, d_proj=16, reps=20), "Flat"),
+}
+# exact Chamfer over all documents; muvera-python's encoder (k5, AMS 16, 20 reps) with an
+# exact FDE scan and annx's exact re-rank; the single-vector heuristic
+MV_OTHER = ("annx-chamfer", "muvera-python-flat", "annx-token-heuristic")
+MV_ALGOS = (*MV_INDEX, *MV_OTHER)
+MV_CANDIDATES = (20, 50, 100, 150, 200, 300, 500)
+
+
+def is_multivector_file(path: str) -> bool:
+    """True for the ``*-chamfer.hdf5`` layout (doc_vectors / doc_offsets)."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return "doc_vectors" in f
+
+
+def load_mv(path: str, nq: int | None) -> Any:
+    """Documents, queries and ground truth of a multi-vector HDF5 file."""
+    import types
+
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        do = f["doc_offsets"][:].astype(np.int64)
+        qo = f["query_offsets"][:].astype(np.int64)
+        if nq is not None:
+            qo = qo[: nq + 1]
+        dv = f["doc_vectors"][:]
+        qv = f["query_vectors"][: qo[-1]]
+        gt = f["neighbors"][: len(qo) - 1].astype(np.int64)
+    return types.SimpleNamespace(
+        name=Path(path).name.removesuffix(".hdf5"), dv=dv, do=do, qv=qv, qo=qo,
+        neighbors=gt, d=dv.shape[1], n=len(do) - 1, nq=len(qo) - 1,
+    )  # fmt: skip
+
+
+def run_config(
+    name: str, data: Any, k: int, repeats: int, build_threads: int, threads: int
+) -> dict:
+    """One runner configuration: build, sweep, return the runner's result dict."""
+    gt = data.neighbors[:, :k]
+    docs = [data.dv[data.do[i] : data.do[i + 1]] for i in range(data.n)]
+    queries = [data.qv[data.qo[i] : data.qo[i + 1]] for i in range(data.nq)]
+    token_bytes = data.d * 4 * len(data.dv) / data.n
+    annx.set_num_threads(build_threads)
+    points = []
+    if name == "annx-chamfer":
+        build_s = 0.0
+        annx.set_num_threads(threads)
+        t = median_time(lambda: annx.chamfer((data.qv, data.qo), (data.dv, data.do)), repeats)
+        M = annx.chamfer((data.qv, data.qo), (data.dv, data.do))
+        I = np.argsort(-M, axis=1, kind="stable")[:, :k]
+        points.append({"search_params": {}, "recall": recall_at(I, gt), "qps": data.nq / t})
+        return {"library": "annx", "version": annx.__version__, "build_params": {},
+                "build_s": build_s, "bytes_per_vector": token_bytes + 8,
+                "points": points}  # fmt: skip
+    if name in MV_INDEX:
+        params, spec = MV_INDEX[name]
+        mv = annx.MultiVectorIndex(data.d, spec, annx.FDE(**params))
+        t0 = time.perf_counter()
+        if not mv.is_trained:
+            mv.train((data.dv, data.do))
+        mv.add((data.dv, data.do))
+        build_s = time.perf_counter() - t0
+        annx.set_num_threads(threads)
+        for c in MV_CANDIDATES:
+            for ef in [None] if "HNSW" not in spec else [c, 2 * c]:
+
+                def run(c: int = c, ef: int | None = ef) -> Any:
+                    return mv.search((data.qv, data.qo), k, candidates=c, ef_search=ef)
+
+                t = median_time(run, repeats)
+                points.append({"search_params": {"candidates": c, "ef_search": ef},
+                               "recall": recall_at(run()[1], gt), "qps": data.nq / t})  # fmt: skip
+        b = mv.bytes_per_doc()
+        return {"library": "annx", "version": annx.__version__,
+                "build_params": {"fde": params, "spec": spec}, "build_s": build_s,
+                "bytes_per_vector": b["total"], "points": points}  # fmt: skip
+    if name == "muvera-python-flat":
+        try:
+            from muvera import Muvera
+        except ImportError as exc:
+            raise _skip()("muvera-python is not installed") from exc
+        enc = Muvera(num_repetitions=20, num_simhash_projections=5, dimension=data.d,
+                     projection_type="ams_sketch", projection_dimension=16,
+                     fill_empty_partitions=True, seed=0)  # fmt: skip
+        t0 = time.perf_counter()
+        F = np.ascontiguousarray(enc.encode_documents(docs), dtype=np.float32)
+        flat = annx.index_factory(F.shape[1], "Flat", metric="ip")
+        flat.add(F)
+        build_s = time.perf_counter() - t0
+        annx.set_num_threads(threads)
+        for c in MV_CANDIDATES:
+
+            def run(c: int = c) -> np.ndarray:
+                Q = np.ascontiguousarray(enc.encode_queries(queries), dtype=np.float32)
+                _, C = flat.search(Q, c)
+                out = np.empty((data.nq, k), np.int64)
+                for i in range(data.nq):
+                    s = annx.chamfer(queries[i], [docs[j] for j in C[i]])
+                    out[i] = C[i][np.argsort(-s, kind="stable")[:k]]
+                return out
+
+            t = median_time(run, repeats)
+            points.append({"search_params": {"candidates": c}, "recall": recall_at(run(), gt),
+                           "qps": data.nq / t})  # fmt: skip
+        return {"library": "muvera-python", "version": _dist_version("muvera-python"),
+                "build_params": {"k_sim": 5, "d_proj": 16, "reps": 20, "index": "annx Flat"},
+                "build_s": build_s, "bytes_per_vector": 4.0 * F.shape[1] + 8 + token_bytes,
+                "points": points}  # fmt: skip
+    if name == "annx-token-heuristic":
+        tok = annx.index_factory(data.d, "HNSW32", metric="ip")
+        t0 = time.perf_counter()
+        tok.add(data.dv)
+        build_s = time.perf_counter() - t0
+        tok_doc = np.repeat(np.arange(data.n), np.diff(data.do))
+        annx.set_num_threads(threads)
+        for kp in (1, 2, 5, 10, 20, 50):
+
+            def run(kp: int = kp) -> np.ndarray:
+                _, It = tok.search(data.qv, kp, ef_search=max(128, kp))
+                out = np.full((data.nq, k), -1, np.int64)
+                for i in range(data.nq):
+                    c = np.unique(tok_doc[It[data.qo[i] : data.qo[i + 1]].ravel()])
+                    s = annx.chamfer(queries[i], [docs[j] for j in c])
+                    top = c[np.argsort(-s, kind="stable")[:k]]
+                    out[i, : len(top)] = top
+                return out
+
+            t = median_time(run, repeats)
+            points.append({"search_params": {"k_prime": kp}, "recall": recall_at(run(), gt),
+                           "qps": data.nq / t})  # fmt: skip
+        return {"library": "annx", "version": annx.__version__,
+                "build_params": {"tokens": "HNSW32 ip", "ef_search": 128}, "build_s": build_s,
+                "bytes_per_vector": tok.bytes_per_vector * len(data.dv) / data.n,
+                "points": points}  # fmt: skip
+    raise SystemExit(f"unknown multi-vector configuration {name!r}")
+
+
+def _dist_version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "?"
+
+
+def _skip() -> type:
+    from bench_hnsw import Skip
+
+    return Skip
 
 
 def main() -> None:
@@ -203,6 +363,8 @@ def main() -> None:
         mv = annx.MultiVectorIndex(dv.shape[1], spec, annx.FDE(**params))
         t0 = time.perf_counter()
         annx.set_num_threads(2)
+        if not mv.is_trained:
+            mv.train((dv, do))
         mv.add((dv, do))
         annx.set_num_threads(1)
         build = time.perf_counter() - t0
@@ -262,21 +424,32 @@ def main() -> None:
         "tokens, ef 128), their documents are unioned and re-ranked exactly. MUVERA: the "
         "exact FDE top-N (default FDE), re-ranked exactly.\n"
     )
-    md.append("| method | parameter | mean candidates | recall@10 |")
-    md.append("|---|---|---:|---:|")
     heur = []
+    md_rows = []
     for kp in (1, 2, 5, 10, 20, 50):
-        _, It = tok_index.search(qv, kp, ef_search=max(128, kp))
-        cands = [np.unique(tok_doc[It[qo[i] : qo[i + 1]].ravel()]) for i in range(nq)]
-        found = []
-        for i in range(nq):
-            s = M[i, cands[i]]
-            found.append(cands[i][np.argsort(-s, kind="stable")[:10]])
+
+        def heuristic(kp: int = kp) -> tuple[list[np.ndarray], list[np.ndarray]]:
+            _, It = tok_index.search(qv, kp, ef_search=max(128, kp))
+            cands, found = [], []
+            for i in range(nq):
+                c = np.unique(tok_doc[It[qo[i] : qo[i + 1]].ravel()])
+                s = annx.chamfer(queries[i], [docs[j] for j in c])
+                cands.append(c)
+                found.append(c[np.argsort(-s, kind="stable")[:10]])
+            return cands, found
+
+        t = median_time(heuristic, args.repeats)
+        cands, found = heuristic()
         r = float(np.mean([len(set(gt[i]) & set(found[i])) / 10 for i in range(nq)]))
         mc = float(np.mean([len(c) for c in cands]))
         heur.append((mc, r))
-        md.append(f"| single-vector heuristic | k' = {kp} | {mc:,.0f} | {r:.3f} |")
-        rows.append(dict(part="heuristic", k_prime=kp, mean_candidates=mc, recall=r))
+        md_rows.append(
+            f"| single-vector heuristic | k' = {kp} | {mc:,.0f} | {r:.3f} | {nq / t:,.0f} |"
+        )
+        rows.append(dict(part="heuristic", k_prime=kp, mean_candidates=mc, recall=r, qps=nq / t))
+    md.append("| method | parameter | mean candidates | recall@10 | queries/s |")
+    md.append("|---|---|---:|---:|---:|")
+    md.extend(md_rows)
     Fd = fde.encode_docs((dv, do))
     Sf = fde.encode_queries((qv, qo)) @ Fd.T
     order = np.argsort(-Sf, axis=1)
@@ -287,7 +460,7 @@ def main() -> None:
         ]
         r = float(np.mean([len(set(gt[i]) & set(found[i])) / 10 for i in range(nq)]))
         mu_curve.append((n, r))
-        md.append(f"| MUVERA (exact FDE top-N) | N = {n} | {n} | {r:.3f} |")
+        md.append(f"| MUVERA (exact FDE top-N) | N = {n} | {n} | {r:.3f} | - |")
         rows.append(dict(part="muvera-candidates", candidates=n, recall=r))
     md.append("")
 
@@ -304,8 +477,8 @@ def main() -> None:
         h, m = needed(heur, level), needed(mu_curve, level)
         if h and m:
             md.append(
-                f"- Recall {level}: heuristic ~{h:,.0f} candidates, MUVERA ~{m:,.0f}: "
-                f"**{h / m:.1f}x fewer**."
+                f"- Recall {level}: heuristic ~{h:,.0f} candidates, MUVERA ~{m:,.0f} "
+                f"(heuristic / MUVERA = **{h / m:.2f}**)."
             )
         else:
             md.append(

@@ -21,7 +21,14 @@ the per-family scripts in this folder, so every benchmark measures alike:
   (nprobe x re-rank sweep; nlist 1024 at 50k
   vectors and more, else the power of two nearest 4 sqrt(n); M = d/2 for even d);
 * LeanVec (``bench_leanvec.py``): ``annx-lv<D>...`` (ef x rerank sweep);
-* exact: ``annx-flat``, ``faiss-flat`` (one point).
+* exact: ``annx-flat``, ``faiss-flat`` (one point);
+* multi-vector (``bench_muvera.py``, for ``*-chamfer.hdf5`` files only):
+  ``annx-mv-k3-hnsw32-sq8``, ``annx-mv-k5-hnsw32-sq8``, ``annx-mv-k3-flat``
+  (MultiVectorIndex, candidates x ef sweep), ``annx-chamfer`` (exact, one point),
+  ``muvera-python-flat`` (muvera-python's encoder, ``pip install muvera-python``, exact
+  FDE scan and annx's exact re-rank), ``annx-token-heuristic`` (per-token HNSW, union,
+  exact re-rank). Single-vector configurations skip multi-vector files and vice versa;
+  "bytes_per_vector" is bytes per document there.
 
 JSON lines (``<out-dir>/results.jsonl``), one per sweep point: dataset, algorithm,
 library, version, build_params, search_params, build_s, recall, qps, k, nq, threads,
@@ -51,6 +58,7 @@ sys.path.insert(0, str(HERE))
 import bench_hnsw  # noqa: E402
 import bench_ivf  # noqa: E402
 import bench_leanvec  # noqa: E402
+import bench_muvera  # noqa: E402
 from bench_hnsw import Skip, cpu_model, load_data, recall_at_k  # noqa: E402
 
 DEFAULT_ALGOS = (
@@ -69,11 +77,14 @@ def family(name: str) -> str:
         return "ivf"
     if name in bench_leanvec.SPECS:
         return "leanvec"
+    if name in bench_muvera.MV_ALGOS:
+        return "multivector"
     raise SystemExit(f"unknown configuration {name!r}; --algos list shows them")
 
 
 def all_names() -> list[str]:
-    return [*EXACT, *bench_hnsw.ALGOS, *bench_ivf.ALGOS, *bench_leanvec.SPECS]
+    return [*EXACT, *bench_hnsw.ALGOS, *bench_ivf.ALGOS, *bench_leanvec.SPECS,
+            *bench_muvera.MV_ALGOS]  # fmt: skip
 
 
 def rss_mb() -> float:
@@ -191,12 +202,24 @@ def run_leanvec(name: str, data: Any, args: argparse.Namespace) -> dict[str, Any
                         "recall": p["recall"], "qps": p["qps"]} for p in pts]}  # fmt: skip
 
 
-RUNNERS = {"exact": run_exact, "hnsw": run_hnsw, "ivf": run_ivf, "leanvec": run_leanvec}
+def run_multivector(name: str, data: Any, args: argparse.Namespace) -> dict[str, Any]:
+    return bench_muvera.run_config(
+        name, data, args.k, args.repeats, args.build_threads, args.threads
+    )
+
+
+RUNNERS = {"exact": run_exact, "hnsw": run_hnsw, "ivf": run_ivf, "leanvec": run_leanvec,
+           "multivector": run_multivector}  # fmt: skip
 
 
 def one(args: argparse.Namespace) -> int:
     """Child process: one configuration on one dataset, JSON lines to --jsonl."""
-    data = load_data(args.data, args.nq)
+    mv_file = bench_muvera.is_multivector_file(args.data)
+    if mv_file != (family(args.one) == "multivector"):
+        why = "a multi-vector configuration" if not mv_file else "a single-vector configuration"
+        print(f"== {args.one}: skipped: {why} does not apply to {Path(args.data).name}")
+        return 0
+    data = bench_muvera.load_mv(args.data, args.nq) if mv_file else load_data(args.data, args.nq)
     data_rss = rss_mb()
     try:
         import annx
@@ -226,7 +249,7 @@ def one(args: argparse.Namespace) -> int:
                 "recall": p["recall"],
                 "qps": p["qps"],
                 "k": args.k,
-                "nq": len(data.test),
+                "nq": data.nq if mv_file else len(data.test),
                 "threads": args.threads,
                 "build_threads": args.build_threads,
                 "bytes_per_vector": res["bytes_per_vector"],
@@ -290,7 +313,11 @@ def main() -> int:
             if args.nq is not None:
                 cmd += ["--nq", str(args.nq)]
             print(f"### {Path(path).name}: {name}", flush=True)
-            rc = subprocess.run(cmd).returncode
+            env = dict(os.environ)
+            if family(name) == "multivector":  # muvera-python encodes with numpy's BLAS
+                for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+                    env[var] = str(args.threads)
+            rc = subprocess.run(cmd, env=env).returncode
             if rc != 0:
                 failures += 1
                 print(f"### {name} on {path} failed (exit {rc}); continuing", flush=True)
