@@ -32,7 +32,7 @@ std::vector<std::string> split(const std::string& spec) {
 }
 
 bool parse_codec(const std::string& t, CodecKind& out) {
-  for (CodecKind k : {CodecKind::F32, CodecKind::F16, CodecKind::BF16, CodecKind::SQ8})
+  for (CodecKind k : all_codec_kinds())
     if (t == codec_name(k)) {
       out = k;
       return true;
@@ -87,8 +87,9 @@ std::unique_ptr<Index> make_hnsw(int d, const std::string& spec,
   size_t i = 1;
   if (i < tok.size() && tok[i].rfind("Refine(", 0) != 0) {
     if (tok[i] != "Flat" && !parse_codec(tok[i], codec))
-      throw InvalidArgument("unknown codec '" + tok[i] + "' in spec '" + spec +
-                            "': expected one of F32, F16, BF16, SQ8");
+      throw InvalidArgument(
+          "unknown codec '" + tok[i] + "' in spec '" + spec +
+          "': expected one of F32, F16, BF16, SQ8, BIN, BEBR2..BEBR8 (optionally _adc)");
     ++i;
   }
   if (i < tok.size()) {
@@ -97,7 +98,7 @@ std::unique_ptr<Index> make_hnsw(int d, const std::string& spec,
       throw InvalidArgument("unexpected token '" + tok[i] + "' in spec '" + spec +
                             "': an HNSW spec is 'HNSW<M>[,codec][,Refine(F32|F16)]'");
     const bool finer =
-        codec == CodecKind::SQ8 ||
+        codec == CodecKind::SQ8 || binary_levels(codec) > 0 ||
         (r == CodecKind::F32 && (codec == CodecKind::F16 || codec == CodecKind::BF16));
     if (!finer)
       throw InvalidArgument("'" + tok[i] + "' in spec '" + spec +
@@ -177,7 +178,7 @@ std::unique_ptr<Index> make_ivf(int d, const std::string& spec, const std::vecto
     if (!parse_refine(tok[i], r))
       throw InvalidArgument("unexpected token '" + tok[i] + "' in spec '" + spec + "': " + grammar);
     const CodecKind c = o.vector_codec;
-    const bool finer = o.codec != IvfCodec::Vector || c == CodecKind::SQ8 ||
+    const bool finer = o.codec != IvfCodec::Vector || c == CodecKind::SQ8 || binary_levels(c) > 0 ||
                        (r == CodecKind::F32 && (c == CodecKind::F16 || c == CodecKind::BF16));
     if (!finer)
       throw InvalidArgument("'" + tok[i] + "' in spec '" + spec +
@@ -269,7 +270,13 @@ std::unique_ptr<Index> make_index(int d, const std::string& spec, Metric metric,
   if (s != "Flat") {
     if (s.empty())
       throw InvalidArgument("empty index spec '" + spec + "': expected e.g. 'Flat' or 'HNSW32'");
-    for (const char* planned : {"BIN", "BEBR", "FDE", "PCA"})
+    if (starts_with_structure(s, "BIN") || starts_with_structure(s, "BEBR"))
+      throw InvalidArgument("spec '" + spec + "': '" + s +
+                            "' is a codec; put it after a structure ('Flat," + s + "', 'HNSW32," +
+                            s +
+                            ",Refine(F32)'). A pure binary index over packed codes "
+                            "(metric 'hamming') is not available in this version of annx");
+    for (const char* planned : {"FDE", "PCA"})
       if (starts_with_structure(s, planned))
         throw InvalidArgument(
             "spec token '" + s + "' in '" + spec +
@@ -282,8 +289,9 @@ std::unique_ptr<Index> make_index(int d, const std::string& spec, Metric metric,
   CodecKind codec = CodecKind::F32;
   if (tok.size() >= 2) {
     if (!parse_codec(tok[1], codec))
-      throw InvalidArgument("unknown codec '" + tok[1] + "' in spec '" + spec +
-                            "': expected one of F32, F16, BF16, SQ8");
+      throw InvalidArgument(
+          "unknown codec '" + tok[1] + "' in spec '" + spec +
+          "': expected one of F32, F16, BF16, SQ8, BIN, BEBR2..BEBR8 (optionally _adc)");
   }
   if (tok.size() >= 3)
     throw InvalidArgument("unexpected token '" + tok[2] + "' in spec '" + spec +

@@ -2,10 +2,23 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "annx/common/error.h"
 
 namespace annx {
+
+namespace {
+
+constexpr const char* kBinaryNames[2][kMaxBinaryLevels] = {
+    {"BIN", "BEBR2", "BEBR3", "BEBR4", "BEBR5", "BEBR6", "BEBR7", "BEBR8"},
+    {"BIN_adc", "BEBR2_adc", "BEBR3_adc", "BEBR4_adc", "BEBR5_adc", "BEBR6_adc", "BEBR7_adc",
+     "BEBR8_adc"}};
+
+size_t binary_header_bytes(size_t L) { return ((L + 1) * 4 + 7) / 8 * 8; }
+size_t binary_words(size_t d) { return (d + 63) / 64; }
+
+}  // namespace
 
 const char* codec_name(CodecKind k) {
   switch (k) {
@@ -13,20 +26,84 @@ const char* codec_name(CodecKind k) {
     case CodecKind::F16: return "F16";
     case CodecKind::BF16: return "BF16";
     case CodecKind::SQ8: return "SQ8";
+    default: break;
   }
+  if (const int L = binary_levels(k)) return kBinaryNames[binary_adc(k) ? 1 : 0][L - 1];
   return "?";
+}
+
+const std::vector<CodecKind>& all_codec_kinds() {
+  static const std::vector<CodecKind> kinds = [] {
+    std::vector<CodecKind> v{CodecKind::F32, CodecKind::F16, CodecKind::BF16, CodecKind::SQ8};
+    for (int adc = 0; adc < 2; ++adc)
+      for (int L = 1; L <= kMaxBinaryLevels; ++L) v.push_back(binary_codec(L, adc != 0));
+    return v;
+  }();
+  return kinds;
 }
 
 size_t VectorCodec::code_size() const {
   const size_t d = static_cast<size_t>(d_);
+  if (const int L = levels())
+    return binary_header_bytes(size_t(L)) + 8 * size_t(L) * binary_words(d);
   switch (kind_) {
     case CodecKind::F32: return 4 * d;
     case CodecKind::F16:
     case CodecKind::BF16: return 2 * d;
     case CodecKind::SQ8: return d;
+    default: break;
   }
   return 0;
 }
+
+namespace {
+
+/// Greedy residual sign binarization (training-free BEBR baseline): r_0 = x; for each
+/// level t, s_t = sign(r_t) (0 -> +1), alpha_t = |r_t|_1 / d (the least-squares scale
+/// for fixed signs), r_{t+1} = r_t - alpha_t s_t. |r_{t+1}|^2 = |r_t|^2 - d alpha_t^2, so
+/// every level lowers the error. Writes one code (layout in vector_codec.h).
+void binarize(const float* x, size_t d, size_t L, uint8_t* code) {
+  const size_t W = binary_words(d), H = binary_header_bytes(L);
+  std::fill(code, code + H + 8 * L * W, uint8_t{0});
+  std::vector<double> r(x, x + d), rec(d, 0.0);
+  float alpha[kMaxBinaryLevels];
+  for (size_t t = 0; t < L; ++t) {
+    double l1 = 0;
+    for (size_t i = 0; i < d; ++i) l1 += std::fabs(r[i]);
+    const double a = l1 / static_cast<double>(d);
+    alpha[t] = static_cast<float>(a);
+    const double af = alpha[t];  // reconstruct with the stored (float) scale
+    uint8_t* plane = code + H + 8 * t * W;
+    for (size_t i = 0; i < d; ++i) {
+      const bool pos = r[i] >= 0;
+      if (pos) plane[i / 8] |= static_cast<uint8_t>(1u << (i % 8));
+      const double s = pos ? af : -af;
+      r[i] -= s;
+      rec[i] += s;
+    }
+  }
+  double n2 = 0;
+  for (size_t i = 0; i < d; ++i) n2 += rec[i] * rec[i];
+  const float norm2 = static_cast<float>(n2);
+  std::memcpy(code, alpha, 4 * L);
+  std::memcpy(code + 4 * L, &norm2, 4);
+}
+
+void unbinarize(const uint8_t* code, size_t d, size_t L, float* x) {
+  const size_t W = binary_words(d), H = binary_header_bytes(L);
+  float alpha[kMaxBinaryLevels];
+  std::memcpy(alpha, code, 4 * L);
+  for (size_t i = 0; i < d; ++i) {
+    double v = 0;
+    for (size_t t = 0; t < L; ++t) {
+      const bool pos = (code[H + 8 * t * W + i / 8] >> (i % 8)) & 1u;
+      v += pos ? alpha[t] : -alpha[t];
+    }
+    x[i] = static_cast<float>(v);
+  }
+}
+
+}  // namespace
 
 void VectorCodec::train(const float* x, size_t n) {
   if (kind_ != CodecKind::SQ8) return;
@@ -54,6 +131,11 @@ void VectorCodec::set_sq_params(std::vector<float> vmin, std::vector<float> vsca
 void VectorCodec::encode(const float* x, size_t n, uint8_t* codes) const {
   const auto& k = simd::kernels();
   const size_t d = static_cast<size_t>(d_);
+  if (const int L = levels()) {
+    const size_t cs = code_size();
+    for (size_t i = 0; i < n; ++i) binarize(x + i * d, d, size_t(L), codes + i * cs);
+    return;
+  }
   switch (kind_) {
     case CodecKind::F32: std::copy(x, x + n * d, reinterpret_cast<float*>(codes)); return;
     case CodecKind::F16:
@@ -78,12 +160,18 @@ void VectorCodec::encode(const float* x, size_t n, uint8_t* codes) const {
           codes[i * d + j] = static_cast<uint8_t>(std::clamp(t, 0.f, 255.f));
         }
       return;
+    default: break;
   }
 }
 
 void VectorCodec::decode(const uint8_t* codes, size_t n, float* x) const {
   const auto& k = simd::kernels();
   const size_t d = static_cast<size_t>(d_);
+  if (const int L = levels()) {
+    const size_t cs = code_size();
+    for (size_t i = 0; i < n; ++i) unbinarize(codes + i * cs, d, size_t(L), x + i * d);
+    return;
+  }
   switch (kind_) {
     case CodecKind::F32: {
       const float* c = reinterpret_cast<const float*>(codes);
@@ -96,6 +184,7 @@ void VectorCodec::decode(const uint8_t* codes, size_t n, float* x) const {
       for (size_t i = 0; i < n; ++i)
         for (size_t j = 0; j < d; ++j) x[i * d + j] = vmin_[j] + codes[i * d + j] * vscale_[j];
       return;
+    default: break;
   }
 }
 
@@ -104,6 +193,42 @@ PreparedQuery VectorCodec::prepare(const float* q, Metric metric) const {
   const bool l2 = metric == Metric::L2;
   p.negate = !l2;
   const size_t d = static_cast<size_t>(d_);
+  if (const int L = levels()) {
+    // Header (see kernels/bebr_body-inl.h): levels, metric, squared norm, sum; then the
+    // query's own code (SDC) or the query (ADC).
+    const bool adc = binary_adc(kind_);
+    p.kind = adc ? simd::DistKind::BEBR_ADC : simd::DistKind::BEBR_SDC;
+    const float m = l2 ? 1.f : metric == Metric::Cosine ? 2.f : 0.f;
+    if (adc) {
+      double n2 = 0, sum = 0;
+      for (size_t j = 0; j < d; ++j) {
+        n2 += double{q[j]} * q[j];
+        sum += q[j];
+      }
+      // Byte tables: lut[256 j + v] = sum of q over the set bits of v (dimensions 8j..).
+      const size_t nb = (d + 7) / 8;
+      p.q.assign(4 + 256 * nb, 0.f);
+      p.q[0] = float(L), p.q[1] = m, p.q[2] = float(n2), p.q[3] = float(sum);
+      float* lut = p.q.data() + 4;
+      for (size_t j = 0; j < nb; ++j) {
+        float* t = lut + 256 * j;
+        for (unsigned v = 1; v < 256; ++v) {
+          const unsigned low = static_cast<unsigned>(__builtin_ctz(v));
+          const size_t dim = 8 * j + low;
+          t[v] = t[v & (v - 1)] + (dim < d ? q[dim] : 0.f);
+        }
+      }
+    } else {
+      const size_t cs = code_size();
+      p.q.assign(4 + (cs + 3) / 4, 0.f);
+      uint8_t* c = reinterpret_cast<uint8_t*>(p.q.data() + 4);
+      binarize(q, d, size_t(L), c);
+      float qn2;
+      std::memcpy(&qn2, c + 4 * size_t(L), 4);
+      p.q[0] = float(L), p.q[1] = m, p.q[2] = qn2;
+    }
+    return p;
+  }
   switch (kind_) {
     case CodecKind::F32: p.kind = l2 ? simd::DistKind::L2_F32 : simd::DistKind::IP_F32; break;
     case CodecKind::F16: p.kind = l2 ? simd::DistKind::L2_F16 : simd::DistKind::IP_F16; break;
@@ -127,6 +252,7 @@ PreparedQuery VectorCodec::prepare(const float* q, Metric metric) const {
         p.offset = static_cast<float>(off);
       }
       return p;
+    default: break;
   }
   p.q.assign(q, q + d);
   return p;

@@ -2,6 +2,7 @@
 // fallback on CPUs without AVX2. Written for clarity first; several independent
 // partial sums let the compiler vectorise with the baseline SSE2/NEON it may assume.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <limits>
 
@@ -281,8 +282,11 @@ void nearest_l2_small(const float* x, size_t n, size_t d, const float* ct, size_
   }
 }
 
+#include "bebr_body-inl.h"
+
 void fill_table(simd::KernelTable& t) {
   t.isa = simd::Isa::Scalar;
+  fill_bebr_kinds(t);
   fill<DistKind::L2_F32>(t);
   fill<DistKind::IP_F32>(t);
   fill<DistKind::L2_F16>(t);

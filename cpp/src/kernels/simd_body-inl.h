@@ -455,7 +455,13 @@ void fill_kind(simd::KernelTable& t) {
   t.gather[static_cast<int>(K)] = &gather<K>;
 }
 
+// Every SIMD level is compiled with POPCNT.
+inline int popcount64(uint64_t v) { return static_cast<int>(__builtin_popcountll(v)); }
+
+#include "bebr_body-inl.h"
+
 inline void fill_float_kinds(simd::KernelTable& t) {
+  fill_bebr_kinds(t);
   fill_kind<DistKind::L2_F32>(t);
   fill_kind<DistKind::IP_F32>(t);
   fill_kind<DistKind::L2_F16>(t);

@@ -14,9 +14,36 @@
 
 namespace annx {
 
-enum class CodecKind : int { F32 = 0, F16 = 1, BF16 = 2, SQ8 = 3 };
+// Binary codecs (shared design algorithms.md section 7): BIN (1 bit per dimension)
+// and BEBR<L> (L bits per dimension by recurrent residual binarization), each scored
+// with the symmetric distance between codes (SDC) or, with the _adc spelling, with the
+// float query against the codes (ADC). Code: L float scales, |x^|^2 (padded to 8
+// bytes), then L bit-planes of ceil(d / 64) words. Training-free.
+enum class CodecKind : int {
+  F32 = 0,
+  F16 = 1,
+  BF16 = 2,
+  SQ8 = 3,
+  BIN = 4,          // = BEBR1; BEBR<L> is BIN + L - 1, L <= kMaxBinaryLevels
+  BIN_ADC = 4 + 8,  // asymmetric scoring of the same codes; BEBR<L>_adc = BIN_ADC + L - 1
+};
+inline constexpr int kMaxBinaryLevels = 8;
 
-const char* codec_name(CodecKind k);  // "F32", "F16", "BF16", "SQ8"
+/// Levels of a binary codec (1..8), 0 for the float / 8-bit codecs.
+inline int binary_levels(CodecKind k) {
+  const int v = static_cast<int>(k);
+  if (v >= 4 && v < 4 + 2 * kMaxBinaryLevels) return (v - 4) % kMaxBinaryLevels + 1;
+  return 0;
+}
+inline bool binary_adc(CodecKind k) { return static_cast<int>(k) >= 4 + kMaxBinaryLevels; }
+inline CodecKind binary_codec(int levels, bool adc) {
+  return static_cast<CodecKind>(4 + (adc ? kMaxBinaryLevels : 0) + levels - 1);
+}
+
+/// "F32", "F16", "BF16", "SQ8", "BIN", "BEBR2".."BEBR8", "BIN_adc", "BEBR2_adc"...
+const char* codec_name(CodecKind k);
+/// Every codec kind, in enum order (for parsing).
+const std::vector<CodecKind>& all_codec_kinds();
 
 /// A query prepared against one codec and metric. score() is "lower is better":
 /// squared L2 for L2, the negated similarity for IP / cosine.
@@ -45,11 +72,14 @@ class VectorCodec {
   int d() const { return d_; }
   size_t code_size() const;
   bool needs_training() const { return kind_ == CodecKind::SQ8; }
+  /// Levels of a binary codec, 0 otherwise.
+  int levels() const { return binary_levels(kind_); }
   bool is_trained() const { return !needs_training() || !vmin_.empty(); }
 
   /// SQ8: per-dimension min and max over x (n rows). Others: no-op.
   void train(const float* x, size_t n);
   void encode(const float* x, size_t n, uint8_t* codes) const;
+  /// Binary codecs: the reconstruction x^ = sum_t alpha_t s_t.
   void decode(const uint8_t* codes, size_t n, float* x) const;
 
   /// Prepares `q` (d floats, already normalised for cosine) for `metric`.

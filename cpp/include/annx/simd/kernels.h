@@ -34,6 +34,8 @@ enum class DistKind : int {
   //  WL2_U8: sum_i aux[i] * (q[i] - c[i])^2          (aux = per-dimension weights)
   IP_U8,
   WL2_U8,
+  BEBR_SDC,  // row: a BIN / BEBR<L> code; query: its own code (symmetric)
+  BEBR_ADC,  // row: a BIN / BEBR<L> code; query: float32 (asymmetric)
   kCount
 };
 

@@ -1,0 +1,204 @@
+"""Binary codecs BIN / BEBR<L>: residual binarization, SDC and ADC scores, structures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import brute_force, make_clustered
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import annx
+
+
+def ref_binarize(x: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy residual sign binarization (float32 scales), as the design specifies."""
+    r = x.astype(np.float64).copy()
+    alphas, signs = [], []
+    for _ in range(levels):
+        a = np.float32(np.abs(r).sum() / len(r))
+        s = np.where(r >= 0, 1.0, -1.0)
+        r -= float(a) * s
+        alphas.append(a)
+        signs.append(s)
+    return np.array(alphas), np.array(signs)
+
+
+def mixture(n: int, d: int, seed: int, spread: float = 0.5) -> np.ndarray:
+    """50 Gaussian clusters around the origin (fixed centres), float32."""
+    centres = np.random.default_rng(99).standard_normal((50, d))
+    rng = np.random.default_rng(seed)
+    return (centres[rng.integers(0, 50, n)] + spread * rng.standard_normal((n, d))).astype(
+        np.float32
+    )
+
+
+def codec(levels: int, adc: bool = False) -> str:
+    name = "BIN" if levels == 1 else f"BEBR{levels}"
+    return name + ("_adc" if adc else "")
+
+
+def reconstructions(x: np.ndarray, levels: int) -> np.ndarray:
+    idx = annx.index_factory(x.shape[1], "Flat," + codec(levels), metric="ip")
+    idx.add(x)
+    return idx.reconstruct(np.arange(len(x)))
+
+
+@settings(max_examples=30, deadline=None)
+@given(d=st.integers(1, 200), levels=st.integers(1, 8), seed=st.integers(0, 2**16))
+def test_reconstruction_matches_reference(d, levels, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((5, d)).astype(np.float32)
+    rec = reconstructions(x, levels)
+    for i in range(len(x)):
+        a, s = ref_binarize(x[i], levels)
+        np.testing.assert_allclose(rec[i], (a[:, None] * s).sum(0), rtol=1e-5, atol=1e-6)
+
+
+def test_error_decreases_with_each_level():
+    x = make_clustered(200, 96, seed=3)
+    errs = [np.linalg.norm(x - reconstructions(x, L), axis=1) for L in range(1, 9)]
+    for a, b in zip(errs, errs[1:]):
+        assert (b <= a + 1e-6).all()
+    assert errs[-1].mean() < 0.25 * errs[0].mean()  # measured: 0.19 after 8 levels
+    assert all(b.mean() < a.mean() for a, b in zip(errs, errs[1:]))
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2", "cos"])
+@pytest.mark.parametrize("levels", [1, 2, 3])
+@pytest.mark.parametrize("adc", [False, True])
+def test_scores_equal_reconstruction_arithmetic(metric, levels, adc):
+    """SDC: exact inner products of both reconstructions; ADC: float query vs x^."""
+    x = make_clustered(300, 70, seed=4)
+    q = make_clustered(20, 70, seed=5)
+    if metric == "cos":
+        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+        q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    xr = reconstructions(x, levels).astype(np.float64)
+    qr = q.astype(np.float64) if adc else reconstructions(q, levels).astype(np.float64)
+    dots = qr @ xr.T
+    if metric == "ip":
+        want = dots
+    elif metric == "l2":
+        want = (qr**2).sum(1)[:, None] + (xr**2).sum(1)[None, :] - 2 * dots
+    else:
+        want = dots / np.linalg.norm(qr, axis=1)[:, None] / np.linalg.norm(xr, axis=1)[None, :]
+    idx = annx.index_factory(70, "Flat," + codec(levels, adc), metric=metric)
+    idx.add(x)
+    D, I = idx.search(q, 10)
+    got = np.take_along_axis(want, I, axis=1)
+    np.testing.assert_allclose(D, got, rtol=1e-4, atol=1e-4)
+    order = np.argsort(want if metric == "l2" else -want, axis=1, kind="stable")[:, :10]
+    best = np.take_along_axis(want, order, axis=1)
+    np.testing.assert_allclose(D, best, rtol=1e-4, atol=1e-4)  # the true top-10 scores
+
+
+def test_one_bit_is_scaled_hamming():
+    rng = np.random.default_rng(6)
+    d = 130
+    x = rng.choice([-1.0, 1.0], size=(400, d)).astype(np.float32)  # |x_i| = 1: alpha = 1
+    q = rng.choice([-1.0, 1.0], size=(15, d)).astype(np.float32)
+    idx = annx.index_factory(d, "Flat,BIN", metric="ip")
+    idx.add(x)
+    D, I = idx.search(q, 400)
+    ham = ((q[:, None, :] > 0) != (x[None, :, :] > 0)).sum(2)
+    np.testing.assert_allclose(D, np.take_along_axis(d - 2 * ham, I, axis=1))
+    assert (np.diff(np.take_along_axis(ham, I, axis=1), axis=1) >= 0).all()  # Hamming order
+
+
+def test_every_isa_gives_identical_results():
+    x = make_clustered(500, 100, seed=7)
+    q = make_clustered(20, 100, seed=8)
+    before = annx.get_isa()
+    try:
+        results = {}
+        for isa in annx.available_isas():
+            annx.set_isa(isa)
+            for spec in ("Flat,BEBR3", "Flat,BEBR2_adc"):
+                idx = annx.index_factory(100, spec, metric="l2")
+                idx.add(x)
+                results.setdefault(spec, []).append(idx.search(q, 10))
+    finally:
+        annx.set_isa(before)
+    for runs in results.values():
+        for D, I in runs[1:]:
+            np.testing.assert_array_equal(I, runs[0][1])
+            np.testing.assert_allclose(D, runs[0][0], rtol=1e-6)
+
+
+def test_recall_grows_with_levels():
+    x = make_clustered(3000, 64, seed=9)
+    q = make_clustered(100, 64, seed=10)
+    _, gt = brute_force(x, q, 10, "cos")
+    recalls = []
+    for L in (1, 2, 4):
+        idx = annx.index_factory(64, "Flat," + codec(L), metric="cos")
+        idx.add(x)
+        _, I = idx.search(q, 10)
+        recalls.append(np.mean([len(set(gt[i]) & set(I[i])) / 10 for i in range(len(q))]))
+    assert recalls[0] < recalls[1] < recalls[2], recalls
+
+
+@pytest.mark.parametrize(
+    "spec, params",
+    [
+        ("HNSW32,BEBR2,Refine(F32)", {"rerank": 100, "ef_search": 100}),
+        ("HNSW16,BIN,Refine(F16)", {"rerank": 300, "ef_search": 300}),
+        ("IVF32,BEBR4,Refine(F32)", {"rerank": 50, "nprobe": 8}),
+        ("IVF32,BEBR2_adc,Refine(F32)", {"rerank": 50, "nprobe": 8}),
+    ],
+)
+@pytest.mark.parametrize("metric", ["l2", "cos", "ip"])
+def test_structures_recall_floor(spec, params, metric):
+    # Sign codes need many dimensions around the origin, as real embeddings have (annx
+    # does not centre yet; on tight low-dimensional clusters far from the origin, such
+    # as make_clustered's, they lose most of the ranking): a Gaussian mixture in 128-d.
+    x, q = mixture(4000, 128, seed=11), mixture(100, 128, seed=12)
+    _, gt = brute_force(x, q, 10, metric)
+    idx = annx.index_factory(128, spec, metric=metric)
+    if not idx.is_trained:
+        idx.train(x)
+    idx.add(x)
+    _, I = idx.search(q, 10, **params)
+    recall = np.mean([len(set(gt[i]) & set(I[i])) / 10 for i in range(len(q))])
+    assert recall >= 0.95, recall
+
+
+def test_persistence_and_removal(tmp_path):
+    x = make_clustered(1000, 40, seed=13)
+    q = make_clustered(20, 40, seed=14)
+    for spec in ("Flat,BEBR3", "HNSW16,BEBR2,Refine(F32)", "IVF8,BIN_adc,Refine(F16)"):
+        idx = annx.index_factory(40, spec, metric="l2")
+        if not idx.is_trained:
+            idx.train(x)
+        idx.add(x)
+        idx.remove(np.arange(0, 100))
+        want = idx.search(q, 5)
+        path = tmp_path / "b.annx"
+        idx.save(path)
+        for loaded in (
+            annx.load(path),
+            annx.load(path, mmap=True),
+            annx.from_bytes(idx.to_bytes()),
+        ):
+            assert loaded.spec == spec
+            got = loaded.search(q, 5)
+            np.testing.assert_array_equal(got[1], want[1])
+            np.testing.assert_allclose(got[0], want[0])
+        raw = path.read_bytes()
+        with pytest.raises(annx.FormatError):
+            annx.from_bytes(raw[: len(raw) // 2])
+
+
+def test_memory_and_specs():
+    idx = annx.index_factory(384, "Flat,BIN")
+    # 48 bytes of bits + 8 of scale and norm + 8-byte id
+    assert idx.bytes_per_vector == 64
+    assert annx.index_factory(384, "Flat,BEBR4").bytes_per_vector == 24 + 4 * 48 + 8
+    for bad in ("Flat,BEBR1", "Flat,BEBR9", "Flat,BIN2", "Flat,bin", "HNSW32,Refine(BIN)"):
+        with pytest.raises(annx.InvalidArgumentError):
+            annx.index_factory(64, bad)
+    with pytest.raises(annx.InvalidArgumentError):
+        annx.index_factory(64, "LeanVec32,Flat,Refine(BIN)")
+    with pytest.raises(annx.InvalidArgumentError, match="is a codec"):
+        annx.index_factory(64, "BIN")
