@@ -96,19 +96,155 @@ float bebr_one(const float* q, const void* x, size_t d, const float* /*aux*/) {
   return bebr::one<ADC>(q, x, d);
 }
 
+namespace bebr {
+
+/// One bit per dimension, symmetric: dot = alpha_q alpha_x (d - 2 Hamming). The common
+/// 1-bit scan gets this tight loop: no level loops, metric fixed per call, and the word
+/// count a compile-time constant up to 8 (d <= 512) so the XOR/POPCNT chain unrolls.
+template <int METRIC, size_t WC>
+inline void bin_sdc_rows(const float* q, const uint8_t* base, const uint32_t* rows, size_t n,
+                         size_t stride, size_t d, size_t Wrt, float* out) {
+  const size_t W = WC ? WC : Wrt;
+  const uint8_t* qc = reinterpret_cast<const uint8_t*>(q + 4);
+  float qa;
+  std::memcpy(&qa, qc, 4);
+  uint64_t qw[8];
+  for (size_t w = 0; w < (WC ? WC : 0); ++w) qw[w] = load64(qc + 8 + 8 * w);
+  const float qn2 = q[2], fd = static_cast<float>(d), inv_d = 1.f / fd;
+  for (size_t i = 0; i < n; ++i) {
+    const uint8_t* xc = base + (rows ? size_t{rows[i]} : i) * stride;
+    float xa, xn2;
+    std::memcpy(&xa, xc, 4);
+    std::memcpy(&xn2, xc + 4, 4);
+    int pc = 0;
+    for (size_t w = 0; w < W; ++w)
+      pc += static_cast<int>(
+          popcount64((WC ? qw[w] : load64(qc + 8 + 8 * w)) ^ load64(xc + 8 + 8 * w)));
+    // d - 2 pc is an exact integer in float for d < 2^24. With one level every
+    // coordinate of x^ is +-alpha, so |x^| = alpha sqrt(d) and the cosine is (d - 2H) / d:
+    // no square root per code.
+    const float h = fd - 2.f * static_cast<float>(pc);
+    if constexpr (METRIC == 2)
+      out[i] = h * inv_d;
+    else
+      out[i] = finish(double{qa} * xa * h, qn2, xn2, METRIC);
+  }
+}
+
+template <int METRIC>
+inline void bin_sdc_dispatch(const float* q, const uint8_t* base, const uint32_t* rows, size_t n,
+                             size_t stride, size_t d, float* out) {
+  const size_t W = words(d);
+  switch (W) {
+    case 1: return bin_sdc_rows<METRIC, 1>(q, base, rows, n, stride, d, W, out);
+    case 2: return bin_sdc_rows<METRIC, 2>(q, base, rows, n, stride, d, W, out);
+    case 3: return bin_sdc_rows<METRIC, 3>(q, base, rows, n, stride, d, W, out);
+    case 4: return bin_sdc_rows<METRIC, 4>(q, base, rows, n, stride, d, W, out);
+    case 5: return bin_sdc_rows<METRIC, 5>(q, base, rows, n, stride, d, W, out);
+    case 6: return bin_sdc_rows<METRIC, 6>(q, base, rows, n, stride, d, W, out);
+    case 7: return bin_sdc_rows<METRIC, 7>(q, base, rows, n, stride, d, W, out);
+    case 8: return bin_sdc_rows<METRIC, 8>(q, base, rows, n, stride, d, W, out);
+    default: return bin_sdc_rows<METRIC, 0>(q, base, rows, n, stride, d, W, out);
+  }
+}
+
+/// L levels, symmetric: the query's scales and planes are read once per call; the
+/// L x L level pairs and the word loop (W <= 8 words, d <= 512) unroll, and the metric
+/// is fixed per call. Float accumulation: each term is an integer times two scales.
+template <int METRIC, size_t L, size_t WC>
+inline void sdc_rows(const float* q, const uint8_t* base, const uint32_t* rows, size_t n,
+                     size_t stride, size_t d, float* out) {
+  const size_t W = WC ? WC : words(d), H = header_bytes(L);
+  const uint8_t* qc = reinterpret_cast<const uint8_t*>(q + 4);
+  float qa[L];
+  std::memcpy(qa, qc, 4 * L);
+  const uint8_t* qp = qc + H;
+  const float qn2 = q[2], fd = static_cast<float>(d);
+  const float inv_qn = qn2 > 0 ? 1.f / std::sqrt(qn2) : 0.f;
+  for (size_t i = 0; i < n; ++i) {
+    const uint8_t* xc = base + (rows ? size_t{rows[i]} : i) * stride;
+    float xa[L], xn2;
+    std::memcpy(xa, xc, 4 * L);
+    std::memcpy(&xn2, xc + 4 * L, 4);
+    const uint8_t* xp = xc + H;
+    float dot = 0.f;
+    for (size_t u = 0; u < L; ++u) {
+      float row = 0.f;
+      for (size_t t = 0; t < L; ++t) {
+        int pc = 0;
+        for (size_t w = 0; w < W; ++w)
+          pc += static_cast<int>(
+              popcount64(load64(qp + 8 * (t * W + w)) ^ load64(xp + 8 * (u * W + w))));
+        row += qa[t] * (fd - 2.f * static_cast<float>(pc));
+      }
+      dot += row * xa[u];
+    }
+    if constexpr (METRIC == 1)
+      out[i] = qn2 + xn2 - 2.f * dot;
+    else if constexpr (METRIC == 2)
+      out[i] = xn2 > 0 ? dot * inv_qn / std::sqrt(xn2) : 0.f;
+    else
+      out[i] = dot;
+  }
+}
+
+template <int METRIC, size_t L>
+inline void sdc_rows_w(const float* q, const uint8_t* base, const uint32_t* rows, size_t n,
+                       size_t stride, size_t d, float* out) {
+  switch (words(d)) {
+    case 2: return sdc_rows<METRIC, L, 2>(q, base, rows, n, stride, d, out);
+    case 4: return sdc_rows<METRIC, L, 4>(q, base, rows, n, stride, d, out);
+    case 6: return sdc_rows<METRIC, L, 6>(q, base, rows, n, stride, d, out);
+    case 8: return sdc_rows<METRIC, L, 8>(q, base, rows, n, stride, d, out);
+    default: return sdc_rows<METRIC, L, 0>(q, base, rows, n, stride, d, out);
+  }
+}
+
+template <int METRIC>
+inline bool sdc_rows_l(const float* q, const uint8_t* base, const uint32_t* rows, size_t n,
+                       size_t stride, size_t d, float* out) {
+  switch (static_cast<int>(q[0])) {
+    case 2: sdc_rows_w<METRIC, 2>(q, base, rows, n, stride, d, out); return true;
+    case 4: sdc_rows_w<METRIC, 4>(q, base, rows, n, stride, d, out); return true;
+    default: return false;
+  }
+}
+
+/// Rows i (or rows[i]) of a code array; the 1-bit symmetric case has its own loop.
+template <bool ADC>
+inline void score_rows(const float* q, const uint8_t* base, const uint32_t* rows, size_t n,
+                       size_t stride, size_t d, float* out) {
+  if (!ADC && q[0] == 1.f) {
+    switch (static_cast<int>(q[1])) {
+      case 1: return bin_sdc_dispatch<1>(q, base, rows, n, stride, d, out);
+      case 2: return bin_sdc_dispatch<2>(q, base, rows, n, stride, d, out);
+      default: return bin_sdc_dispatch<0>(q, base, rows, n, stride, d, out);
+    }
+  }
+  if (!ADC) {
+    const int metric = static_cast<int>(q[1]);
+    if (metric == 1   ? sdc_rows_l<1>(q, base, rows, n, stride, d, out)
+        : metric == 2 ? sdc_rows_l<2>(q, base, rows, n, stride, d, out)
+                      : sdc_rows_l<0>(q, base, rows, n, stride, d, out))
+      return;
+  }
+  for (size_t i = 0; i < n; ++i)
+    out[i] = one<ADC>(q, base + (rows ? size_t{rows[i]} : i) * stride, d);
+}
+
+}  // namespace bebr
+
 template <bool ADC>
 void bebr_many(const float* q, const void* x, size_t n, size_t d, const float* /*aux*/,
                float* out) {
   const size_t cs = bebr::code_bytes(static_cast<size_t>(q[0]), d);
-  const auto* base = static_cast<const uint8_t*>(x);
-  for (size_t i = 0; i < n; ++i) out[i] = bebr::one<ADC>(q, base + i * cs, d);
+  bebr::score_rows<ADC>(q, static_cast<const uint8_t*>(x), nullptr, n, cs, d, out);
 }
 
 template <bool ADC>
 void bebr_gather(const float* q, const void* x, const uint32_t* rows, size_t n, size_t stride,
                  size_t d, const float* /*aux*/, float* out) {
-  const auto* base = static_cast<const uint8_t*>(x);
-  for (size_t i = 0; i < n; ++i) out[i] = bebr::one<ADC>(q, base + size_t{rows[i]} * stride, d);
+  bebr::score_rows<ADC>(q, static_cast<const uint8_t*>(x), rows, n, stride, d, out);
 }
 
 inline void fill_bebr_kinds(simd::KernelTable& t) {
