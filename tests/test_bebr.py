@@ -93,14 +93,16 @@ def test_scores_equal_reconstruction_arithmetic(metric, levels, adc):
     np.testing.assert_allclose(D, best, rtol=1e-4, atol=1e-4)  # the true top-10 scores
 
 
-def test_one_bit_is_scaled_hamming():
+@pytest.mark.parametrize("d", [1, 37, 63, 64, 65, 130, 517])
+def test_one_bit_is_scaled_hamming(d):
+    """Odd bit lengths: pad bits never count."""
     rng = np.random.default_rng(6)
-    d = 130
     x = rng.choice([-1.0, 1.0], size=(400, d)).astype(np.float32)  # |x_i| = 1: alpha = 1
     q = rng.choice([-1.0, 1.0], size=(15, d)).astype(np.float32)
     idx = annx.index_factory(d, "Flat,BIN", metric="ip")
     idx.add(x)
     D, I = idx.search(q, 400)
+    assert (I >= 0).all()
     ham = ((q[:, None, :] > 0) != (x[None, :, :] > 0)).sum(2)
     np.testing.assert_allclose(D, np.take_along_axis(d - 2 * ham, I, axis=1))
     assert (np.diff(np.take_along_axis(ham, I, axis=1), axis=1) >= 0).all()  # Hamming order

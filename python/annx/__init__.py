@@ -31,6 +31,7 @@ from ._errors import (
     NotTrainedError,
     UnsupportedError,
 )
+from .binary import BinaryIndex
 from .cluster import KMeans, kmeans
 from .config import (
     available_isas,
@@ -52,6 +53,7 @@ if _core.isa_env_warning():
 
 __all__ = [
     "AnnxError",
+    "BinaryIndex",
     "CancelledError",
     "FDE",
     "FormatError",

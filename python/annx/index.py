@@ -325,6 +325,49 @@ class Index:
         finally:
             reporter.close()
 
+    def add_codes(self, codes: Any, ids: Any = None) -> None:
+        """Add binary codes produced elsewhere to an index with a ``BIN`` codec.
+
+        ``codes`` are packed sign bits, uint8 ``[n, d / 8]`` (``numpy.packbits(x > 0,
+        axis=1)``; a set bit is +1); each is stored as the sign vector of its bits, so
+        the index holds exactly these bits. ``BEBR<L>`` codecs take float vectors only.
+        """
+        from .binary import CHUNK_ROWS, as_codes, unpack_signs
+
+        codec = self.spec.split(",")[1] if "," in self.spec else ""
+        if codec not in ("BIN", "BIN_adc"):
+            raise InvalidArgumentError(
+                f"add_codes needs a BIN codec (e.g. 'Flat,BIN', 'HNSW32,BIN,Refine(F32)'), "
+                f"this index is {self.spec!r}"
+            )
+        if "Refine" in self.spec:
+            raise InvalidArgumentError(
+                "add_codes cannot fill a Refine store (it needs the float vectors); "
+                "use a spec without Refine"
+            )
+        c = as_codes(codes, (self.d + 7) // 8)
+        if self.d % 8:
+            raise InvalidArgumentError(f"add_codes needs d to be a multiple of 8, got {self.d}")
+        n = c.shape[0]
+        id_arr = None if ids is None else as_ids(ids, n)
+        if n <= CHUNK_ROWS:
+            self.add(unpack_signs(c, self.d), ids=id_arr)
+            return
+        if id_arr is None:
+            id_arr = np.arange(self.next_id, self.next_id + n, dtype=np.int64)
+        if np.unique(id_arr).size != n or (self.ntotal and np.isin(id_arr, self.ids()).any()):
+            raise InvalidArgumentError("ids repeat or are already in the index")
+        done = 0
+        try:
+            for lo in range(0, n, CHUNK_ROWS):
+                hi = min(n, lo + CHUNK_ROWS)
+                self.add(unpack_signs(c[lo:hi], self.d), ids=id_arr[lo:hi])
+                done = hi
+        except BaseException:
+            if done:
+                self.remove(id_arr[:done])
+            raise
+
     def remove(self, ids: Any) -> int:
         """Remove vectors by id; returns how many were removed.
 
@@ -541,6 +584,18 @@ def index_factory(
         raise InvalidArgumentError(f"shuffle must be a bool, got {shuffle!r}")
     if by_residual is not None and not isinstance(by_residual, (bool, np.bool_)):
         raise InvalidArgumentError(f"by_residual must be a bool, got {by_residual!r}")
+    if metric == "hamming":
+        from .binary import BinaryIndex, _structure_spec
+
+        if int(d) % 8:
+            raise InvalidArgumentError(
+                f"a hamming index needs a number of bits that is a multiple of 8, got {d}"
+            )
+        inner = index_factory(
+            d, _structure_spec(spec), "ip", ef_construction=ef_construction, seed=seed,
+            shuffle=shuffle, by_residual=by_residual,
+        )  # fmt: skip
+        return BinaryIndex(int(d), inner)  # type: ignore[return-value]
     return Index(
         _core.index_factory(
             int(d),

@@ -90,16 +90,23 @@ void binarize(const float* x, size_t d, size_t L, uint8_t* code) {
 }
 
 void unbinarize(const uint8_t* code, size_t d, size_t L, float* x) {
+  // Byte by byte: a set bit adds 2 alpha_t to the all-minus start -sum_t alpha_t (the
+  // structures decode codes for graph construction, so this runs often).
   const size_t W = binary_words(d), H = binary_header_bytes(L);
   float alpha[kMaxBinaryLevels];
   std::memcpy(alpha, code, 4 * L);
-  for (size_t i = 0; i < d; ++i) {
-    double v = 0;
-    for (size_t t = 0; t < L; ++t) {
-      const bool pos = (code[H + 8 * t * W + i / 8] >> (i % 8)) & 1u;
-      v += pos ? alpha[t] : -alpha[t];
+  float base = 0.f;
+  for (size_t t = 0; t < L; ++t) base -= alpha[t];
+  std::fill(x, x + d, base);
+  for (size_t t = 0; t < L; ++t) {
+    const float two_a = 2.f * alpha[t];
+    const uint8_t* plane = code + H + 8 * t * W;
+    for (size_t j = 0; j * 8 < d; ++j) {
+      const unsigned b = plane[j];
+      float* xj = x + 8 * j;
+      const size_t m = d - 8 * j < 8 ? d - 8 * j : 8;
+      for (size_t k = 0; k < m; ++k) xj[k] += static_cast<float>((b >> k) & 1u) * two_a;
     }
-    x[i] = static_cast<float>(v);
   }
 }
 
