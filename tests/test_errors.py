@@ -287,11 +287,16 @@ def test_bad_spec(spec: str, token: str) -> None:
     expect_invalid(None, lambda: annx.index_factory(8, spec), re.escape(token))
 
 
-@pytest.mark.parametrize("metric", ["", "hamming", "jaccard", "l1", "Cos", "l2 "])
+@pytest.mark.parametrize("metric", ["", "jaccard", "l1", "Cos", "l2 "])
 def test_unknown_metric(metric: str) -> None:
     expect_invalid(
         None, lambda: annx.index_factory(8, "Flat", metric), re.escape(repr(metric)), "l2"
     )
+
+
+def test_hamming_needs_a_binary_spec() -> None:
+    # "hamming" builds an annx.BinaryIndex over packed codes (tests/test_binary_index.py)
+    expect_invalid(None, lambda: annx.index_factory(8, "Flat", "hamming"), "binary spec")
 
 
 @pytest.mark.parametrize(
