@@ -14,18 +14,17 @@ Every timing is the median of ``--repeats`` batches of ``--nq`` queries, k = 10.
    codes/s and bytes/s as a fraction of (1).
 3. ``Flat`` with each binary codec: recall@10 and q/s against bits per dimension and
    bytes per vector; ``Flat`` float32 is the baseline of the ratios.
-4. ``HNSW32,<codec>,Refine(F32)`` and ``IVF1024,<codec>,Refine(F32)`` swept over
-   ef_search / nprobe x rerank: the fastest setting at recall@10 >= 0.95.
+4. ``Flat,<codec>,Refine(F32)``, ``HNSW32,<codec>,Refine(F32)`` and
+   ``IVF1024,<codec>,Refine(F32)`` swept over rerank x ef_search / nprobe: the fastest
+   setting at recall@10 >= 0.95.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
 
@@ -33,15 +32,7 @@ import annx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_hnsw import DEFAULT_DATA, load_data  # noqa: E402
-
-
-def med(fn: Callable[[], Any], repeats: int) -> float:
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
+from bench_hnsw import median_seconds as med  # noqa: E402
 
 
 def recall(I: np.ndarray, gt: np.ndarray) -> float:
@@ -147,6 +138,8 @@ def main() -> None:
     md.append("| spec | build s | bytes/vector | setting | recall@10 | q/s | vs Flat F32 |")
     md.append("|---|---:|---:|---|---:|---:|---:|")
     configs = [
+        ("Flat,BIN,Refine(F32)", "flat"),
+        ("Flat,BEBR2,Refine(F32)", "flat"),
         ("HNSW32,BIN,Refine(F32)", "ef"),
         ("HNSW32,BEBR2,Refine(F32)", "ef"),
         ("HNSW32,BEBR2_adc,Refine(F32)", "ef"),
@@ -165,10 +158,10 @@ def main() -> None:
         build = time.perf_counter() - t0
         annx.set_num_threads(1)
         best = None
-        values = (16, 32, 64, 128, 256) if knob == "ef" else (4, 8, 16, 32, 64)
+        values = {"ef": (16, 32, 64, 128, 256), "nprobe": (4, 8, 16, 32, 64), "flat": (0,)}[knob]
         for v in values:
             for rr in (20, 50, 100, 200):
-                kw = {"ef_search": max(v, rr)} if knob == "ef" else {"nprobe": v}
+                kw = {"ef": {"ef_search": max(v, rr)}, "nprobe": {"nprobe": v}, "flat": {}}[knob]
                 kw["rerank"] = rr
                 _, I = idx.search(q, 10, **kw)
                 r = recall(I, gt)

@@ -148,6 +148,16 @@ def load_data(path: str, nq: int | None) -> Data:
     return Data(Path(path).stem, train, test, neighbors, metric)
 
 
+def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
+    """Median wall time of ``repeats`` calls of ``fn`` (the family scripts' timer)."""
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
 def recall_at_k(ids: np.ndarray, gt: np.ndarray, k: int) -> float:
     """Mean fraction of the true top-k ids among the returned top-k (-1 never counts)."""
     hits = 0

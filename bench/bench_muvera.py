@@ -31,11 +31,10 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 if __name__ == "__main__":  # before numpy loads BLAS: one thread, as annx here
     for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -44,6 +43,9 @@ if __name__ == "__main__":  # before numpy loads BLAS: one thread, as annx here
 import numpy as np  # noqa: E402
 
 import annx  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_hnsw import median_seconds as median_time  # noqa: E402
 
 DEFAULT_DATA = (
     Path(__file__).resolve().parents[2] / "shared" / "data" / "minilm-mv-5000-384-chamfer.hdf5"
@@ -58,15 +60,6 @@ INDEX_CONFIGS = [
     ("fde-k3r20 Flat", dict(k_sim=3, d_proj=16, reps=20), "Flat"),
 ]
 CANDIDATES = [50, 100, 150, 200, 300]
-
-
-def median_time(fn: Callable[[], Any], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def recall_at(I: np.ndarray, gt: np.ndarray) -> float:

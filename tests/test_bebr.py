@@ -145,6 +145,8 @@ def test_recall_grows_with_levels():
     "spec, params",
     [
         ("HNSW32,BEBR2,Refine(F32)", {"rerank": 100, "ef_search": 100}),
+        ("Flat,BIN,Refine(F32)", {"rerank": 200}),
+        ("Flat,BEBR4,Refine(F16)", {"rerank": 50}),
         ("HNSW16,BIN,Refine(F16)", {"rerank": 300, "ef_search": 300}),
         ("IVF32,BEBR4,Refine(F32)", {"rerank": 50, "nprobe": 8}),
         ("IVF32,BEBR2_adc,Refine(F32)", {"rerank": 50, "nprobe": 8}),
@@ -169,7 +171,12 @@ def test_structures_recall_floor(spec, params, metric):
 def test_persistence_and_removal(tmp_path):
     x = make_clustered(1000, 40, seed=13)
     q = make_clustered(20, 40, seed=14)
-    for spec in ("Flat,BEBR3", "HNSW16,BEBR2,Refine(F32)", "IVF8,BIN_adc,Refine(F16)"):
+    for spec in (
+        "Flat,BEBR3",
+        "Flat,BEBR2,Refine(F32)",
+        "HNSW16,BEBR2,Refine(F32)",
+        "IVF8,BIN_adc,Refine(F16)",
+    ):
         idx = annx.index_factory(40, spec, metric="l2")
         if not idx.is_trained:
             idx.train(x)
@@ -197,7 +204,16 @@ def test_memory_and_specs():
     # 48 bytes of bits + 8 of scale and norm + 8-byte id
     assert idx.bytes_per_vector == 64
     assert annx.index_factory(384, "Flat,BEBR4").bytes_per_vector == 24 + 4 * 48 + 8
-    for bad in ("Flat,BEBR1", "Flat,BEBR9", "Flat,BIN2", "Flat,bin", "HNSW32,Refine(BIN)"):
+    for bad in (
+        "Flat,BEBR1",
+        "Flat,BEBR9",
+        "Flat,BIN2",
+        "Flat,bin",
+        "HNSW32,Refine(BIN)",
+        "Flat,F32,Refine(F32)",
+        "Flat,F16,Refine(F16)",
+        "Flat,BIN,Refine(F32),x",
+    ):
         with pytest.raises(annx.InvalidArgumentError):
             annx.index_factory(64, bad)
     with pytest.raises(annx.InvalidArgumentError):

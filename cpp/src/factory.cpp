@@ -293,9 +293,29 @@ std::unique_ptr<Index> make_index(int d, const std::string& spec, Metric metric,
           "unknown codec '" + tok[1] + "' in spec '" + spec +
           "': expected one of F32, F16, BF16, SQ8, BIN, BEBR2..BEBR8 (optionally _adc)");
   }
+  if (tok.size() == 3 && tok[2].rfind("Refine(", 0) == 0) {
+    // "Flat,<codec>,Refine(F32|F16)": a scan of the codes re-ranked with the finer store,
+    // built as a single-list IVF index (no coarse quantizer), like flat PQ.
+    CodecKind r;
+    parse_refine(tok[2], r);
+    const bool finer =
+        codec == CodecKind::SQ8 || binary_levels(codec) > 0 ||
+        (r == CodecKind::F32 && (codec == CodecKind::F16 || codec == CodecKind::BF16));
+    if (!finer)
+      throw InvalidArgument("'" + tok[2] + "' in spec '" + spec +
+                            "' re-ranks with a codec no finer than " + codec_name(codec) +
+                            "; use Refine with a compressed codec, e.g. 'Flat,BEBR4,Refine(F32)'");
+    IvfOptions o;
+    o.nlist = 0;
+    o.codec = IvfCodec::Vector;
+    o.vector_codec = codec;
+    o.refine = r;
+    return std::make_unique<IvfIndex>(d, metric, o);
+  }
   if (tok.size() >= 3)
     throw InvalidArgument("unexpected token '" + tok[2] + "' in spec '" + spec +
-                          "': a Flat spec is 'Flat' or 'Flat,<codec>'");
+                          "': a Flat spec is 'Flat', 'Flat,<codec>' or "
+                          "'Flat,<codec>,Refine(F32|F16)'");
   return std::make_unique<FlatIndex>(d, metric, codec);
 }
 

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "annx/common/ragged.h"
 #include "annx/common/thread_pool.h"
 #include "annx/simd/kernels.h"
 
@@ -54,15 +55,8 @@ void chamfer_matrix(const float* qtokens, const int64_t* qoffsets, size_t nsets,
   }
   // Blocks of documents small enough to stay in L2 while every query set passes.
   constexpr size_t kBlockBytes = 256 * 1024;
-  std::vector<size_t> starts{0};
-  for (size_t i = 0, bytes = 0; i < n; ++i) {
-    bytes += size_t(offsets[i + 1] - offsets[i]) * dim * sizeof(float);
-    if (bytes >= kBlockBytes && i + 1 < n) {
-      starts.push_back(i + 1);
-      bytes = 0;
-    }
-  }
-  starts.push_back(n);
+  const std::vector<size_t> starts =
+      group_sets(offsets, n, std::max<size_t>(1, kBlockBytes / (dim * sizeof(float))));
   parallel_for(
       starts.size() - 1, 1,
       [&](size_t b, size_t e) {

@@ -130,7 +130,9 @@ std::string IvfIndex::spec() const {
     case IvfCodec::PQ4FastScan: codec = "PQ" + std::to_string(opt_.pq_m) + "x4fs"; break;
   }
   if (flat_pq()) {
-    s = codec;
+    // One list and no coarse quantizer: flat PQ ("PQ48x4fs") or a re-ranked flat scan of
+    // vector codes ("Flat,BEBR4,Refine(F32)").
+    s = opt_.codec == IvfCodec::Vector ? "Flat," + codec : codec;
   } else {
     s = "IVF" + std::to_string(opt_.nlist);
     if (opt_.hnsw_m > 0) s += "_HNSW" + std::to_string(opt_.hnsw_m);

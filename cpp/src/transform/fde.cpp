@@ -16,6 +16,7 @@
 #include <limits>
 
 #include "annx/common/error.h"
+#include "annx/common/ragged.h"
 #include "annx/common/random.h"
 #include "annx/common/thread_pool.h"
 #include "annx/simd/kernels.h"
@@ -143,15 +144,7 @@ void FdeEncoder::encode(const float* tokens, const int64_t* offsets, size_t n, b
   if (n == 0) return;
   const auto& K = simd::kernels();
   // Chunks of whole clouds of about kChunkTokens tokens each.
-  std::vector<size_t> starts{0};
-  for (size_t i = 0, acc = 0; i < n; ++i) {
-    acc += size_t(offsets[i + 1] - offsets[i]);
-    if (acc >= kChunkTokens && i + 1 < n) {
-      starts.push_back(i + 1);
-      acc = 0;
-    }
-  }
-  starts.push_back(n);
+  const std::vector<size_t> starts = group_sets(offsets, n, kChunkTokens);
   parallel_for(
       starts.size() - 1, 1,
       [&](size_t b, size_t e) {
