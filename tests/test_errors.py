@@ -446,3 +446,21 @@ def test_misaligned_arrays_are_copied_not_misread() -> None:
     np.testing.assert_array_equal(index.reconstruct([5, 6]), x[:2])
     with pytest.raises(annx.InvalidArgumentError, match="aligned"):
         index._impl.search(mis, 1)
+
+
+@pytest.mark.parametrize("spec", ["Flat,SQ8", "HNSW16,SQ8", "HNSW16,SQ8,Refine(F32)"])
+def test_sq8_retrain_after_add_is_refused(spec: str) -> None:
+    """New SQ8 ranges would silently invalidate the stored codes (as IVF already refuses)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, 8)).astype(np.float32)
+    idx = annx.index_factory(8, spec)
+    idx.train(x)
+    idx.add(x[:50])
+    before = idx.search(x[:5], 3)
+    expect_invalid(idx, lambda: idx.train(x * 10), "already holds vectors")
+    after = idx.search(x[:5], 3)
+    np.testing.assert_array_equal(before[1], after[1])
+    np.testing.assert_array_equal(before[0], after[0])
+    plain = annx.index_factory(8, spec.replace("SQ8", "F16").replace(",Refine(F32)", ""))
+    plain.add(x[:50])
+    plain.train(x)  # no trained parameters: still a no-op

@@ -146,8 +146,9 @@ class Index:
         seeded, at most 256 points per list: faiss's defaults; spherical for ``"ip"`` and
         ``"cos"``) and needs at least ``nlist`` vectors; fewer than 39 per list gives a
         ``RuntimeWarning``. PQ codecs train one 16- or 256-centroid k-means per
-        sub-quantizer (25 iterations) on the residuals to the nearest centroid. An IVF or
-        PQ index that already holds vectors cannot be trained again.
+        sub-quantizer (25 iterations) on the residuals to the nearest centroid. An IVF, PQ
+        or SQ8 index that already holds vectors cannot be trained again (new parameters
+        would invalidate the stored codes).
 
         ``LeanVec<D>`` specs fit the projection (:class:`annx.LeanVec`: PCA on a seeded
         sample of at most 100,000 vectors) and then train the inner index on the

@@ -66,6 +66,10 @@ double FlatIndex::bytes_per_vector() const {
 }
 
 void FlatIndex::train_impl(const float* x, size_t n, ProgressCounter& progress) {
+  // New SQ8 ranges would silently change the meaning of the codes already stored.
+  ANNX_CHECK(InvalidArgument, !codec_.needs_training() || idmap_.size() == 0, "index '", spec(),
+             "' already holds vectors; training again would invalidate their codes "
+             "(create a new index)");
   VectorCodec codec(codec_.kind(), d_);
   codec.train(x, n);
   progress.finish();

@@ -766,6 +766,10 @@ void HnswIndex::ensure_owned() {
 }
 
 void HnswIndex::train_impl(const float* x, size_t n, ProgressCounter& progress) {
+  // New SQ8 ranges would silently change the meaning of the codes already stored.
+  ANNX_CHECK(InvalidArgument, !codec_.needs_training() || idmap_.size() == 0, "index '", spec(),
+             "' already holds vectors; training again would invalidate their codes "
+             "(create a new index)");
   VectorCodec codec(codec_.kind(), d_);
   codec.train(x, n);
   std::optional<VectorCodec> refine;
