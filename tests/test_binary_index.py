@@ -73,8 +73,13 @@ def test_bad_input_adds_nothing():
         idx.add(np.zeros((2, 8), np.float32))
     with pytest.raises(annx.InvalidArgumentError, match="shape"):
         idx.add(codes(2, 7, 6))
-    with pytest.raises(annx.InvalidArgumentError, match="repeats"):
+    with pytest.raises(annx.InvalidArgumentError, match="duplicate"):
         idx.add(codes(2, 8, 6), ids=[100, 100])
+    big = codes(annx.binary.CHUNK_ROWS + 5, 8, 7)  # the chunked path checks ids up front
+    with pytest.raises(annx.InvalidArgumentError, match="repeats"):
+        idx.add(big, ids=np.r_[np.arange(len(big) - 1) + 1000, 1000])
+    with pytest.raises(annx.InvalidArgumentError, match="already"):
+        idx.add(big, ids=np.arange(len(big)))
     with pytest.raises(annx.InvalidArgumentError, match="already"):
         idx.add(codes(2, 8, 6), ids=[100, 3])
     with pytest.raises(annx.InvalidArgumentError, match="uint8"):

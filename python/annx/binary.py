@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import FormatError, InvalidArgumentError
-from ._validate import as_ids, as_k, as_threads
+from ._validate import as_k
 from .index import Index
 
 #: Rows converted to floats at a time (bounds the temporary: rows x nbits x 4 bytes).
@@ -132,30 +132,9 @@ class BinaryIndex:
         """Add packed codes (uint8 ``[n, nbits / 8]``) with optional int64 ids.
 
         Ids are checked before anything is added (new, distinct), so a bad call adds
-        nothing even when the codes are converted in chunks.
+        nothing (:meth:`annx.Index.add_codes` on the underlying index).
         """
-        c = as_codes(codes, self.code_size)
-        n = c.shape[0]
-        if ids is not None:
-            ids = as_ids(ids, n)
-            if np.unique(ids).size != n:
-                raise InvalidArgumentError("ids contain repeats")
-            if n and self.ntotal and np.isin(ids, self._inner.ids()).any():
-                dup = int(ids[np.isin(ids, self._inner.ids())][0])
-                raise InvalidArgumentError(f"id {dup} is already in the index")
-        elif n:
-            ids = np.arange(self._inner.next_id, self._inner.next_id + n, dtype=np.int64)
-        as_threads(threads)
-        done = 0
-        try:
-            for lo in range(0, n, CHUNK_ROWS):
-                hi = min(n, lo + CHUNK_ROWS)
-                self._inner.add(unpack_signs(c[lo:hi], self.nbits), ids=ids[lo:hi], threads=threads)
-                done = hi
-        except BaseException:
-            if done:
-                self._inner.remove(ids[:done])
-            raise
+        self._inner.add_codes(codes, ids=ids, threads=threads)
 
     def remove(self, ids: Any) -> int:
         """Remove codes by id (all must exist; nothing is removed otherwise)."""

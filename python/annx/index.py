@@ -326,19 +326,21 @@ class Index:
         finally:
             reporter.close()
 
-    def add_codes(self, codes: Any, ids: Any = None) -> None:
+    def add_codes(self, codes: Any, ids: Any = None, threads: int | None = None) -> None:
         """Add binary codes produced elsewhere to an index with a ``BIN`` codec.
 
         ``codes`` are packed sign bits, uint8 ``[n, d / 8]`` (``numpy.packbits(x > 0,
         axis=1)``; a set bit is +1); each is stored as the sign vector of its bits, so
         the index holds exactly these bits. ``BEBR<L>`` codecs take float vectors only.
+        The sign vectors are made in chunks; ids are checked before anything is added,
+        so a bad call adds nothing.
         """
         from .binary import CHUNK_ROWS, as_codes, unpack_signs
 
         codec = self.spec.split(",")[1] if "," in self.spec else ""
         if codec not in ("BIN", "BIN_adc"):
             raise InvalidArgumentError(
-                f"add_codes needs a BIN codec (e.g. 'Flat,BIN', 'HNSW32,BIN,Refine(F32)'), "
+                f"add_codes needs a BIN codec (e.g. 'Flat,BIN', 'HNSW32,BIN'), "
                 f"this index is {self.spec!r}"
             )
         if "Refine" in self.spec:
@@ -346,23 +348,26 @@ class Index:
                 "add_codes cannot fill a Refine store (it needs the float vectors); "
                 "use a spec without Refine"
             )
-        c = as_codes(codes, (self.d + 7) // 8)
         if self.d % 8:
             raise InvalidArgumentError(f"add_codes needs d to be a multiple of 8, got {self.d}")
+        c = as_codes(codes, self.d // 8)
         n = c.shape[0]
         id_arr = None if ids is None else as_ids(ids, n)
-        if n <= CHUNK_ROWS:
-            self.add(unpack_signs(c, self.d), ids=id_arr)
+        if n <= CHUNK_ROWS:  # one add: the core checks the ids itself
+            self.add(unpack_signs(c, self.d), ids=id_arr, threads=threads)
             return
         if id_arr is None:
             id_arr = np.arange(self.next_id, self.next_id + n, dtype=np.int64)
-        if np.unique(id_arr).size != n or (self.ntotal and np.isin(id_arr, self.ids()).any()):
-            raise InvalidArgumentError("ids repeat or are already in the index")
+        elif np.unique(id_arr).size != n:
+            raise InvalidArgumentError("ids contain repeats")
+        present = np.isin(id_arr, self.ids()) if self.ntotal else np.zeros(n, bool)
+        if present.any():
+            raise InvalidArgumentError(f"id {int(id_arr[present][0])} is already in the index")
         done = 0
         try:
             for lo in range(0, n, CHUNK_ROWS):
                 hi = min(n, lo + CHUNK_ROWS)
-                self.add(unpack_signs(c[lo:hi], self.d), ids=id_arr[lo:hi])
+                self.add(unpack_signs(c[lo:hi], self.d), ids=id_arr[lo:hi], threads=threads)
                 done = hi
         except BaseException:
             if done:

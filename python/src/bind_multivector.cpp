@@ -87,8 +87,9 @@ void bind_multivector(py::module_& m) {
       .def("ams",
            [](const FdeEncoder& self) {
              const size_t reps = size_t(self.config().reps), d = size_t(self.dim());
-             const auto& r = self.ams_rows();
-             const auto& s = self.ams_signs();
+             std::vector<uint32_t> r;
+             std::vector<float> s;
+             self.ams(r, s);
              const size_t rows = r.empty() ? 0 : reps;
              CArray<uint32_t> ro({static_cast<ssize_t>(rows), static_cast<ssize_t>(d)});
              CArray<float> so = matrix(rows, d);

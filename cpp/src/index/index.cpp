@@ -7,6 +7,7 @@
 #include <mutex>
 
 #include "annx/common/error.h"
+#include "annx/common/finite.h"
 #include "annx/common/thread_pool.h"
 #include "annx/factory.h"
 #include "annx/index/section_array.h"
@@ -51,17 +52,9 @@ idx_t Index::next_id() const {
 
 const float* Index::prepare_input(const float* x, size_t n, const char* what,
                                   std::vector<float>& buf) const {
-  const size_t d = static_cast<size_t>(d_);
-  for (size_t i = 0; i < n; ++i) {
-    const float* r = x + i * d;
-    float acc = 0.f;
-    for (size_t j = 0; j < d; ++j) acc += r[j] * 0.f;  // NaN/inf propagate: 0*inf = NaN
-    if (!std::isfinite(acc)) {
-      for (size_t j = 0; j < d; ++j)
-        ANNX_CHECK(InvalidArgument, std::isfinite(r[j]), what, " contains a non-finite value (",
-                   r[j], ") at row ", i, ", column ", j);
-    }
-  }
+  const size_t d = static_cast<size_t>(d_), bad = first_non_finite(x, n * d);
+  ANNX_CHECK(InvalidArgument, bad == n * d, what, " contains a non-finite value (",
+             bad < n * d ? x[bad] : 0.f, ") at row ", bad / d, ", column ", bad % d);
   if (metric_ != Metric::Cosine) return x;
   buf.assign(x, x + n * d);
   for (size_t i = 0; i < n; ++i) {

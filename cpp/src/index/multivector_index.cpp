@@ -8,6 +8,7 @@
 #include <shared_mutex>
 
 #include "annx/common/error.h"
+#include "annx/common/finite.h"
 #include "annx/common/thread_pool.h"
 #include "annx/factory.h"
 #include "annx/index/chamfer.h"
@@ -35,22 +36,9 @@ void validate_sets(const float* tokens, size_t ntokens, size_t dim, const int64_
   }
   ANNX_CHECK(InvalidArgument, static_cast<uint64_t>(offsets[n]) == ntokens, what,
              ": offsets end at ", offsets[n], " but there are ", ntokens, " token vectors");
-  // Non-finite floats have all exponent bits set: an integer test that vectorises.
-  const size_t total = ntokens * dim;
-  for (size_t b = 0; b < total; b += 4096) {
-    const size_t e = std::min(total, b + 4096);
-    uint32_t bad = 0;
-    for (size_t j = b; j < e; ++j) {
-      uint32_t u;
-      std::memcpy(&u, tokens + j, 4);
-      bad |= uint32_t((u & 0x7f800000u) == 0x7f800000u);
-    }
-    if (bad) {
-      for (size_t j = b; j < e; ++j)
-        ANNX_CHECK(InvalidArgument, std::isfinite(tokens[j]), what,
-                   " contains a non-finite value (", tokens[j], ") in token vector ", j / dim);
-    }
-  }
+  const size_t total = ntokens * dim, bad = first_non_finite(tokens, total);
+  ANNX_CHECK(InvalidArgument, bad == total, what, " contains a non-finite value (",
+             bad < total ? tokens[bad] : 0.f, ") in token vector ", bad / dim);
 }
 
 MultiVectorIndex::MultiVectorIndex(int dim, const std::string& inner_spec, const FdeConfig& fde,
@@ -410,8 +398,8 @@ std::unique_ptr<MultiVectorIndex> MultiVectorIndex::load(std::shared_ptr<const i
   if (codec == CodecKind::F32) {
     // Stored floats must be finite (they were checked on add).
     const float* t = reinterpret_cast<const float*>(mv->arena_.data());
-    for (size_t j = 0; j < ntok * size_t(d); ++j)
-      ANNX_CHECK(FormatError, std::isfinite(t[j]), "corrupt multi-vector file: non-finite token");
+    ANNX_CHECK(FormatError, first_non_finite(t, ntok * size_t(d)) == ntok * size_t(d),
+               "corrupt multi-vector file: non-finite token");
   }
   return mv;
 }

@@ -65,7 +65,7 @@ namespace {
 void binarize(const float* x, size_t d, size_t L, uint8_t* code) {
   const size_t W = binary_words(d), H = binary_header_bytes(L);
   std::fill(code, code + H + 8 * L * W, uint8_t{0});
-  std::vector<double> r(x, x + d), rec(d, 0.0);
+  std::vector<double> r(x, x + d);  // the residual; x^ = x - r
   float alpha[kMaxBinaryLevels];
   for (size_t t = 0; t < L; ++t) {
     double l1 = 0;
@@ -79,11 +79,10 @@ void binarize(const float* x, size_t d, size_t L, uint8_t* code) {
       if (pos) plane[i / 8] |= static_cast<uint8_t>(1u << (i % 8));
       const double s = pos ? af : -af;
       r[i] -= s;
-      rec[i] += s;
     }
   }
   double n2 = 0;
-  for (size_t i = 0; i < d; ++i) n2 += rec[i] * rec[i];
+  for (size_t i = 0; i < d; ++i) n2 += (double{x[i]} - r[i]) * (double{x[i]} - r[i]);
   const float norm2 = static_cast<float>(n2);
   std::memcpy(code, alpha, 4 * L);
   std::memcpy(code + 4 * L, &norm2, 4);

@@ -86,34 +86,34 @@ FdeEncoder::FdeEncoder(const FdeConfig& config) : c_(config) {
     for (size_t i = 0; i < K * D; ++i) g_[r * K * D + i] = portable_normal(rng);
   }
   if (c_.d_proj > 0) {
-    ams_rows_.resize(R * D);
-    ams_signs_.resize(R * D);
-    for (size_t r = 0; r < R; ++r) {
-      Rng rng = stream(c_.seed, Stream::Ams, r);
-      for (size_t i = 0; i < D; ++i) {
-        const uint64_t v = rng.next();
-        ams_rows_[r * D + i] = static_cast<uint32_t>((v >> 1) % uint64_t(c_.d_proj));
-        ams_signs_[r * D + i] = (v & 1) ? 1.f : -1.f;
-      }
-    }
-  }
-  if (c_.d_proj > 0) {
-    // The same sketch as segments: per repetition, input coordinates grouped by their
-    // output coordinate (stable order), for the signed_segment_sum kernel.
+    // The AMS sketch, stored as segments: per repetition, the input coordinates grouped
+    // by their output coordinate (a stable counting sort), for signed_segment_sum.
     const size_t dp = size_t(c_.d_proj);
     seg_idx_.resize(R * D);
     seg_signs_.resize(R * D);
     seg_end_.resize(R * dp);
+    std::vector<uint32_t> row(D), next(dp);
+    std::vector<float> sign(D);
     for (size_t r = 0; r < R; ++r) {
-      size_t pos = 0;
-      for (size_t j = 0; j < dp; ++j) {
-        for (size_t i = 0; i < D; ++i)
-          if (ams_rows_[r * D + i] == j) {
-            seg_idx_[r * D + pos] = uint32_t(i);
-            seg_signs_[r * D + pos] = ams_signs_[r * D + i];
-            ++pos;
-          }
-        seg_end_[r * dp + j] = uint32_t(pos);
+      Rng rng = stream(c_.seed, Stream::Ams, r);
+      std::fill(next.begin(), next.end(), 0u);
+      for (size_t i = 0; i < D; ++i) {
+        const uint64_t v = rng.next();
+        row[i] = static_cast<uint32_t>((v >> 1) % uint64_t(dp));
+        sign[i] = (v & 1) ? 1.f : -1.f;
+        ++next[row[i]];
+      }
+      uint32_t* end = seg_end_.data() + r * dp;
+      for (size_t j = 0, acc = 0; j < dp; ++j) {
+        const uint32_t c = next[j];
+        next[j] = uint32_t(acc);  // first position of segment j
+        acc += c;
+        end[j] = uint32_t(acc);
+      }
+      for (size_t i = 0; i < D; ++i) {
+        const uint32_t pos = next[row[i]]++;
+        seg_idx_[r * D + pos] = uint32_t(i);
+        seg_signs_[r * D + pos] = sign[i];
       }
     }
   }
@@ -137,6 +137,21 @@ FdeEncoder::FdeEncoder(const FdeConfig& config) : c_(config) {
       final_signs_[i] = (v & 1) ? 1.f : -1.f;
     }
   }
+}
+
+void FdeEncoder::ams(std::vector<uint32_t>& rows, std::vector<float>& signs) const {
+  rows.clear();
+  signs.clear();
+  if (c_.d_proj == 0) return;
+  const size_t D = size_t(c_.dim), R = size_t(c_.reps), dp = size_t(c_.d_proj);
+  rows.resize(R * D);
+  signs.resize(R * D);
+  for (size_t r = 0; r < R; ++r)
+    for (size_t j = 0, pos = 0; j < dp; ++j)
+      for (; pos < seg_end_[r * dp + j]; ++pos) {
+        rows[r * D + seg_idx_[r * D + pos]] = uint32_t(j);
+        signs[r * D + seg_idx_[r * D + pos]] = seg_signs_[r * D + pos];
+      }
 }
 
 void FdeEncoder::encode(const float* tokens, const int64_t* offsets, size_t n, bool queries,

@@ -74,12 +74,12 @@ class FdeEncoder {
               int threads = 0) const;
 
   /// The random matrices, for tests and documentation. simhash: reps*k_sim rows of dim
-  /// (row r*k_sim + i is hyperplane i of repetition r); ams_rows / ams_signs: reps*dim
-  /// (empty for the identity); final_rows / final_signs: block_dim() (empty without a
-  /// final projection).
+  /// (row r*k_sim + i is hyperplane i of repetition r); ams: the output coordinate and
+  /// sign of every input coordinate, reps*dim each (empty for the identity), rebuilt
+  /// from the segments the encoder keeps; final_rows / final_signs: block_dim() (empty
+  /// without a final projection).
   const std::vector<float>& simhash() const { return g_; }
-  const std::vector<uint32_t>& ams_rows() const { return ams_rows_; }
-  const std::vector<float>& ams_signs() const { return ams_signs_; }
+  void ams(std::vector<uint32_t>& rows, std::vector<float>& signs) const;
   const std::vector<uint32_t>& final_rows() const { return final_rows_; }
   const std::vector<float>& final_signs() const { return final_signs_; }
 
@@ -89,8 +89,6 @@ class FdeEncoder {
 
   FdeConfig c_;
   std::vector<float> g_;  // reps*k_sim x dim
-  std::vector<uint32_t> ams_rows_;
-  std::vector<float> ams_signs_;
   std::vector<uint32_t> final_rows_;
   std::vector<float> final_signs_;
   // The AMS sketch grouped by output coordinate (see signed_segment_sum).

@@ -1,0 +1,33 @@
+// The one finiteness scan for float input (index rows, token sets, loaded tokens).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+namespace annx {
+
+/// Index of the first NaN or infinity in x[0, n), or n when every value is finite.
+/// Blocks are screened with an integer test on the exponent bits (all ones only for
+/// non-finite values), which vectorises; only a flagged block is searched element-wise.
+inline size_t first_non_finite(const float* x, size_t n) {
+  constexpr size_t kBlock = 4096;
+  for (size_t b = 0; b < n; b += kBlock) {
+    const size_t e = n - b < kBlock ? n : b + kBlock;
+    uint32_t bad = 0;
+    for (size_t j = b; j < e; ++j) {
+      uint32_t u;
+      std::memcpy(&u, x + j, 4);
+      bad |= static_cast<uint32_t>((u & 0x7f800000u) == 0x7f800000u);
+    }
+    if (bad)
+      for (size_t j = b; j < e; ++j) {
+        uint32_t u;
+        std::memcpy(&u, x + j, 4);
+        if ((u & 0x7f800000u) == 0x7f800000u) return j;
+      }
+  }
+  return n;
+}
+
+}  // namespace annx
