@@ -32,11 +32,13 @@ _BETAS = np.linspace(0.0, 1.0, 11)
 
 
 def _normalise(x: np.ndarray, name: str) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    # float64: the squares of tiny (subnormal) float32 values underflow in float32.
+    x64 = np.asarray(x, dtype=np.float64)
+    norms = np.linalg.norm(x64, axis=1, keepdims=True)
     if (norms == 0).any():
         r = int(np.flatnonzero(norms[:, 0] == 0)[0])
         raise InvalidArgumentError(f"{name} row {r} is a zero vector, which has no cosine")
-    return (x / norms).astype(np.float32)
+    return (x64 / norms).astype(np.float32)
 
 
 def _second_moment(x: np.ndarray, shift: np.ndarray | None) -> np.ndarray:

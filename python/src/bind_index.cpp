@@ -325,10 +325,7 @@ void bind_index(py::module_& m) {
   m.def(
       "from_bytes",
       [](const py::buffer& data, bool verify) {
-        py::buffer_info info = data.request();
-        ANNX_CHECK(InvalidArgument, info.ndim == 1 && info.itemsize == 1,
-                   "from_bytes expects a bytes-like object");
-        auto blob = io::Blob::copy_of(info.ptr, static_cast<size_t>(info.size));
+        auto blob = blob_from_buffer(data);
         return without_gil([&] { return IndexPtr(load_index(std::move(blob), verify)); });
       },
       py::arg("data"), py::arg("verify") = true);

@@ -13,6 +13,7 @@
 #include "annx/common/error.h"
 #include "annx/common/thread_pool.h"
 #include "annx/index/id_map.h"
+#include "annx/io/container.h"
 
 namespace annx::py_glue {
 
@@ -93,5 +94,22 @@ struct FilterArgs {
     return nullptr;
   }
 };
+
+/// A private copy of a bytes-like object's bytes (from_bytes). Any one-dimensional byte
+/// buffer is accepted, strided or reversed ones (memoryview(b)[::-1]) included: they are
+/// gathered element by element rather than read as if contiguous.
+inline std::shared_ptr<const io::Blob> blob_from_buffer(const py::buffer& data) {
+  const py::buffer_info info = data.request();
+  ANNX_CHECK(InvalidArgument, info.ndim == 1 && info.itemsize == 1,
+             "from_bytes expects a one-dimensional bytes-like object, got ndim=", info.ndim,
+             " itemsize=", info.itemsize);
+  const auto n = static_cast<size_t>(info.size);
+  const auto stride = info.strides.empty() ? py::ssize_t{1} : info.strides[0];
+  if (stride == 1 || n <= 1) return io::Blob::copy_of(info.ptr, n);
+  std::vector<uint8_t> bytes(n);
+  const auto* p = static_cast<const uint8_t*>(info.ptr);
+  for (size_t i = 0; i < n; ++i) bytes[i] = *(p + static_cast<py::ssize_t>(i) * stride);
+  return io::Blob::copy_of(bytes.data(), n);  // aligned copy
+}
 
 }  // namespace annx::py_glue

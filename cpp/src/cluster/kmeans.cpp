@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "annx/common/error.h"
+#include "annx/common/normalize.h"
 #include "annx/common/random.h"
 #include "annx/common/thread_pool.h"
 #include "annx/common/topk.h"
@@ -157,13 +158,7 @@ void CentroidTable::search(const float* x, size_t n, size_t p, float* D, uint32_
 namespace {
 
 void normalize_rows(float* c, size_t k, size_t d) {
-  for (size_t j = 0; j < k; ++j) {
-    double s = 0;
-    for (size_t t = 0; t < d; ++t) s += double{c[j * d + t]} * c[j * d + t];
-    if (s <= 0) continue;
-    const float inv = static_cast<float>(1.0 / std::sqrt(s));
-    for (size_t t = 0; t < d; ++t) c[j * d + t] *= inv;
-  }
+  for (size_t j = 0; j < k; ++j) normalize_row(c + j * d, d);  // zero rows stay zero
 }
 
 /// k-means++ seeding (D^2 sampling, squared L2 whatever the assignment metric).

@@ -56,12 +56,12 @@ std::string FlatIndex::spec() const {
                                          : std::string("Flat,") + codec_name(codec_.kind());
 }
 
-size_t FlatIndex::memory_bytes() const {
+size_t FlatIndex::memory_bytes_impl() const {
   return codes_.size() + norms_.size() * sizeof(float) + count() * sizeof(idx_t) +
          (codec_.sq_min().size() + codec_.sq_scale().size()) * sizeof(float);
 }
 
-double FlatIndex::bytes_per_vector() const {
+double FlatIndex::bytes_per_vector_impl() const {
   return static_cast<double>(codec_.code_size() + sizeof(idx_t) + (use_norms() ? 4 : 0));
 }
 
@@ -173,16 +173,37 @@ void FlatIndex::search_intra_query(const float* q, size_t nq, size_t k, int thre
   }
 }
 
+namespace {
+
+// Rounding-error bound for the blocked L2 candidate scores |x|^2 - 2<q,x> in float32:
+// each dot product of length d is off by at most about d * 2^-24 times the sum of
+// |terms| (any summation order), so with N = max |x|^2 the score of any row is within
+// E of its exact value. A factor 4 covers the norms' own rounding and the subtraction.
+float blocked_l2_error_bound(size_t d, float max_norm2, float q_norm2) {
+  const double gamma = 4.0 * static_cast<double>(d + 4) * 0x1p-24;
+  const double n = max_norm2, qn = q_norm2;
+  return static_cast<float>(gamma * (n + 2.0 * std::sqrt(n * qn) + qn));
+}
+
+}  // namespace
+
 void FlatIndex::search_blocked_f32(const float* q, size_t nq, size_t k, int threads, bool packed,
                                    float* D, idx_t* I) const {
   // Threads split the base (each packs its rows once and runs every query against
   // them), then per-chunk top-k lists are merged per query.
+  //
+  // L2 candidates are ranked by |x|^2 - 2<q,x>, which cancels catastrophically for data
+  // far from the origin. So each query keeps k + slack candidates, re-scores them in
+  // direct form, and is answered from them only if the rounding-error bound proves that
+  // no row outside the candidates can beat the k-th; otherwise (rare on ordinary data,
+  // always on data far from the origin) it is answered by the exact per-query scan.
   const auto& K = simd::kernels();
   const size_t d = static_cast<size_t>(d_);
   const size_t n = count();
   const float* x = reinterpret_cast<const float*>(codes_.data());
   const float* norms = norms_.data();
   const bool l2 = metric_ == Metric::L2;
+  const size_t kc = l2 ? k + std::max<size_t>(k, 8) : k;  // candidates kept per query
   const size_t P = K.panel_rows;
   const size_t XB = P * std::max<size_t>(1, kBaseBlock / P);
   // Chunks of about 2^28 multiply-adds (~10 ms) keep Ctrl-C prompt for any nq.
@@ -194,7 +215,7 @@ void FlatIndex::search_blocked_f32(const float* q, size_t nq, size_t k, int thre
       n, grain,
       [&](size_t b, size_t e) {
         std::vector<TopK>& tops = thread_tops[static_cast<size_t>(worker_index())];
-        if (tops.empty()) tops.assign(nq, TopK(k));
+        if (tops.empty()) tops.assign(nq, TopK(kc));
         std::vector<float> panel(packed ? XB * d : 0);
         std::vector<float> tile(kQueryBlock * XB);
         std::vector<uint32_t> sel(XB);
@@ -234,28 +255,58 @@ void FlatIndex::search_blocked_f32(const float* q, size_t nq, size_t k, int thre
         }
       },
       threads);
-  // Merge, then recompute the winners' distances in direct form (exact and
+  const float max_norm2 = l2 && n ? *std::max_element(norms, norms + n) : 0.f;
+  // Merge, then recompute the candidates' distances in direct form (exact and
   // independent of the search path).
   const int exact_kind = static_cast<int>(l2 ? simd::DistKind::L2_F32 : simd::DistKind::IP_F32);
+  std::vector<uint8_t> unproven(nq, 0);
   parallel_for(
       nq, 16,
       [&](size_t qb, size_t qe) {
+        std::vector<float> cs(kc);
+        std::vector<idx_t> ci(kc);
         for (size_t i = qb; i < qe; ++i) {
-          TopK top(k);
+          const float* qi = q + i * d;
+          TopK top(kc);
           for (const auto& tops : thread_tops)
             if (!tops.empty()) top.merge(tops[i]);
+          const bool complete = top.size() < kc;  // every row is a candidate
+          const float worst_kept = top.threshold();
+          top.drain_sorted(cs.data(), ci.data());
+          TopK exact(k);
+          for (size_t j = 0; j < kc && ci[j] >= 0; ++j) {
+            const float v =
+                K.one[exact_kind](qi, x + static_cast<size_t>(ci[j]) * d, d, nullptr);
+            exact.push(l2 ? v : -v, ci[j]);
+          }
           float* Di = D + i * k;
           idx_t* Ii = I + i * k;
-          top.drain_sorted(Di, Ii);
-          for (size_t j = 0; j < k && Ii[j] >= 0; ++j) {
-            const float v =
-                K.one[exact_kind](q + i * d, x + static_cast<size_t>(Ii[j]) * d, d, nullptr);
-            top.push(l2 ? v : -v, Ii[j]);
+          exact.drain_sorted(Di, Ii);
+          if (l2 && !complete) {
+            // Rows outside the candidates have approximate scores >= worst_kept, hence
+            // true distances >= worst_kept + |q|^2 - E; the k-th answer must not exceed it.
+            const float qn = K.one[static_cast<int>(simd::DistKind::IP_F32)](qi, qi, d, nullptr);
+            const float err = blocked_l2_error_bound(d, max_norm2, qn);
+            const double kth = Di[k - 1];
+            if (!(kth + err <= static_cast<double>(worst_kept) + qn - err)) unproven[i] = 1;
           }
-          top.drain_sorted(Di, Ii);
         }
       },
       threads);
+  // Queries the bound could not settle: exact per-query scans, batched.
+  std::vector<size_t> redo;
+  for (size_t i = 0; i < nq; ++i)
+    if (unproven[i]) redo.push_back(i);
+  if (redo.empty()) return;
+  std::vector<float> rq(redo.size() * d), rD(redo.size() * k);
+  std::vector<idx_t> rI(redo.size() * k);
+  for (size_t r = 0; r < redo.size(); ++r)
+    std::memcpy(rq.data() + r * d, q + redo[r] * d, d * sizeof(float));
+  search_per_query(rq.data(), redo.size(), k, threads, nullptr, rD.data(), rI.data());
+  for (size_t r = 0; r < redo.size(); ++r) {
+    std::memcpy(D + redo[r] * k, rD.data() + r * k, k * sizeof(float));
+    std::memcpy(I + redo[r] * k, rI.data() + r * k, k * sizeof(idx_t));
+  }
 }
 
 void FlatIndex::range_impl(const float* q, size_t nq, float score_radius,

@@ -108,15 +108,13 @@ std::string HnswIndex::spec() const {
   return s;
 }
 
-size_t HnswIndex::memory_bytes() const {
-  std::shared_lock lk(mu_);
+size_t HnswIndex::memory_bytes_impl() const {
   return level0_.size() + levels_.size() + upper_off_.size() * 4 + upper_.size() * 4 +
          deleted_.size() + refine_codes_.size() + idmap_.size() * sizeof(idx_t) +
          free_slots_.capacity() * 4 + (codec_.sq_min().size() + codec_.sq_scale().size()) * 4;
 }
 
-double HnswIndex::bytes_per_vector() const {
-  std::shared_lock lk(mu_);
+double HnswIndex::bytes_per_vector_impl() const {
   // Level-0 block, refine row, id, level, upper offset, tombstone flag, and the upper
   // lists' share (measured; the expected (M+1)*4/(M-1) bytes when empty).
   const double upper = nslots() ? 4.0 * static_cast<double>(upper_.size()) / nslots()
@@ -652,8 +650,13 @@ void HnswIndex::repair_around(uint32_t s, Scratch& sc) {
   // vector's links, so the region stays connected without it.
   const size_t d = static_cast<size_t>(d_);
   for (int lev = level_of(s); lev >= 0; --lev) {
-    const uint32_t* ls = links(s, lev);
-    sc.old.assign(ls + 1, ls + 1 + load_acquire(ls));
+    {
+      // s is a tombstone, but a neighbour's concurrent link_back may still be re-selecting
+      // its list: copy it under s's node lock.
+      std::lock_guard lk(node_lock(s));
+      const uint32_t* ls = links(s, lev);
+      sc.old.assign(ls + 1, ls + 1 + load_acquire(ls));
+    }
     for (uint32_t nb : sc.old) {
       if (nb == s || is_deleted(nb)) continue;
       std::lock_guard lk(node_lock(nb));

@@ -8,6 +8,7 @@
 
 #include "annx/common/error.h"
 #include "annx/common/finite.h"
+#include "annx/common/normalize.h"
 #include "annx/common/thread_pool.h"
 #include "annx/factory.h"
 #include "annx/index/section_array.h"
@@ -58,13 +59,8 @@ const float* Index::prepare_input(const float* x, size_t n, const char* what,
   if (metric_ != Metric::Cosine) return x;
   buf.assign(x, x + n * d);
   for (size_t i = 0; i < n; ++i) {
-    float* r = buf.data() + i * d;
-    double s = 0;
-    for (size_t j = 0; j < d; ++j) s += double{r[j]} * r[j];
-    ANNX_CHECK(InvalidArgument, s > 0, what, " row ", i,
+    ANNX_CHECK(InvalidArgument, normalize_row(buf.data() + i * d, d), what, " row ", i,
                " is a zero vector, which has no cosine similarity");
-    const float inv = static_cast<float>(1.0 / std::sqrt(s));
-    for (size_t j = 0; j < d; ++j) r[j] *= inv;
   }
   return buf.data();
 }
@@ -164,6 +160,16 @@ void Index::reconstruct(const idx_t* ids, size_t n, float* out) const {
   std::shared_lock lk(mu_);
   const std::vector<slot_t> slots = idmap_.slots_of(ids, n, /*allow_repeats=*/true);
   reconstruct_impl(slots.data(), n, out);
+}
+
+size_t Index::memory_bytes() const {
+  std::shared_lock lk(mu_);
+  return memory_bytes_impl();
+}
+
+double Index::bytes_per_vector() const {
+  std::shared_lock lk(mu_);
+  return bytes_per_vector_impl();
 }
 
 bool Index::contains(idx_t id) const {

@@ -157,7 +157,7 @@ size_t IvfIndex::code_size() const {
   return 0;
 }
 
-size_t IvfIndex::memory_bytes() const {
+size_t IvfIndex::memory_bytes_impl() const {
   size_t b =
       coarse_.centroids().size() * sizeof(float) * 2 + pq_.codebooks().size() * sizeof(float);
   for (const List& l : lists_) b += l.codes.capacity() + l.slots.capacity() * sizeof(slot_t);
@@ -167,7 +167,7 @@ size_t IvfIndex::memory_bytes() const {
   return b;
 }
 
-double IvfIndex::bytes_per_vector() const {
+double IvfIndex::bytes_per_vector_impl() const {
   // Per vector: its code (fast-scan: with the block padding actually allocated), its
   // slot in the list (4), its id (8), the slot's list/position (8) and the Refine row.
   const size_t live = idmap_.live();

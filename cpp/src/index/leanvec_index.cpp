@@ -53,14 +53,13 @@ double LeanVecIndex::secondary_bytes_per_vector() const {
   return static_cast<double>(secondary_.code_size()) + sizeof(idx_t);
 }
 
-double LeanVecIndex::bytes_per_vector() const {
+double LeanVecIndex::bytes_per_vector_impl() const {
   return primary_bytes_per_vector() + secondary_bytes_per_vector();
 }
 
-size_t LeanVecIndex::memory_bytes() const {
+size_t LeanVecIndex::memory_bytes_impl() const {
   const size_t matrices = (size_t{1} + 2 * static_cast<size_t>(transform_.d_out())) *
                           static_cast<size_t>(d_) * sizeof(float);
-  std::shared_lock lk(mu_);
   return inner_->memory_bytes() + secondary_codes_.size() + idmap_.size() * sizeof(idx_t) +
          free_slots_.capacity() * sizeof(slot_t) + (transform_.is_set() ? matrices : 0);
 }

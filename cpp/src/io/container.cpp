@@ -205,10 +205,16 @@ std::string sys_fsync_dir(const std::string&) { return {}; }  // not possible / 
 using ssize_type = ssize_t;
 constexpr size_t kMaxIo = size_t{1} << 30;  // Linux transfers at most ~2 GiB per call anyway
 int sys_open_read(const std::string& p) {
+  // O_NONBLOCK: opening a FIFO that has no writer would otherwise block forever (it then
+  // reads as empty). Reads themselves block again as usual.
   int fd;
   do {
-    fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+    fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   } while (fd < 0 && errno == EINTR);
+  if (fd >= 0) {
+    const int fl = ::fcntl(fd, F_GETFL);
+    if (fl >= 0) ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+  }
   return fd;
 }
 int sys_open_excl(const std::string& p) {
@@ -452,11 +458,25 @@ std::shared_ptr<const Blob> read_open_file(
     // A file that shrank meanwhile gives fewer bytes; the reader reports it as truncated.
     return make(std::move(buf), static_cast<size_t>(got), path);
   }
-  std::vector<uint8_t> bytes;
-  size_t used = 0;
-  for (;;) {
-    if (bytes.size() - used < 65536) bytes.resize(std::max<size_t>(bytes.size() * 2, 65536));
-    int64_t got = read_full(fd, bytes.data() + used, bytes.size() - used);
+  // A stream (pipe, device) has no size: read the header, and then only as many bytes as
+  // a header with the right magic and CRC declares (plus one, so that a longer stream is
+  // reported as such). An endless stream (/dev/zero, /dev/urandom) stops after 64 bytes.
+  std::vector<uint8_t> bytes(kHeaderSize);
+  int64_t got = read_full(fd, bytes.data(), kHeaderSize);
+  if (got < 0) throw_io("cannot read", path, errno);
+  size_t used = static_cast<size_t>(got);
+  uint64_t want = used;
+  if (used == kHeaderSize && std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) == 0 &&
+      crc32c(bytes.data(), kOffHeaderCrc) == load_u32(bytes.data() + kOffHeaderCrc)) {
+    const uint64_t declared = load_u64(bytes.data() + kOffFileSize);
+    want = declared < SIZE_MAX - 1 ? declared + 1 : SIZE_MAX;
+  }
+  while (used < want) {
+    // Grow geometrically, never past what the header declares: memory follows the data
+    // actually delivered, not the declared size.
+    if (bytes.size() == used)
+      bytes.resize(static_cast<size_t>(std::min<uint64_t>(want, std::max<size_t>(used * 2, 65536))));
+    got = read_full(fd, bytes.data() + used, bytes.size() - used);
     if (got < 0) throw_io("cannot read", path, errno);
     if (got == 0) break;
     used += static_cast<size_t>(got);

@@ -24,13 +24,13 @@ class FlatIndex final : public Index {
 
   std::string spec() const override;
   bool is_trained() const override { return codec_.is_trained(); }
-  size_t memory_bytes() const override;
-  double bytes_per_vector() const override;
   const VectorCodec& codec() const { return codec_; }
 
  protected:
   void train_impl(const float* x, size_t n, ProgressCounter& progress) override;
   void add_impl(const float* x, size_t n) override;
+  size_t memory_bytes_impl() const override;
+  double bytes_per_vector_impl() const override;
   void search_impl(const float* q, size_t nq, size_t k, const SearchParams& params,
                    const std::vector<slot_t>* allowed, float* D, idx_t* I) const override;
   void range_impl(const float* q, size_t nq, float score_radius, const SearchParams& params,

@@ -56,8 +56,6 @@ class HnswIndex final : public Index {
 
   std::string spec() const override;
   bool is_trained() const override { return codec_.is_trained(); }
-  size_t memory_bytes() const override;
-  double bytes_per_vector() const override;
 
   const HnswOptions& options() const { return opt_; }
   void set_ef_construction(int ef);
@@ -79,6 +77,8 @@ class HnswIndex final : public Index {
  protected:
   void train_impl(const float* x, size_t n, ProgressCounter& progress) override;
   void add_impl(const float* x, size_t n) override;
+  size_t memory_bytes_impl() const override;
+  double bytes_per_vector_impl() const override;
   void add_prepared(const float* x, size_t n, const idx_t* ids, int threads) override;
   void remove_slots(std::vector<slot_t>& slots) override;
   void remove_slot_impl(slot_t s) override;

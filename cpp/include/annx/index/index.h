@@ -120,9 +120,10 @@ class Index {
   /// Live ids in storage order.
   std::vector<idx_t> ids() const;
   /// Bytes held for vectors, ids and auxiliary data (excluding mapped file pages).
-  virtual size_t memory_bytes() const = 0;
-  /// Bytes per stored vector: codes plus id plus per-vector extras.
-  virtual double bytes_per_vector() const = 0;
+  /// Takes the shared lock (safe alongside adds and removes).
+  size_t memory_bytes() const;
+  /// Bytes per stored vector: codes plus id plus per-vector extras. Takes the shared lock.
+  double bytes_per_vector() const;
 
   /// Serialises to the annx file format (see io/container.h).
   std::vector<uint8_t> to_bytes() const;
@@ -135,6 +136,9 @@ class Index {
   /// a cancel changes nothing, and searches run meanwhile).
   virtual void train_impl(const float* x, size_t n, ProgressCounter& progress) = 0;
   virtual void add_impl(const float* x, size_t n) = 0;  // ids already appended to idmap_
+  /// memory_bytes() / bytes_per_vector(), called with the shared lock held.
+  virtual size_t memory_bytes_impl() const = 0;
+  virtual double bytes_per_vector_impl() const = 0;
   /// The whole add after input preparation, called with writer_mu_ held (no lock on
   /// mu_). The default takes mu_ exclusively, checks ids, calls add_impl and appends
   /// the ids; structures that add concurrently with searches override it.

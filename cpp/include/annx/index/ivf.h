@@ -74,8 +74,6 @@ class IvfIndex final : public Index {
 
   std::string spec() const override;
   bool is_trained() const override;
-  size_t memory_bytes() const override;
-  double bytes_per_vector() const override;
   /// The coarse quantizer's k-means iterations plus M * pq_iters for PQ codecs.
   size_t train_units() const override;
 
@@ -103,6 +101,8 @@ class IvfIndex final : public Index {
  protected:
   void train_impl(const float* x, size_t n, ProgressCounter& progress) override;
   void add_impl(const float* x, size_t n) override;
+  size_t memory_bytes_impl() const override;
+  double bytes_per_vector_impl() const override;
   void add_prepared(const float* x, size_t n, const idx_t* ids, int threads) override;
   void remove_slots(std::vector<slot_t>& slots) override;
   void search_impl(const float* q, size_t nq, size_t k, const SearchParams& params,

@@ -47,8 +47,6 @@ class LeanVecIndex final : public Index {
 
   std::string spec() const override;
   bool is_trained() const override;
-  size_t memory_bytes() const override;
-  double bytes_per_vector() const override;
   /// The inner index's: the projection is fitted outside (Python) or given.
   size_t train_units() const override { return inner_->train_units(); }
 
@@ -79,6 +77,8 @@ class LeanVecIndex final : public Index {
   /// Trains the inner index on x with the matrices already set (NotTrained otherwise).
   void train_impl(const float* x, size_t n, ProgressCounter& progress) override;
   void add_impl(const float* x, size_t n) override;
+  size_t memory_bytes_impl() const override;
+  double bytes_per_vector_impl() const override;
   void add_prepared(const float* x, size_t n, const idx_t* ids, int threads) override;
   void remove_slots(std::vector<slot_t>& slots) override;
   void remove_slot_impl(slot_t s) override;
