@@ -366,7 +366,18 @@ void FlatIndex::read_impl(const io::ContainerReader& r, const io::Manifest& m, s
   ANNX_CHECK(FormatError, ntotal <= r.blob()->size() / codec_.code_size() + 1,
              "corrupt index file: ntotal = ", ntotal, " does not fit in the file");
   load_section_array(r, "CODES", ntotal * codec_.code_size(), codes_);
-  if (use_norms()) load_section_array(r, "NORMS", ntotal, norms_);
+  check_codes_finite(codec_, codes_.data(), ntotal, codec_.code_size(), "CODES");
+  if (use_norms()) {
+    // The norms are derived data: recomputed (as add does) rather than trusted, since the
+    // blocked search's exactness proof depends on them.
+    load_section_array(r, "NORMS", ntotal, norms_);
+    const auto& K = simd::kernels();
+    const int ip = static_cast<int>(simd::DistKind::IP_F32);
+    const float* x = reinterpret_cast<const float*>(codes_.data());
+    const size_t d = static_cast<size_t>(d_);
+    auto& norms = norms_.mut();
+    for (size_t i = 0; i < ntotal; ++i) norms[i] = K.one[ip](x + i * d, x + i * d, d, nullptr);
+  }
 }
 
 }  // namespace annx

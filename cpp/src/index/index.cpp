@@ -206,6 +206,13 @@ void Index::read_codec_sections(const io::ContainerReader& r, const io::Manifest
   codec.set_sq_params(std::move(vlo), std::move(vsc));
 }
 
+void Index::check_codes_finite(const VectorCodec& codec, const uint8_t* codes, size_t n,
+                               size_t stride, const char* tag) {
+  const size_t bad = codec.first_non_finite_code(codes, n, stride);
+  ANNX_CHECK(FormatError, bad == n, "corrupt index file: section ", tag, " holds a non-finite ",
+             codec_name(codec.kind()), " value in row ", bad);
+}
+
 void Index::fill_writer(io::ContainerWriter& w, std::vector<std::vector<uint8_t>>& scratch) const {
   io::Manifest m;
   m.set("annx_version", ANNX_VERSION);
@@ -243,12 +250,31 @@ void Index::save(const std::string& path) const {
   w.write_file(path);
 }
 
-std::unique_ptr<Index> load_index(std::shared_ptr<const io::Blob> blob, bool verify) {
-  io::ContainerReader r(blob, verify);
-  const io::Manifest m = io::Manifest::from_section(r);
+namespace {
+
+// Nested indexes (MV -> LeanVec -> IVF_HNSW -> HNSW) are at most 3 deep.
+constexpr int kMaxNesting = 3;
+thread_local int tls_nesting = 0;
+
+// The IVF list count a spec asks for ("IVF<nlist>..."), 0 for other specs.
+uint64_t spec_nlist(const std::string& spec) {
+  if (spec.rfind("IVF", 0) != 0) return 0;
+  uint64_t v = 0;
+  for (size_t i = 3; i < spec.size() && spec[i] >= '0' && spec[i] <= '9'; ++i) {
+    v = v * 10 + static_cast<uint64_t>(spec[i] - '0');
+    if (v > (uint64_t{1} << 40)) break;
+  }
+  return v;
+}
+
+}  // namespace
+
+std::unique_ptr<Index> load_index_from(const io::ContainerReader& r, const io::Manifest& m) {
   const auto kind = m.get("kind");
   ANNX_CHECK(FormatError, !kind || *kind != "multivector",
              "this is a multi-vector index file: load it with annx.MultiVectorIndex.load");
+  ANNX_CHECK(FormatError, !kind, "this is a '", *kind,
+             "' file, not a single-vector index file");
   const std::string spec = m.str("spec");
   const Metric metric = [&] {
     try {
@@ -262,20 +288,61 @@ std::unique_ptr<Index> load_index(std::shared_ptr<const io::Blob> blob, bool ver
   // Slots include holes (removed vectors awaiting reuse); files without the key have none.
   const int64_t nslots = m.has("nslots") ? m.i64("nslots", ntotal, 0xfffffffeLL) : ntotal;
   const int64_t max_id = m.i64("max_id", -1, INT64_MAX);
+  // Every IVF file stores 8 bytes per list (IVFSIZES): a list count the file cannot hold is
+  // refused before the lists are allocated.
+  const uint64_t nlist = spec_nlist(spec);
+  ANNX_CHECK(FormatError, nlist <= r.blob()->size() / 8, "corrupt index file: spec '", spec,
+             "' needs ", nlist, " lists, more than a file of ", r.blob()->size(),
+             " bytes can hold");
   std::unique_ptr<Index> index;
   try {
     index = make_index(d, spec, metric);
   } catch (const InvalidArgument& e) {
     throw FormatError(std::string("index file has an unsupported spec: ") + e.what());
   }
+  ANNX_CHECK(FormatError, nslots == ntotal || index->has_holes(), "corrupt index file: ",
+             nslots - ntotal, " free slots in a '", spec, "' index, which has none");
   index->read_impl(r, m, static_cast<size_t>(nslots));
   SharedArray<idx_t> ids;
   load_section_array(r, "IDS", static_cast<size_t>(nslots), ids);
-  index->idmap_.load(std::move(ids), max_id, /*allow_holes=*/nslots != ntotal);
+  index->idmap_.load(std::move(ids), max_id, /*allow_holes=*/index->has_holes());
   ANNX_CHECK(FormatError, index->idmap_.live() == static_cast<size_t>(ntotal),
              "corrupt index file: ", index->idmap_.live(), " live ids but ntotal = ", ntotal);
   index->after_load();
   return index;
+}
+
+std::unique_ptr<Index> load_index(std::shared_ptr<const io::Blob> blob, bool verify) {
+  io::ContainerReader r(std::move(blob), verify);
+  const io::Manifest m = io::Manifest::from_section(r);
+  return load_index_from(r, m);
+}
+
+std::unique_ptr<Index> load_nested_index(const io::ContainerReader& outer, std::string_view tag,
+                                         const NestedIndexExpect& expect) {
+  struct DepthGuard {
+    DepthGuard() { ++tls_nesting; }
+    ~DepthGuard() { --tls_nesting; }
+  } guard;
+  const std::string where = "corrupt index file: section " + std::string(tag);
+  ANNX_CHECK(FormatError, tls_nesting <= kMaxNesting, where, " nests indexes more than ",
+             kMaxNesting, " deep");
+  const auto b = outer.section(tag);
+  // In place: the outer reader checked these bytes (or was told not to).
+  io::ContainerReader r(io::Blob::borrow(b.data(), b.size(), outer.blob()),
+                        /*verify_checksums=*/false);
+  const io::Manifest m = io::Manifest::from_section(r);
+  ANNX_CHECK(FormatError,
+             !m.get("kind") && m.str("spec") == expect.spec &&
+                 m.str("metric") == metric_name(expect.metric) &&
+                 m.i64("d", 1, 1 << 24) == expect.d,
+             where, " holds a '", m.str("spec"), "' index (metric ", m.str("metric"), ", d ",
+             m.str("d"), "), expected '", expect.spec, "' (metric ", metric_name(expect.metric),
+             ", d ", expect.d, ")");
+  if (expect.ntotal)
+    ANNX_CHECK(FormatError, m.u64("ntotal") == *expect.ntotal, where, " holds ", m.str("ntotal"),
+               " vectors, expected ", *expect.ntotal);
+  return load_index_from(r, m);
 }
 
 std::unique_ptr<Index> load_index_file(const std::string& path, bool mmap, bool verify) {

@@ -1,6 +1,7 @@
 #include "annx/index/ivf.h"
 
 #include <algorithm>
+#include <numeric>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -1039,11 +1040,24 @@ void IvfIndex::read_impl(const io::ContainerReader& r, const io::Manifest& m, si
                    "corrupt index file: non-finite centroid");
       coarse_ = CentroidTable(c.data(), opt_.nlist, d, is_similarity(metric_));
       if (opt_.hnsw_m > 0) {
-        const auto b = r.section("IVFHNSW");
-        std::unique_ptr<Index> g = load_index(io::Blob::copy_of(b.data(), b.size()), true);
+        // The graph train() builds: HNSW<M>, F32, over the centroids with ids 0..nlist-1
+        // (its ids are used as list numbers).
+        const Metric gm = is_similarity(metric_) ? Metric::IP : Metric::L2;
+        std::unique_ptr<Index> g = load_nested_index(
+            r, "IVFHNSW", {"HNSW" + std::to_string(opt_.hnsw_m), gm, d_, opt_.nlist});
         auto* h = dynamic_cast<HnswIndex*>(g.get());
-        ANNX_CHECK(FormatError, h && h->ntotal() == opt_.nlist && h->d() == d_,
-                   "corrupt index file: the coarse HNSW graph does not match the centroids");
+        ANNX_CHECK(FormatError, h, "corrupt index file: IVFHNSW is not an HNSW graph");
+        std::vector<idx_t> ids(opt_.nlist);
+        std::iota(ids.begin(), ids.end(), idx_t{0});
+        std::vector<float> v(opt_.nlist * d);
+        try {
+          h->reconstruct(ids.data(), ids.size(), v.data());
+        } catch (const InvalidArgument&) {
+          throw FormatError("corrupt index file: the coarse HNSW graph's ids are not 0..nlist-1");
+        }
+        ANNX_CHECK(FormatError,
+                   std::memcmp(v.data(), coarse_.centroids().data(), v.size() * sizeof(float)) == 0,
+                   "corrupt index file: the coarse HNSW graph's vectors are not the centroids");
         g.release();
         coarse_hnsw_.reset(h);
       }
@@ -1093,7 +1107,11 @@ void IvfIndex::read_impl(const io::ContainerReader& r, const io::Manifest& m, si
                "corrupt index file: section REFINE has ", rb.size(), " bytes, expected ",
                nslots * refine_->code_size());
     refine_codes_.assign(rb.begin(), rb.end());
+    check_codes_finite(*refine_, refine_codes_.data(), nslots, refine_->code_size(), "REFINE");
   }
+  if (opt_.codec == IvfCodec::Vector)
+    for (const List& L : lists_)
+      check_codes_finite(vcodec_, L.codes.data(), L.size(), vcodec_.code_size(), "IVFCODES");
   slot_list_.assign(nslots, kNoList);
   slot_pos_.assign(nslots, 0);
   for (size_t l = 0; l < lists_.size(); ++l)

@@ -347,18 +347,14 @@ void LeanVecIndex::read_impl(const io::ContainerReader& r, const io::Manifest& m
       throw FormatError(std::string("corrupt index file: ") + e.what());
     }
   }
-  const auto b = r.section("LVINNER");
-  std::unique_ptr<Index> inner = load_index(io::Blob::copy_of(b.data(), b.size()), true);
-  ANNX_CHECK(FormatError,
-             inner->d() == inner_->d() && inner->metric() == inner_->metric() &&
-                 inner->spec() == inner_->spec(),
-             "corrupt index file: the inner index '", inner->spec(), "' does not match spec '",
-             spec(), "'");
+  std::unique_ptr<Index> inner =
+      load_nested_index(r, "LVINNER", {inner_->spec(), inner_->metric(), inner_->d(), {}});
   ANNX_CHECK(FormatError, transform_.is_set() || inner->ntotal() == 0,
              "corrupt index file: an untrained LeanVec index holds vectors");
   inner_ = std::move(inner);
   SharedArray<uint8_t> sec;
   load_section_array(r, "LVSECOND", nslots * secondary_.code_size(), sec);
+  check_codes_finite(secondary_, sec.data(), nslots, secondary_.code_size(), "LVSECOND");
   secondary_codes_ = std::move(sec);
 }
 

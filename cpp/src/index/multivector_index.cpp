@@ -347,23 +347,35 @@ std::unique_ptr<MultiVectorIndex> MultiVectorIndex::load(std::shared_ptr<const i
   const CodecKind codec = tok == "F16" ? CodecKind::F16 : CodecKind::F32;
   const uint64_t n = m.u64("ntotal", 0, 0xfffffffeULL);
   const uint64_t ntok = m.u64("ntokens", 0, uint64_t{1} << 40);
+  // Bounds first: the FDE's matrices are generated, not stored, so a few manifest bytes
+  // could otherwise ask for gigabytes; and the inner index (whose spec is checked before
+  // it is built) must have the FDE's dimension.
+  FdeConfig bounded = c;
+  bounded.dim = d;
+  try {
+    bounded.validate();
+  } catch (const InvalidArgument& e) {
+    throw FormatError(std::string("corrupt multi-vector manifest: ") + e.what());
+  }
+  constexpr size_t kFdeBytesFloor = size_t{64} << 20;
+  ANNX_CHECK(FormatError,
+             bounded.encoder_bytes() <= std::max(kFdeBytesFloor, r.blob()->size()) &&
+                 bounded.output_dim() <= (size_t{1} << 24),
+             "corrupt multi-vector manifest: FDE settings ", bounded.describe(), " (", d,
+             "-d tokens) need ", bounded.encoder_bytes(), " bytes of tables and ",
+             bounded.output_dim(), " dimensions, out of proportion to a file of ",
+             r.blob()->size(), " bytes");
+  std::unique_ptr<Index> inner = load_nested_index(
+      r, "MVINNER", {m.str("inner_spec"), Metric::IP, int(bounded.output_dim()), size_t(n)});
   std::unique_ptr<MultiVectorIndex> mv;
   try {
     mv = std::make_unique<MultiVectorIndex>(d, m.str("inner_spec"), c, codec);
   } catch (const InvalidArgument& e) {
     throw FormatError(std::string("corrupt multi-vector manifest: ") + e.what());
   }
-  const auto inner_bytes = r.section("MVINNER");
-  std::unique_ptr<Index> inner =
-      load_index(io::Blob::copy_of(inner_bytes.data(), inner_bytes.size()), verify);
-  ANNX_CHECK(FormatError,
-             inner->metric() == Metric::IP && inner->d() == int(mv->fde_.output_dim()) &&
-                 inner->spec() == mv->inner_->spec(),
-             "corrupt multi-vector file: the inner index (", inner->spec(), ", d = ", inner->d(),
-             ") does not match the manifest (", mv->inner_->spec(), ", d = ", mv->fde_.output_dim(),
-             ")");
-  ANNX_CHECK(FormatError, inner->ntotal() == n, "corrupt multi-vector file: the inner index holds ",
-             inner->ntotal(), " documents, the manifest says ", n);
+  ANNX_CHECK(FormatError, inner->spec() == mv->inner_->spec(),
+             "corrupt multi-vector file: the inner index '", inner->spec(),
+             "' is not the manifest's '", mv->inner_->spec(), "'");
   const auto ids_b = r.section("MVIDS");
   const auto offs_b = r.section("MVOFFS");
   const auto toks_b = r.section("MVTOKENS");
@@ -395,12 +407,15 @@ std::unique_ptr<MultiVectorIndex> MultiVectorIndex::load(std::shared_ptr<const i
             .second;
     ANNX_CHECK(FormatError, fresh, "corrupt multi-vector file: id ", ids[i], " repeats");
   }
-  if (codec == CodecKind::F32) {
-    // Stored floats must be finite (they were checked on add).
-    const float* t = reinterpret_cast<const float*>(mv->arena_.data());
-    ANNX_CHECK(FormatError, first_non_finite(t, ntok * size_t(d)) == ntok * size_t(d),
-               "corrupt multi-vector file: non-finite token");
-  }
+  // Stored floats must be finite (they were checked on add).
+  const size_t nval = ntok * size_t(d);
+  const bool finite = codec == CodecKind::F32
+                          ? first_non_finite(reinterpret_cast<const float*>(mv->arena_.data()),
+                                             nval) == nval
+                          : first_non_finite_half(reinterpret_cast<const uint16_t*>(
+                                                      mv->arena_.data()),
+                                                  nval, kF16ExpMask) == nval;
+  ANNX_CHECK(FormatError, finite, "corrupt multi-vector file: non-finite token in MVTOKENS");
   return mv;
 }
 

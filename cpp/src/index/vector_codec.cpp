@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "annx/common/error.h"
+#include "annx/common/finite.h"
 
 namespace annx {
 
@@ -40,6 +41,38 @@ const std::vector<CodecKind>& all_codec_kinds() {
     return v;
   }();
   return kinds;
+}
+
+size_t VectorCodec::first_non_finite_code(const uint8_t* codes, size_t n, size_t stride) const {
+  const size_t d = static_cast<size_t>(d_);
+  size_t floats = 0, halves = 0;  // leading values of each code to check
+  uint16_t mask = kF16ExpMask;
+  if (const int L = levels()) {
+    floats = size_t(L) + 1;  // level scales, then |x^|^2
+  } else if (kind_ == CodecKind::F32) {
+    floats = d;
+  } else if (kind_ == CodecKind::F16 || kind_ == CodecKind::BF16) {
+    halves = d;
+    mask = kind_ == CodecKind::F16 ? kF16ExpMask : kBF16ExpMask;
+  }
+  if (floats == 0 && halves == 0) return n;  // SQ8: bytes, always valid
+  if (stride == code_size() && floats == d && kind_ == CodecKind::F32) {
+    const size_t bad = first_non_finite(reinterpret_cast<const float*>(codes), n * d);
+    return bad == n * d ? n : bad / d;
+  }
+  std::vector<float> f(floats);
+  std::vector<uint16_t> h(halves);
+  for (size_t i = 0; i < n; ++i) {
+    const uint8_t* c = codes + i * stride;
+    if (floats) {
+      std::memcpy(f.data(), c, floats * 4);  // codes need not be float-aligned
+      if (first_non_finite(f.data(), floats) != floats) return i;
+    } else {
+      std::memcpy(h.data(), c, halves * 2);
+      if (first_non_finite_half(h.data(), halves, mask) != halves) return i;
+    }
+  }
+  return n;
 }
 
 size_t VectorCodec::code_size() const {

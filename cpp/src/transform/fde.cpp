@@ -71,6 +71,23 @@ void FdeConfig::validate() const {
              "; lower k_sim, reps or d_proj");
 }
 
+size_t FdeConfig::output_dim() const {
+  const size_t proj = d_proj > 0 ? size_t(d_proj) : size_t(dim);
+  return final_dim > 0 ? size_t(final_dim) : size_t(reps) * (size_t{1} << k_sim) * proj;
+}
+
+size_t FdeConfig::encoder_bytes() const {
+  // As the FdeEncoder constructor allocates: SimHash planes, AMS segments, the fill_empty
+  // distance table and the final count sketch.
+  const size_t D = size_t(dim), R = size_t(reps), K = size_t(k_sim), B = size_t{1} << k_sim;
+  const size_t proj = d_proj > 0 ? size_t(d_proj) : D;
+  size_t bytes = 4 * R * K * D;
+  if (d_proj > 0) bytes += 4 * (2 * R * D + R * size_t(d_proj));
+  if (k_sim > 0 && k_sim <= kMaxTableBits) bytes += 4 * B * B;
+  if (final_dim > 0) bytes += 8 * R * B * proj;
+  return bytes;
+}
+
 std::string FdeConfig::describe() const {
   return "k_sim=" + std::to_string(k_sim) + ",d_proj=" + std::to_string(d_proj) +
          ",reps=" + std::to_string(reps) + ",fill_empty=" + (fill_empty ? "1" : "0") +

@@ -30,4 +30,16 @@ inline size_t first_non_finite(const float* x, size_t n) {
   return n;
 }
 
+/// Exponent masks of the 16-bit formats (all ones only for non-finite values).
+inline constexpr uint16_t kF16ExpMask = 0x7c00;
+inline constexpr uint16_t kBF16ExpMask = 0x7f80;
+
+/// Index of the first non-finite value of n half-precision (F16 or BF16, by `exp_mask`)
+/// values, or n when every value is finite.
+inline size_t first_non_finite_half(const uint16_t* x, size_t n, uint16_t exp_mask) {
+  for (size_t j = 0; j < n; ++j)
+    if ((x[j] & exp_mask) == exp_mask) return j;
+  return n;
+}
+
 }  // namespace annx

@@ -78,6 +78,7 @@ class HnswIndex final : public Index {
   void train_impl(const float* x, size_t n, ProgressCounter& progress) override;
   void add_impl(const float* x, size_t n) override;
   size_t memory_bytes_impl() const override;
+  bool has_holes() const override { return true; }
   double bytes_per_vector_impl() const override;
   void add_prepared(const float* x, size_t n, const idx_t* ids, int threads) override;
   void remove_slots(std::vector<slot_t>& slots) override;

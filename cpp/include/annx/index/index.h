@@ -19,8 +19,10 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -183,10 +185,20 @@ class Index {
   static void read_codec_sections(const io::ContainerReader& r, const io::Manifest& m,
                                   VectorCodec& codec);
 
+  /// Throws FormatError naming `tag` if any of n loaded codes (`stride` bytes apart) holds
+  /// a non-finite value.
+  static void check_codes_finite(const VectorCodec& codec, const uint8_t* codes, size_t n,
+                                 size_t stride, const char* tag);
+
   /// Fills a container writer with the whole index; requires the shared lock.
   void fill_writer(io::ContainerWriter& w, std::vector<std::vector<uint8_t>>& scratch) const;
 
-  friend std::unique_ptr<Index> load_index(std::shared_ptr<const io::Blob> blob, bool verify);
+  /// Structures whose remove leaves holes (free slots awaiting reuse) in the slot array;
+  /// files of the others must have none.
+  virtual bool has_holes() const { return false; }
+
+  friend std::unique_ptr<Index> load_index_from(const io::ContainerReader& r,
+                                                const io::Manifest& m);
 
   int d_;
   Metric metric_;
@@ -198,6 +210,21 @@ class Index {
 /// Reads an index from a blob (bytes or an mmap'ed file); the returned index may view
 /// the blob's memory (kept alive by the index). Throws FormatError on malformed input.
 std::unique_ptr<Index> load_index(std::shared_ptr<const io::Blob> blob, bool verify = true);
+
+/// What an index stored inside another file's section must be (checked from its manifest
+/// before anything of it is built).
+struct NestedIndexExpect {
+  std::string spec;
+  Metric metric;
+  int d;
+  std::optional<size_t> ntotal;  // when the outer file fixes the count
+};
+/// Loads the index stored whole in section `tag` of `outer` (an IVF coarse graph, a LeanVec
+/// or multi-vector inner index). Its spec, metric, dimension (and count) are checked before
+/// it is loaded, which also bounds the nesting (no spec nests itself); a depth limit stands
+/// behind that. Its bytes are used in place (their checksum was the outer file's).
+std::unique_ptr<Index> load_nested_index(const io::ContainerReader& outer, std::string_view tag,
+                                         const NestedIndexExpect& expect);
 std::unique_ptr<Index> load_index_file(const std::string& path, bool mmap, bool verify = true);
 
 }  // namespace annx

@@ -50,6 +50,11 @@ struct FdeConfig {
   void validate() const;
   /// "k_sim=5,d_proj=16,reps=20,fill_empty=1,final_dim=0,seed=0" (for errors and repr).
   std::string describe() const;
+  /// Dimension of the encodings (final_dim, or reps * 2^k_sim * proj); valid after validate().
+  size_t output_dim() const;
+  /// Bytes an FdeEncoder of this configuration allocates (its random matrices and tables);
+  /// lets a loader refuse a crafted configuration before building it. After validate().
+  size_t encoder_bytes() const;
 };
 
 class FdeEncoder {
