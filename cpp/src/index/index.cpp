@@ -56,7 +56,14 @@ const float* Index::prepare_input(const float* x, size_t n, const char* what,
   const size_t d = static_cast<size_t>(d_), bad = first_non_finite(x, n * d);
   ANNX_CHECK(InvalidArgument, bad == n * d, what, " contains a non-finite value (",
              bad < n * d ? x[bad] : 0.f, ") at row ", bad / d, ", column ", bad % d);
-  if (metric_ != Metric::Cosine) return x;
+  if (metric_ != Metric::Cosine) {
+    const size_t big = first_oversized_row(x, n, d);
+    ANNX_CHECK(InvalidArgument, big == n, what, " row ", big, " has norm ",
+               std::sqrt(big < n ? norm2_f64(x + big * d, d) : 0.0),
+               ", beyond annx's range (norms up to 2^62 ~ 4.6e18, so that squared distances "
+               "fit in float32)");
+    return x;
+  }
   buf.assign(x, x + n * d);
   for (size_t i = 0; i < n; ++i) {
     ANNX_CHECK(InvalidArgument, normalize_row(buf.data() + i * d, d), what, " row ", i,
@@ -200,17 +207,24 @@ void Index::read_codec_sections(const io::ContainerReader& r, const io::Manifest
   load_section_array(r, "SQMIN", d, lo);
   load_section_array(r, "SQSCALE", d, sc);
   std::vector<float> vlo(lo.data(), lo.data() + d), vsc(sc.data(), sc.data() + d);
-  for (size_t j = 0; j < d; ++j)
+  double range2 = 0;  // squared norm of the largest decodable vector
+  for (size_t j = 0; j < d; ++j) {
     ANNX_CHECK(FormatError, std::isfinite(vlo[j]) && std::isfinite(vsc[j]) && vsc[j] > 0,
                "corrupt index file: invalid SQ8 parameters at dimension ", j);
+    const double hi = std::max(std::fabs(double{vlo[j]}), std::fabs(vlo[j] + 255.0 * vsc[j]));
+    range2 += hi * hi;
+  }
+  ANNX_CHECK(FormatError, range2 <= kMaxNorm2,
+             "corrupt index file: SQ8 parameters decode to norms beyond annx's range (2^62)");
   codec.set_sq_params(std::move(vlo), std::move(vsc));
 }
 
 void Index::check_codes_finite(const VectorCodec& codec, const uint8_t* codes, size_t n,
                                size_t stride, const char* tag) {
-  const size_t bad = codec.first_non_finite_code(codes, n, stride);
-  ANNX_CHECK(FormatError, bad == n, "corrupt index file: section ", tag, " holds a non-finite ",
-             codec_name(codec.kind()), " value in row ", bad);
+  const size_t bad = codec.first_invalid_code(codes, n, stride);
+  ANNX_CHECK(FormatError, bad == n, "corrupt index file: section ", tag, " row ", bad,
+             " holds a non-finite ", codec_name(codec.kind()),
+             " value or a norm beyond annx's range (2^62)");
 }
 
 void Index::fill_writer(io::ContainerWriter& w, std::vector<std::vector<uint8_t>>& scratch) const {
@@ -302,9 +316,11 @@ std::unique_ptr<Index> load_index_from(const io::ContainerReader& r, const io::M
   }
   ANNX_CHECK(FormatError, nslots == ntotal || index->has_holes(), "corrupt index file: ",
              nslots - ntotal, " free slots in a '", spec, "' index, which has none");
-  index->read_impl(r, m, static_cast<size_t>(nslots));
+  // IDS first: its size (8 bytes a slot) bounds nslots by the file before read_impl sizes
+  // anything from it.
   SharedArray<idx_t> ids;
   load_section_array(r, "IDS", static_cast<size_t>(nslots), ids);
+  index->read_impl(r, m, static_cast<size_t>(nslots));
   index->idmap_.load(std::move(ids), max_id, /*allow_holes=*/index->has_holes());
   ANNX_CHECK(FormatError, index->idmap_.live() == static_cast<size_t>(ntotal),
              "corrupt index file: ", index->idmap_.live(), " live ids but ntotal = ", ntotal);

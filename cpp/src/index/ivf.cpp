@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "annx/common/error.h"
+#include "annx/common/finite.h"
 #include "annx/common/thread_pool.h"
 #include "annx/common/topk.h"
 #include "annx/index/hnsw.h"
@@ -1035,9 +1036,10 @@ void IvfIndex::read_impl(const io::ContainerReader& r, const io::Manifest& m, si
     if (!flat_pq()) {
       SharedArray<float> c;
       load_section_array(r, "IVFCENT", opt_.nlist * d, c);
-      for (size_t i = 0; i < opt_.nlist * d; ++i)
-        ANNX_CHECK(FormatError, std::isfinite(c.data()[i]),
-                   "corrupt index file: non-finite centroid");
+      ANNX_CHECK(FormatError, first_non_finite(c.data(), opt_.nlist * d) == opt_.nlist * d,
+                 "corrupt index file: IVFCENT holds a non-finite centroid");
+      ANNX_CHECK(FormatError, first_oversized_row(c.data(), opt_.nlist, d) == opt_.nlist,
+                 "corrupt index file: IVFCENT holds a centroid beyond annx's range (2^62)");
       coarse_ = CentroidTable(c.data(), opt_.nlist, d, is_similarity(metric_));
       if (opt_.hnsw_m > 0) {
         // The graph train() builds: HNSW<M>, F32, over the centroids with ids 0..nlist-1
@@ -1067,6 +1069,16 @@ void IvfIndex::read_impl(const io::ContainerReader& r, const io::Manifest& m, si
       load_section_array(r, "PQCB", pq_.M() * pq_.ksub() * pq_.dsub(), cb);
       pq_.set_codebooks(
           std::vector<float>(cb.data(), cb.data() + pq_.M() * pq_.ksub() * pq_.dsub()));
+      // The largest reconstruction must stay within annx's range (finite distances).
+      double worst = 0;
+      for (size_t mi = 0; mi < pq_.M(); ++mi) {
+        double w = 0;
+        for (size_t k = 0; k < pq_.ksub(); ++k)
+          w = std::max(w, norm2_f64(cb.data() + (mi * pq_.ksub() + k) * pq_.dsub(), pq_.dsub()));
+        worst += w;
+      }
+      ANNX_CHECK(FormatError, worst <= kMaxNorm2,
+                 "corrupt index file: PQCB codewords decode beyond annx's range (2^62)");
     }
   }
   read_codec_sections(r, m, vcodec_);

@@ -7,6 +7,7 @@
 #include <mutex>
 
 #include "annx/common/error.h"
+#include "annx/common/finite.h"
 #include "annx/common/thread_pool.h"
 #include "annx/index/section_array.h"
 #include "annx/io/container.h"
@@ -341,6 +342,15 @@ void LeanVecIndex::read_impl(const io::ContainerReader& r, const io::Manifest& m
     load_section_array(r, "LVMEAN", D, mean);
     load_section_array(r, "LVDATA", D * dd, data);
     load_section_array(r, "LVQUERY", D * dd, query);
+    // What fit() produces: a mean within annx's range and matrices of spectral norm <= 1
+    // (orthonormal columns for ID, the OOD solver's constraint); Frobenius^2 <= D bounds
+    // that loosely, and keeps projections of in-range vectors finite.
+    ANNX_CHECK(FormatError, first_oversized_row(mean.data(), 1, D) == 1,
+               "corrupt index file: LVMEAN is beyond annx's range (2^62)");
+    for (const auto* mat : {&data, &query})
+      ANNX_CHECK(FormatError, norm2_f64(mat->data(), D * dd) <= 1.01 * static_cast<double>(dd),
+                 "corrupt index file: LVDATA/LVQUERY are not projections (Frobenius norm^2 ",
+                 norm2_f64(mat->data(), D * dd), " > target_dim ", dd, ")");
     try {
       transform_.set(mean.data(), data.data(), query.data());
     } catch (const InvalidArgument& e) {

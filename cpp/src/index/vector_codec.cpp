@@ -6,6 +6,7 @@
 
 #include "annx/common/error.h"
 #include "annx/common/finite.h"
+#include "annx/simd/half.h"
 
 namespace annx {
 
@@ -43,34 +44,35 @@ const std::vector<CodecKind>& all_codec_kinds() {
   return kinds;
 }
 
-size_t VectorCodec::first_non_finite_code(const uint8_t* codes, size_t n, size_t stride) const {
+size_t VectorCodec::first_invalid_code(const uint8_t* codes, size_t n, size_t stride) const {
   const size_t d = static_cast<size_t>(d_);
-  size_t floats = 0, halves = 0;  // leading values of each code to check
-  uint16_t mask = kF16ExpMask;
-  if (const int L = levels()) {
-    floats = size_t(L) + 1;  // level scales, then |x^|^2
-  } else if (kind_ == CodecKind::F32) {
-    floats = d;
-  } else if (kind_ == CodecKind::F16 || kind_ == CodecKind::BF16) {
-    halves = d;
-    mask = kind_ == CodecKind::F16 ? kF16ExpMask : kBF16ExpMask;
-  }
-  if (floats == 0 && halves == 0) return n;  // SQ8: bytes, always valid
-  if (stride == code_size() && floats == d && kind_ == CodecKind::F32) {
-    const size_t bad = first_non_finite(reinterpret_cast<const float*>(codes), n * d);
-    return bad == n * d ? n : bad / d;
-  }
-  std::vector<float> f(floats);
-  std::vector<uint16_t> h(halves);
+  if (kind_ == CodecKind::SQ8) return n;
+  std::vector<float> row(d);
   for (size_t i = 0; i < n; ++i) {
     const uint8_t* c = codes + i * stride;
-    if (floats) {
-      std::memcpy(f.data(), c, floats * 4);  // codes need not be float-aligned
-      if (first_non_finite(f.data(), floats) != floats) return i;
-    } else {
-      std::memcpy(h.data(), c, halves * 2);
-      if (first_non_finite_half(h.data(), halves, mask) != halves) return i;
+    if (const int L = levels()) {
+      // Level scales, then |x^|^2; |x^| <= sqrt(d) * sum_t |alpha_t|.
+      float f[kMaxBinaryLevels + 1];
+      std::memcpy(f, c, (size_t(L) + 1) * 4);  // codes need not be float-aligned
+      if (first_non_finite(f, size_t(L) + 1) != size_t(L) + 1) return i;
+      double a = 0;
+      for (int t = 0; t < L; ++t) a += std::fabs(double{f[t]});
+      if (a * a * static_cast<double>(d) > kMaxNorm2 || f[L] < 0 || f[L] > kMaxNorm2) return i;
+      continue;
     }
+    if (kind_ == CodecKind::F32) {
+      std::memcpy(row.data(), c, d * 4);
+    } else {
+      const bool f16 = kind_ == CodecKind::F16;
+      for (size_t j = 0; j < d; ++j) {
+        uint16_t h;
+        std::memcpy(&h, c + 2 * j, 2);
+        if ((h & (f16 ? kF16ExpMask : kBF16ExpMask)) == (f16 ? kF16ExpMask : kBF16ExpMask))
+          return i;
+        row[j] = f16 ? simd::f16_to_f32_scalar(h) : simd::bf16_to_f32_scalar(h);
+      }
+    }
+    if (first_non_finite(row.data(), d) != d || norm2_f64(row.data(), d) > kMaxNorm2) return i;
   }
   return n;
 }

@@ -42,4 +42,23 @@ inline size_t first_non_finite_half(const uint16_t* x, size_t n, uint16_t exp_ma
   return n;
 }
 
+/// Largest squared norm of a vector annx stores or searches with (|x| <= 2^62, about
+/// 4.6e18): squared distances and inner products of two such vectors, at most
+/// (|q| + |x|)^2 <= 2^126, stay finite in float32. Larger finite input is refused.
+inline constexpr double kMaxNorm2 = 0x1p124;
+
+/// Squared norm of x[0, d) in double (no overflow or underflow for float input).
+inline double norm2_f64(const float* x, size_t d) {
+  double s = 0;
+  for (size_t j = 0; j < d; ++j) s += double{x[j]} * x[j];
+  return s;
+}
+
+/// Index of the first of n rows of d floats whose squared norm exceeds kMaxNorm2, or n.
+inline size_t first_oversized_row(const float* x, size_t n, size_t d) {
+  for (size_t i = 0; i < n; ++i)
+    if (norm2_f64(x + i * d, d) > kMaxNorm2) return i;
+  return n;
+}
+
 }  // namespace annx

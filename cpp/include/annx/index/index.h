@@ -186,7 +186,7 @@ class Index {
                                   VectorCodec& codec);
 
   /// Throws FormatError naming `tag` if any of n loaded codes (`stride` bytes apart) holds
-  /// a non-finite value.
+  /// a non-finite value or decodes to a norm beyond kMaxNorm2 (finite.h).
   static void check_codes_finite(const VectorCodec& codec, const uint8_t* codes, size_t n,
                                  size_t stride, const char* tag);
 

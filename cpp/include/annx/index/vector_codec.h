@@ -82,10 +82,11 @@ class VectorCodec {
   /// Binary codecs: the reconstruction x^ = sum_t alpha_t s_t.
   void decode(const uint8_t* codes, size_t n, float* x) const;
 
-  /// Index of the first of n codes (`stride` bytes apart) holding a non-finite value (F32,
-  /// F16, BF16 components; a binary code's level scales and norm), or n when all are
-  /// finite. Loaders use it: a file's codes are not trusted to be what encode() wrote.
-  size_t first_non_finite_code(const uint8_t* codes, size_t n, size_t stride) const;
+  /// Index of the first of n codes (`stride` bytes apart) that encode() could not have
+  /// written: a non-finite value (F32, F16, BF16 components; a binary code's level scales
+  /// and norm) or a decoded norm beyond kMaxNorm2 (finite.h); n when all are valid. SQ8
+  /// codes are bytes (its parameters are checked instead). For loaders.
+  size_t first_invalid_code(const uint8_t* codes, size_t n, size_t stride) const;
 
   /// Prepares `q` (d floats, already normalised for cosine) for `metric`.
   PreparedQuery prepare(const float* q, Metric metric) const;
