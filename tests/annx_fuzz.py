@@ -477,7 +477,7 @@ class Mutator:
         if tags & (set(INT_SECTIONS) - {"IDS", "MVIDS"}) or "HNSWL0" in tags:
             fam.append("structure_int")
         if tags & set(NESTED):
-            fam += ["nested", "nest_self", "nest_deep", "nest_foreign"]
+            fam += ["nested", "nested_ids", "nest_self", "nest_deep", "nest_foreign"]
         return fam
 
     def mutate(
@@ -756,6 +756,31 @@ class Mutator:
         data = new if isinstance(new, bytes) else build(new)
         return replace(secs, tag, data), f"{tag}: {what}"
 
+    def _m_nested_ids(self, secs, rng, depth):
+        """Ids of the nested index (IVF coarse graph: list numbers) out of range etc."""
+        tag = self._nested_tag(secs)
+        try:
+            isecs = parse(get(secs, tag))
+        except (ValueError, struct.error):
+            return self._m_flip(secs, rng, depth)
+        ids = get(isecs, "IDS")
+        if not ids:
+            return self._m_nested(secs, rng, depth)
+        a = np.frombuffer(ids, dtype="<i8").copy()
+        j = int(rng.integers(a.size))
+        n = a.size
+        vals = [n, n + 1, n + 1000, 2**31, 2**32, -1, -2, 2**63 - 1, int(a[(j + 1) % n])]
+        v = vals[int(rng.integers(len(vals)))]
+        a[j] = v
+        new = replace(isecs, "IDS", a.tobytes())
+        if rng.random() < 0.5:  # keep the inner manifest's max_id consistent with the ids
+            kv = parse_manifest(get(isecs, "MANIFEST") or b"")
+            for e in kv:
+                if e[0] == "max_id":
+                    e[1] = str(max(int(a.max()), int(e[1])))
+            new = replace(new, "MANIFEST", format_manifest(kv))
+        return replace(secs, tag, build(new)), f"{tag}: inner IDS[{j}]={v}"
+
     def _m_nest_self(self, secs, rng, depth):
         tag = self._nested_tag(secs)
         return replace(secs, tag, build(secs)), f"{tag} holds the file itself"
@@ -1001,6 +1026,9 @@ def child_main(case_file: str) -> int:
         except (ValueError, OSError):
             pass
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    import faulthandler
+
+    faulthandler.enable()  # a crash prints the Python stack to stderr
     import annx
 
     annx.set_num_threads(2)
@@ -1134,15 +1162,19 @@ def run_batch(
             ]
             if err:
                 what += f" ({err[0].strip()[:150]})"
+            fatal = [ln for ln in proc.stderr.splitlines() if "Fatal Python error" in ln]
+            if fatal and not err:
+                what += f" ({fatal[0].strip()[:150]})"
             results[started] = Outcome(started, c.kind, c.mutation, "FAIL", what)
         elif proc.returncode not in (0, 3):
             # Died between cases (should not happen): report the whole remainder once.
             i = next((j for j in todo if j not in results), None)
             if i is not None:
                 c = by_i[i]
+                tail = " | ".join(proc.stderr.strip().splitlines()[-6:])
                 results[i] = Outcome(
                     i, c.kind, c.mutation, "FAIL",
-                    f"child died (status {proc.returncode}): {proc.stderr[-300:]}",
+                    f"child died before starting this case (status {proc.returncode}): {tail}",
                 )  # fmt: skip
         todo = [i for i in todo if i not in results]
     for p in files.values():
