@@ -26,7 +26,7 @@ import annx
 
 RTOL = 2e-4  # float32 arithmetic over d <= 48 terms, relative to the distance scale
 DENORMAL = 1.5e-45  # spacing of float32 numbers below 2**-126: products that underflow
-EXAMPLES = 25
+EXAMPLES = 100
 # No shrinking: a failing example is reported as drawn (its description names the data),
 # which keeps a failing run as short as a passing one.
 PHASES = (Phase.explicit, Phase.reuse, Phase.generate)
@@ -201,14 +201,25 @@ def test_flat_f32_search_exact(data, k: int) -> None:
     _searches(index, x, q, metric, k, desc)
 
 
+@pytest.mark.filterwarnings("ignore:training .* on .* vectors")
 @settings(max_examples=EXAMPLES // 2, deadline=None, phases=PHASES)
-@given(data=datasets(metric_choices=("cos",), tiny_norms=True), k=st.integers(1, 20))
-def test_flat_f32_cos_tiny_norms_exact(data, k: int) -> None:
+@given(
+    data=datasets(metric_choices=("cos",), max_n=300, tiny_norms=True),
+    spec=st.sampled_from(["Flat", "Flat,SQ8,Refine(F32)", "IVF4,SQ8,Refine(F32)"]),
+    k=st.integers(1, 20),
+)
+def test_cos_tiny_norms_exact(data, spec: str, k: int) -> None:
     """Cosine normalisation of vectors with norms 1e-39 .. 1e-30 stays finite and exact."""
     x, q, metric, desc = data
-    index = annx.index_factory(x.shape[1], "Flat", metric)
+    if x.shape[0] < 40:
+        x = np.concatenate([x] * (40 // x.shape[0] + 1))  # enough rows to train
+    index = annx.index_factory(x.shape[1], spec, metric)
+    index.train(x)
     index.add(x)
-    _searches(index, x, q, metric, k, desc)
+    params = {} if spec == "Flat" else {"rerank": len(x)}
+    if spec.startswith("IVF"):
+        params["nprobe"] = index.nlist
+    _searches(index, x, q, metric, k, f"{spec} {desc}", **params)
 
 
 @settings(max_examples=EXAMPLES, deadline=None, phases=PHASES)
@@ -236,6 +247,7 @@ REFINE_SPECS = ["Flat,SQ8,Refine(F32)", "Flat,BEBR2,Refine(F32)", "IVF4,SQ8,Refi
                 "PQ2x4fs,Refine(F32)"]  # fmt: skip
 
 
+@pytest.mark.filterwarnings("ignore:training .* on .* vectors")
 @settings(max_examples=EXAMPLES, deadline=None, phases=PHASES)
 @given(
     data=datasets(max_n=300, max_nq=120),
@@ -246,6 +258,8 @@ def test_refine_f32_rerank_all_is_exact(data, spec: str, k: int) -> None:
     x, q, metric, desc = data
     if x.shape[0] < 40:
         x = np.concatenate([x] * (40 // x.shape[0] + 1))  # enough rows to train
+    if x.shape[1] == 1:
+        spec = spec.replace("PQ2x4fs", "PQ1x4fs")
     index = annx.index_factory(x.shape[1], spec, metric)
     index.train(x)
     index.add(x)
