@@ -435,6 +435,14 @@ EXTREME_STR = [
 ]
 
 
+# Manifest keys that size allocations.
+BOMB_KEYS = (
+    "d", "ntotal", "nslots", "max_id", "nlist", "hnsw_m", "hnsw_block", "hnsw_max_level",
+    "hnsw_entry", "target_dim", "fde_k_sim", "fde_d_proj", "fde_reps", "fde_final_dim",
+    "ntokens",
+)  # fmt: skip
+
+
 def _pack_int(fmt: str, v: int) -> bytes:
     lim = {"q": (-(2**63), 2**63 - 1), "Q": (0, 2**64 - 1), "I": (0, 2**32 - 1), "B": (0, 255)}
     lo, hi = lim[fmt]
@@ -469,7 +477,8 @@ class Mutator:
         """Mutation families that apply to a parsed file."""
         tags = {t for t, _ in secs}
         man = manifest_dict(secs)
-        fam = ["manifest_int", "manifest_value", "count", "swap", "flip", "container"]
+        fam = ["manifest_int", "manifest_bomb", "manifest_value", "count", "swap", "flip"]
+        fam.append("container")
         if tags & {"IDS", "MVIDS"}:
             fam.append("ids")
         if any(float_slots(t, b, man)[1] for t, b in secs):
@@ -499,6 +508,28 @@ class Mutator:
         key = kv[i][0]
         kv[i] = [key, new]
         return replace(secs, "MANIFEST", format_manifest(kv)), f"manifest {key}={new}"
+
+    def _m_manifest_bomb(self, secs, rng, depth):
+        """Sizes that pass a plain range check but would allocate far beyond the file."""
+        kv = parse_manifest(get(secs, "MANIFEST") or b"")
+        keys = [k for k, _ in kv]
+        big = ["65536", "1048576", "16777216", "2147483647", "1099511627776"]
+        cands = [k for k in BOMB_KEYS if k in keys]
+        if "spec" in keys:
+            cands.append("spec")
+        key = cands[int(rng.integers(len(cands)))]
+        v = big[int(rng.integers(len(big)))]
+        i = keys.index(key)
+        if key == "spec":
+            spec = kv[i][1]
+            nums = list(re.finditer(r"(IVF|HNSW|PQ|LeanVec|BEBR)(\d+)", spec))
+            if not nums:
+                return self._m_manifest_int(secs, rng, depth)
+            m = nums[int(rng.integers(len(nums)))]
+            kv[i][1] = spec[: m.start(2)] + v + spec[m.end(2) :]
+        else:
+            kv[i][1] = v
+        return replace(secs, "MANIFEST", format_manifest(kv)), f"manifest {key}={kv[i][1]}"
 
     def _m_manifest_value(self, secs, rng, depth):
         kv = parse_manifest(get(secs, "MANIFEST") or b"")

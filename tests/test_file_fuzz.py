@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import annx_fuzz as F
@@ -117,9 +118,10 @@ def _run_children(jobs: list[tuple[str, tuple[str, ...]]], timeout: float) -> li
         for script, args in jobs
     ]
     out = []
+    deadline = time.monotonic() + timeout  # the children run at the same time
     for p in procs:
         try:
-            so, se = p.communicate(timeout=timeout)
+            so, se = p.communicate(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             p.kill()
             p.communicate()
