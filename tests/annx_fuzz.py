@@ -603,6 +603,13 @@ class Mutator:
         elif r == 1:
             a[j] = -1
             what = f"{tag}[{j}]=-1"
+            if tag == "IDS" and rng.random() < 0.6:  # a hole with a matching live count
+                kv = parse_manifest(get(secs, "MANIFEST") or b"")
+                for e in kv:
+                    if e[0] == "ntotal" and re.fullmatch(r"\d+", e[1]):
+                        e[1] = str(max(int(e[1]) - 1, 0))
+                secs = replace(secs, "MANIFEST", format_manifest(kv))
+                what += " and ntotal-1"
         elif r == 2:
             a[j] = int(a.max()) + 1
             what = f"{tag}[{j}]=max+1"
@@ -1049,20 +1056,20 @@ def _run_one(entry: dict, rng: np.random.Generator) -> tuple[str, str]:
 
 def child_main(case_file: str) -> int:
     """Run the cases listed in ``case_file`` (JSON), reporting on stdout line by line."""
+    import faulthandler
     import resource
 
+    faulthandler.enable()  # a crash prints the Python stack to stderr
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    import annx
+
+    annx.set_num_threads(2)
+    # The cap comes after the imports and the thread pool: only the cases run under it.
     if not _under_sanitizer():
         try:
             resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
         except (ValueError, OSError):
             pass
-    signal.signal(signal.SIGALRM, signal.SIG_DFL)
-    import faulthandler
-
-    faulthandler.enable()  # a crash prints the Python stack to stderr
-    import annx
-
-    annx.set_num_threads(2)
     entries = json.loads(Path(case_file).read_text())
     timeout = int(entries["timeout"])
     out = sys.stdout
@@ -1125,6 +1132,7 @@ def _child_env() -> dict[str, str]:
     pkg_parent = str(Path(annx.__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join([pkg_parent] + [p for p in [env.get("PYTHONPATH")] if p])
     env.setdefault("OMP_NUM_THREADS", "2")
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")
     return env
 
 
@@ -1160,13 +1168,17 @@ def run_batch(
         }
         jf = workdir / f"batch{todo[0]}.json"
         jf.write_text(json.dumps(spec))
-        proc = subprocess.run(
-            [sys.executable, str(Path(__file__).resolve()), "--child", str(jf)],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=timeout * len(todo) + 120,
-        )
+        try:
+            proc = subprocess.run(
+                [sys.executable, str(Path(__file__).resolve()), "--child", str(jf)],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=timeout * len(todo) + 120,
+            )
+        except subprocess.TimeoutExpired as e:  # the alarm did not fire: a hard hang
+            so = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+            proc = subprocess.CompletedProcess(e.cmd, -signal.SIGALRM, so, "")
         started = None
         for line in proc.stdout.splitlines():
             parts = line.split(" ", 3)
