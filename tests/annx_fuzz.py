@@ -1007,12 +1007,12 @@ def _exercise_mv(mv, rng: np.random.Generator) -> str | None:
     return None
 
 
-def _run_one(entry: dict, rng: np.random.Generator) -> tuple[str, str]:
-    """(status, detail): status 'refused', 'ok' or 'FAIL'."""
+def _load_and_check(
+    loader: str, opener: str, path: str, data: bytes, rng: np.random.Generator
+) -> tuple[str, str]:
+    """(status, detail) of loading one file one way: 'refused', 'ok' or 'FAIL'."""
     import annx
 
-    path, loader, opener = entry["path"], entry["loader"], entry["opener"]
-    data = Path(path).read_bytes()
     try:
         if loader == "mv":
             obj = (
@@ -1052,6 +1052,26 @@ def _run_one(entry: dict, rng: np.random.Generator) -> tuple[str, str]:
     if msg:
         return "FAIL", f"loaded; {msg}"
     return "ok", ""
+
+
+def _run_one(entry: dict, rng: np.random.Generator) -> tuple[str, str]:
+    """Load the case with its own loader, then with the other kind's loader.
+
+    ``annx.load`` must refuse a multi-vector file (or load it into a sound index, if a
+    mutation made it a single-vector one) and ``MultiVectorIndex.load`` a single-vector
+    file.
+    """
+    path, loader, opener = entry["path"], entry["loader"], entry["opener"]
+    data = Path(path).read_bytes()
+    status, detail = _load_and_check(loader, opener, path, data, rng)
+    if status == "FAIL":
+        return status, detail
+    other = "index" if loader == "mv" else "mv"
+    s2, d2 = _load_and_check(other, "bytes", path, data, rng)
+    if s2 == "FAIL":
+        name = "annx.from_bytes" if other == "index" else "MultiVectorIndex.from_bytes"
+        return s2, f"{name}: {d2}"
+    return status, detail
 
 
 def child_main(case_file: str) -> int:
