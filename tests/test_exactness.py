@@ -192,7 +192,7 @@ def _searches(index, x, q, metric, k, desc, **params) -> None:
 
 
 # ------------------------------------------------------------------- Flat F32
-@settings(max_examples=EXAMPLES, deadline=None, phases=PHASES)
+@settings(max_examples=EXAMPLES, deadline=None, phases=PHASES, derandomize=True)
 @given(data=datasets(), k=st.integers(1, 20))
 def test_flat_f32_search_exact(data, k: int) -> None:
     x, q, metric, desc = data
@@ -202,7 +202,7 @@ def test_flat_f32_search_exact(data, k: int) -> None:
 
 
 @pytest.mark.filterwarnings("ignore:training .* on .* vectors")
-@settings(max_examples=EXAMPLES // 2, deadline=None, phases=PHASES)
+@settings(max_examples=EXAMPLES // 2, deadline=None, phases=PHASES, derandomize=True)
 @given(
     data=datasets(metric_choices=("cos",), max_n=300, tiny_norms=True),
     spec=st.sampled_from(["Flat", "Flat,SQ8,Refine(F32)", "IVF4,SQ8,Refine(F32)"]),
@@ -222,7 +222,7 @@ def test_cos_tiny_norms_exact(data, spec: str, k: int) -> None:
     _searches(index, x, q, metric, k, f"{spec} {desc}", **params)
 
 
-@settings(max_examples=EXAMPLES, deadline=None, phases=PHASES)
+@settings(max_examples=EXAMPLES, deadline=None, phases=PHASES, derandomize=True)
 @given(data=datasets(max_nq=300), frac=st.floats(0.05, 0.6))
 def test_flat_f32_range_search_exact(data, frac: float) -> None:
     x, q, metric, desc = data
@@ -248,7 +248,7 @@ REFINE_SPECS = ["Flat,SQ8,Refine(F32)", "Flat,BEBR2,Refine(F32)", "IVF4,SQ8,Refi
 
 
 @pytest.mark.filterwarnings("ignore:training .* on .* vectors")
-@settings(max_examples=EXAMPLES, deadline=None, phases=PHASES)
+@settings(max_examples=EXAMPLES, deadline=None, phases=PHASES, derandomize=True)
 @given(
     data=datasets(max_n=300, max_nq=120),
     spec=st.sampled_from(REFINE_SPECS),
@@ -270,7 +270,7 @@ def test_refine_f32_rerank_all_is_exact(data, spec: str, k: int) -> None:
 
 
 # ------------------------------------------------------------------ Chamfer
-@settings(max_examples=EXAMPLES, deadline=None, phases=PHASES)
+@settings(max_examples=EXAMPLES, deadline=None, phases=PHASES, derandomize=True)
 @given(data=datasets(metric_choices=("ip",), max_n=400, max_nq=40), ndocs=st.integers(1, 60))
 def test_chamfer_exact(data, ndocs: int) -> None:
     x, q, _metric, desc = data
@@ -297,7 +297,7 @@ def test_chamfer_exact(data, ndocs: int) -> None:
 
 
 # ------------------------------------------------------------------ Hamming
-@settings(max_examples=EXAMPLES, deadline=None, phases=PHASES)
+@settings(max_examples=EXAMPLES, deadline=None, phases=PHASES, derandomize=True)
 @given(
     n=st.integers(1, 600),
     nbytes=st.integers(1, 64),
