@@ -487,6 +487,8 @@ class Mutator:
             fam.append("structure_int")
         if tags & set(NESTED):
             fam += ["nested", "nested_ids", "nest_self", "nest_deep", "nest_foreign"]
+            if "IVFHNSW" in tags:  # coarse-graph ids are list numbers: weigh them up
+                fam += ["nested_ids", "nested_ids"]
         return fam
 
     def mutate(
