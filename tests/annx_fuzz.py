@@ -215,7 +215,7 @@ def build_seeds(quick: bool = False) -> list[Seed]:
             idx.train(xt, q_ood)
         elif not idx.is_trained:
             idx.train(xt)
-        idx.add(x)
+        idx.add(x, threads=1)  # one thread: the same graph on every machine
         if remove:
             idx.remove([3, 17])
         out.append(Seed(f"{spec}/{metric}{'/holes' if remove else ''}", "index", idx.to_bytes()))
@@ -273,7 +273,7 @@ def build_seeds(quick: bool = False) -> list[Seed]:
     codes = g.integers(0, 256, (n, 8), dtype=np.uint8)
     for spec in ("BIN", "HNSW4,BIN"):
         b = annx.index_factory(64, spec, metric="hamming")
-        b.add(codes)
+        b.add(codes, threads=1)
         out.append(Seed(f"Binary:{spec}", "binary", b.to_bytes()))
     # Multi-vector indexes.
     docs = [g.standard_normal((int(g.integers(1, 5)), d)).astype(np.float32) for _ in range(20)]
@@ -285,7 +285,7 @@ def build_seeds(quick: bool = False) -> list[Seed]:
         mv = annx.MultiVectorIndex(d, spec, fde=fde, tokens=tokens)
         if not mv.is_trained:
             mv.train(docs)
-        mv.add(docs)
+        mv.add(docs, threads=1)
         out.append(Seed(f"MultiVector:{spec}/{tokens}", "mv", mv.to_bytes()))
     return out
 
