@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "annx/common/error.h"
+#include "annx/common/finite.h"
 #include "annx/common/thread_pool.h"
 #include "annx/common/topk.h"
 #include "annx/index/section_array.h"
@@ -366,17 +367,21 @@ void FlatIndex::read_impl(const io::ContainerReader& r, const io::Manifest& m, s
   ANNX_CHECK(FormatError, ntotal <= r.blob()->size() / codec_.code_size() + 1,
              "corrupt index file: ntotal = ", ntotal, " does not fit in the file");
   load_section_array(r, "CODES", ntotal * codec_.code_size(), codes_);
-  check_codes_finite(codec_, codes_.data(), ntotal, codec_.code_size(), "CODES");
-  if (use_norms()) {
-    // The norms are derived data: recomputed (as add does) rather than trusted, since the
-    // blocked search's exactness proof depends on them.
-    load_section_array(r, "NORMS", ntotal, norms_);
-    const auto& K = simd::kernels();
-    const int ip = static_cast<int>(simd::DistKind::IP_F32);
-    const float* x = reinterpret_cast<const float*>(codes_.data());
-    const size_t d = static_cast<size_t>(d_);
-    auto& norms = norms_.mut();
-    for (size_t i = 0; i < ntotal; ++i) norms[i] = K.one[ip](x + i * d, x + i * d, d, nullptr);
+  if (!use_norms()) {
+    check_codes_finite(codec_, codes_.data(), ntotal, codec_.code_size(), "CODES");
+    return;
+  }
+  // The norms are derived data: recomputed (as add does) rather than trusted, since the
+  // blocked search's exactness proof depends on them; the same pass checks the rows.
+  load_section_array(r, "NORMS", ntotal, norms_);
+  const auto ip = simd::kernels().one[static_cast<int>(simd::DistKind::IP_F32)];
+  const float* x = reinterpret_cast<const float*>(codes_.data());
+  const size_t d = static_cast<size_t>(d_);
+  auto& norms = norms_.mut();
+  for (size_t i = 0; i < ntotal; ++i) {
+    norms[i] = ip(x + i * d, x + i * d, d, nullptr);
+    ANNX_CHECK(FormatError, row_in_range(x + i * d, d, norms[i]), "corrupt index file: CODES row ",
+               i, " holds a non-finite value or a norm beyond annx's range (2^62)");
   }
 }
 

@@ -14,6 +14,7 @@
 #include "annx/index/section_array.h"
 #include "annx/io/container.h"
 #include "annx/simd/isa.h"
+#include "annx/simd/kernels.h"
 
 #ifndef ANNX_VERSION
 #define ANNX_VERSION "0.0.0"
@@ -57,11 +58,14 @@ const float* Index::prepare_input(const float* x, size_t n, const char* what,
   ANNX_CHECK(InvalidArgument, bad == n * d, what, " contains a non-finite value (",
              bad < n * d ? x[bad] : 0.f, ") at row ", bad / d, ", column ", bad % d);
   if (metric_ != Metric::Cosine) {
-    const size_t big = first_oversized_row(x, n, d);
-    ANNX_CHECK(InvalidArgument, big == n, what, " row ", big, " has norm ",
-               std::sqrt(big < n ? norm2_f64(x + big * d, d) : 0.0),
-               ", beyond annx's range (norms up to 2^62 ~ 4.6e18, so that squared distances "
-               "fit in float32)");
+    const auto ip = simd::kernels().one[static_cast<int>(simd::DistKind::IP_F32)];
+    for (size_t i = 0; i < n; ++i) {
+      const float* r = x + i * d;
+      ANNX_CHECK(InvalidArgument, row_in_range(r, d, ip(r, r, d, nullptr)), what, " row ", i,
+                 " has norm ", std::sqrt(norm2_f64(r, d)),
+                 ", beyond annx's range (norms up to 2^62 ~ 4.6e18, so that squared distances "
+                 "fit in float32)");
+    }
     return x;
   }
   buf.assign(x, x + n * d);

@@ -6,7 +6,6 @@
 
 #include "annx/common/error.h"
 #include "annx/common/finite.h"
-#include "annx/simd/half.h"
 
 namespace annx {
 
@@ -47,32 +46,31 @@ const std::vector<CodecKind>& all_codec_kinds() {
 size_t VectorCodec::first_invalid_code(const uint8_t* codes, size_t n, size_t stride) const {
   const size_t d = static_cast<size_t>(d_);
   if (kind_ == CodecKind::SQ8) return n;
-  std::vector<float> row(d);
-  for (size_t i = 0; i < n; ++i) {
-    const uint8_t* c = codes + i * stride;
-    if (const int L = levels()) {
+  if (const int L = levels()) {
+    for (size_t i = 0; i < n; ++i) {
       // Level scales, then |x^|^2; |x^| <= sqrt(d) * sum_t |alpha_t|.
       float f[kMaxBinaryLevels + 1];
-      std::memcpy(f, c, (size_t(L) + 1) * 4);  // codes need not be float-aligned
+      std::memcpy(f, codes + i * stride, (size_t(L) + 1) * 4);  // need not be float-aligned
       if (first_non_finite(f, size_t(L) + 1) != size_t(L) + 1) return i;
       double a = 0;
       for (int t = 0; t < L; ++t) a += std::fabs(double{f[t]});
       if (a * a * static_cast<double>(d) > kMaxNorm2 || f[L] < 0 || f[L] > kMaxNorm2) return i;
-      continue;
     }
-    if (kind_ == CodecKind::F32) {
-      std::memcpy(row.data(), c, d * 4);
-    } else {
-      const bool f16 = kind_ == CodecKind::F16;
-      for (size_t j = 0; j < d; ++j) {
-        uint16_t h;
-        std::memcpy(&h, c + 2 * j, 2);
-        if ((h & (f16 ? kF16ExpMask : kBF16ExpMask)) == (f16 ? kF16ExpMask : kBF16ExpMask))
-          return i;
-        row[j] = f16 ? simd::f16_to_f32_scalar(h) : simd::bf16_to_f32_scalar(h);
-      }
+    return n;
+  }
+  // Float codecs: one SIMD squared norm per row screens finiteness and range together.
+  const auto& K = simd::kernels();
+  const auto ip = K.one[static_cast<int>(simd::DistKind::IP_F32)];
+  std::vector<float> row(kind_ == CodecKind::F32 ? 0 : d);
+  for (size_t i = 0; i < n; ++i) {
+    const uint8_t* c = codes + i * stride;
+    const float* x = reinterpret_cast<const float*>(c);
+    if (kind_ != CodecKind::F32) {
+      const auto* h = reinterpret_cast<const uint16_t*>(c);
+      (kind_ == CodecKind::F16 ? K.f16_to_f32 : K.bf16_to_f32)(h, row.data(), d);
+      x = row.data();
     }
-    if (first_non_finite(row.data(), d) != d || norm2_f64(row.data(), d) > kMaxNorm2) return i;
+    if (!row_in_range(x, d, ip(x, x, d, nullptr))) return i;
   }
   return n;
 }

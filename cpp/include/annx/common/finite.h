@@ -54,10 +54,21 @@ inline double norm2_f64(const float* x, size_t d) {
   return s;
 }
 
-/// Index of the first of n rows of d floats whose squared norm exceeds kMaxNorm2, or n.
+/// Whether row x[0, d) is finite with squared norm <= kMaxNorm2, given `fast_norm2`, its
+/// squared norm in float by any summation order (NaN or inf for a non-finite row). Far
+/// below the limit the float value decides (its error is far under 1 %); near it, or for
+/// NaN / inf, the row is checked exactly in double, so every caller agrees on every row.
+inline bool row_in_range(const float* x, size_t d, float fast_norm2) {
+  if (fast_norm2 <= 0x1p123f) return true;  // false for NaN
+  return first_non_finite(x, d) == d && norm2_f64(x, d) <= kMaxNorm2;
+}
+
+/// Index of the first of n rows of d floats whose squared norm exceeds kMaxNorm2 (or that
+/// is not finite), or n. Exact, in double; for small inputs (the kernels' version is in
+/// VectorCodec::first_invalid_code and Index::prepare_input).
 inline size_t first_oversized_row(const float* x, size_t n, size_t d) {
   for (size_t i = 0; i < n; ++i)
-    if (norm2_f64(x + i * d, d) > kMaxNorm2) return i;
+    if (!(norm2_f64(x + i * d, d) <= kMaxNorm2)) return i;
   return n;
 }
 
