@@ -77,7 +77,7 @@ class KNNTransformer(TransformerMixin, BaseEstimator):
         ef_search, nprobe, rerank: search parameters (``annx.Index.search``'s
             ``**params``); ``None`` leaves annx's default. They are named parameters,
             not ``**kwargs``, so that ``get_params``/``clone`` keep them.
-        ef_construction, seed: passed to :func:`annx.index_factory`.
+        ef_construction, seed: passed to :func:`annx.index_factory` when not ``None``.
         n_jobs: threads per call (``None``: annx's default; ``-1``: all).
 
     Attributes:
@@ -99,7 +99,7 @@ class KNNTransformer(TransformerMixin, BaseEstimator):
         nprobe: int | None = None,
         rerank: int | None = None,
         ef_construction: int | None = None,
-        seed: int | None = 0,
+        seed: int | None = None,
         n_jobs: int | None = None,
     ) -> None:
         self.n_neighbors = n_neighbors

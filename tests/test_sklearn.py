@@ -1,0 +1,111 @@
+"""annx.sklearn.KNNTransformer: scikit-learn's KNeighborsTransformer interface."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+sklearn = pytest.importorskip("sklearn")
+
+from sklearn.base import clone  # noqa: E402
+from sklearn.exceptions import NotFittedError  # noqa: E402
+from sklearn.manifold import TSNE, Isomap  # noqa: E402
+from sklearn.neighbors import KNeighborsTransformer  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.utils.estimator_checks import check_estimator  # noqa: E402
+
+import annx  # noqa: E402
+from annx.sklearn import KNNTransformer  # noqa: E402
+
+
+def data(n: int = 300, d: int = 12, seed: int = 0) -> np.ndarray:
+    g = np.random.default_rng(seed)
+    # anisotropic and offset, with a few exact duplicates
+    x = g.standard_normal((n, d)) * np.linspace(0.2, 3.0, d) + 5.0
+    x[-5:] = x[:5]
+    return x
+
+
+def test_check_estimator() -> None:
+    check_estimator(KNNTransformer(spec="Flat"))
+    check_estimator(KNNTransformer(n_neighbors=3, spec="HNSW16", ef_search=32))
+
+
+@pytest.mark.parametrize("mode", ["distance", "connectivity"])
+@pytest.mark.parametrize(
+    ("metric", "sk_metric"),
+    [("l2", "euclidean"), ("sqeuclidean", "sqeuclidean"), ("cos", "cosine")],
+)
+def test_flat_matches_kneighbors_transformer(mode: str, metric: str, sk_metric: str) -> None:
+    x = data()
+    q = data(40, seed=1)
+    ours = KNNTransformer(n_neighbors=6, mode=mode, spec="Flat", metric=metric).fit(x)
+    ref = KNeighborsTransformer(n_neighbors=6, mode=mode, metric=sk_metric).fit(x)
+    a, b = ours.transform(q), ref.transform(q)
+    assert a.shape == b.shape == (40, 300) and a.format == "csr"
+    assert (a.getnnz(axis=1) == b.getnnz(axis=1)).all()
+    # the same weights row by row; columns may differ only between float32 near-ties
+    for i in range(40):
+        ra, rb = a.getrow(i), b.getrow(i)
+        np.testing.assert_allclose(np.sort(ra.data), np.sort(rb.data), rtol=1e-4, atol=1e-4)
+    assert np.mean(np.isclose(a.toarray(), b.toarray(), rtol=1e-4, atol=1e-4)) > 0.999
+    # kneighbors with X=None excludes each point itself, as scikit-learn does
+    d1, i1 = ours.kneighbors(n_neighbors=4)
+    d2, i2 = ref.kneighbors(n_neighbors=4)
+    np.testing.assert_allclose(d1, d2, rtol=1e-4, atol=1e-4)
+    assert not (i1 == np.arange(300)[:, None]).any()
+    same = [len(set(p) & set(r)) / 4 for p, r in zip(i1, i2)]  # duplicates tie: sets
+    assert np.mean(same) > 0.99
+
+
+def test_hnsw_recall_and_search_params() -> None:
+    x = data(2000, 16)
+    exact = KNeighborsTransformer(n_neighbors=10).fit(x).kneighbors(x[:200], 10)[1]
+    t = KNNTransformer(n_neighbors=10, spec="HNSW16", ef_search=64).fit(x)
+    got = t.kneighbors(x[:200], 10)[1]
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, exact)])
+    assert recall >= 0.95
+    assert clone(t).get_params()["ef_search"] == 64
+    with pytest.raises(annx.InvalidArgumentError, match="nprobe"):
+        KNNTransformer(spec="HNSW16", nprobe=4).fit(x).transform(x[:2])
+
+
+def test_pipelines_into_isomap_and_tsne() -> None:
+    x = data(200, 8)
+    iso = make_pipeline(
+        KNNTransformer(n_neighbors=10, spec="HNSW16"), Isomap(n_neighbors=10, metric="precomputed")
+    )
+    emb = iso.fit_transform(x)
+    assert emb.shape == (200, 2) and np.isfinite(emb).all()
+    tsne = make_pipeline(
+        KNNTransformer(n_neighbors=16, spec="Flat"),
+        TSNE(metric="precomputed", perplexity=5, init="random", max_iter=250, random_state=0),
+    )
+    emb = tsne.fit_transform(x)
+    assert emb.shape == (200, 2) and np.isfinite(emb).all()
+
+
+def test_errors_and_pickling() -> None:
+    x = data(50, 4)
+    with pytest.raises(NotFittedError):
+        KNNTransformer().transform(x)
+    for kwargs, match in (
+        ({"n_neighbors": 0}, "n_neighbors"),
+        ({"mode": "weights"}, "mode"),
+        ({"metric": "ip"}, "metric"),
+        ({"metric": annx.METRIC_INNER_PRODUCT}, "METRIC_L2"),
+        ({"n_jobs": 0}, "n_jobs"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            KNNTransformer(**kwargs).fit(x)
+    with pytest.raises(annx.InvalidArgumentError, match="spec|token"):
+        KNNTransformer(spec="Nope").fit(x)
+    t = KNNTransformer(n_neighbors=3, metric=annx.METRIC_L2, n_jobs=-1).fit(x)
+    with pytest.raises(ValueError, match="n_neighbors <= n_samples_fit"):
+        t.kneighbors(x[:2], n_neighbors=51)
+    with pytest.raises(ValueError, match="features"):
+        t.transform(x[:, :3])
+    back = pickle.loads(pickle.dumps(t))
+    assert (back.transform(x) != t.transform(x)).nnz == 0
