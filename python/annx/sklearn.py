@@ -74,10 +74,13 @@ class KNNTransformer(TransformerMixin, BaseEstimator):
             is accepted), ``"sqeuclidean"`` (squared Euclidean) or ``"cos"`` /
             ``"cosine"`` (cosine distance ``1 - cos``). Graph weights must be
             distances, so ``"ip"`` is not offered.
-        ef_search, nprobe, rerank: search parameters (``annx.Index.search``'s
-            ``**params``); ``None`` leaves annx's default. They are named parameters,
-            not ``**kwargs``, so that ``get_params``/``clone`` keep them.
-        ef_construction, seed: passed to :func:`annx.index_factory` when not ``None``.
+        ef_search: HNSW search parameter (``annx.Index.search``'s ``**params``);
+            ``None`` leaves annx's default. The search parameters are named
+            parameters, not ``**kwargs``, so that ``get_params``/``clone`` keep them.
+        nprobe: IVF search parameter; ``None`` leaves annx's default.
+        rerank: ``Refine(...)`` search parameter; ``None`` leaves annx's default.
+        ef_construction: passed to :func:`annx.index_factory` when not ``None``.
+        seed: passed to :func:`annx.index_factory` when not ``None``.
         n_jobs: threads per call (``None``: annx's default; ``-1``: all).
 
     Attributes:
