@@ -8,6 +8,8 @@ from typing import Any, Callable
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import annx
 from annx._surface import IndexSurface, register_kind, registered_kinds
@@ -324,3 +326,78 @@ def test_load_and_from_bytes_bad_arguments(tmp_path: Any) -> None:
         annx.load(tmp_path / "junk")
     with pytest.raises(annx.FormatError):
         annx.read_info(tmp_path / "junk")
+
+
+# ------------------------------------------------------------------ hypothesis
+
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), st.integers(0, 9), st.booleans()),
+        st.tuples(st.just("remove"), st.integers(0, 5), st.booleans()),
+        st.tuples(st.just("reset"), st.just(0), st.just(False)),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(ops=_OPS, kind=st.sampled_from(["flat", "binary", "multivector"]))
+def test_ids_follow_a_model(ops: list[tuple[str, int, bool]], kind: str) -> None:
+    """add returns the ids a dict model predicts; remove/reset/remove_ids agree with it."""
+    factory, data = KINDS[kind]
+    index = factory()
+    live: set[int] = set()
+    next_id = 0
+    seed = 0
+    for op, n, flag in ops:
+        seed += 1
+        if op == "add":
+            x = data(n, seed)
+            if flag:  # explicit ids, above everything used so far
+                ids = np.arange(next_id + 5, next_id + 5 + n, dtype=np.int64)[::-1].copy()
+                got = index.add(x, ids=ids)
+                np.testing.assert_array_equal(got, ids)
+            else:
+                got = index.add(x)
+                assert got.tolist() == list(range(next_id, next_id + n))
+            live |= set(got.tolist())
+            if n:
+                next_id = max(next_id, int(got.max()) + 1)
+        elif op == "remove":
+            pick = sorted(live)[:n]
+            if flag:  # faiss's remove_ids skips absent ids
+                assert index.remove_ids(np.array(pick + [10**9], np.int64)) == len(pick)
+            elif pick:
+                assert index.remove(pick) == len(pick)
+            live -= set(pick)
+        else:
+            index.reset()
+            live.clear()
+        assert len(index) == len(live) and set(index.ids().tolist()) == live
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    nbytes=st.sampled_from([1, 2, 8, 16]),
+    n=st.integers(1, 150),
+    nq=st.integers(1, 4),
+    radius=st.integers(0, 130),
+    seed=st.integers(0, 2**16),
+)
+def test_binary_range_search_hypothesis(
+    nbytes: int, n: int, nq: int, radius: int, seed: int
+) -> None:
+    nbits = 8 * nbytes
+    radius = min(radius, nbits + 1)
+    g = np.random.default_rng(seed)
+    c = g.integers(0, 256, (n, nbytes), dtype=np.uint8)
+    c[n // 2 :] = c[: n - n // 2]  # duplicates
+    q = np.concatenate([c[:1], g.integers(0, 256, (nq, nbytes), dtype=np.uint8)])
+    b = annx.index_factory(nbits, "BIN", "hamming")
+    b.add(c)
+    lims, Dr, Ir = b.range_search(q, radius)
+    ham = np.unpackbits(q[:, None, :] ^ c[None, :, :], axis=2).sum(axis=2)
+    for i in range(len(q)):
+        got = sorted(zip(Dr[lims[i] : lims[i + 1]].tolist(), Ir[lims[i] : lims[i + 1]].tolist()))
+        want = sorted((int(ham[i, j]), j) for j in np.flatnonzero(ham[i] < radius))
+        assert got == want

@@ -369,7 +369,8 @@ class MultiVectorIndex(IndexSurface):
         """Train the inner index (IVF / PQ specs) on the FDEs of ``docs``.
 
         ``progress`` (``True`` or a ``callback(done, total)``) counts one unit, reported
-        when training is done (as for an index that runs no k-means).
+        as ``(1, 1)`` when training is done (as for an index that runs no k-means); the
+        training is then committed, so the callback's return value is ignored.
         """
         tokens, offsets = _as_sets(docs, "docs", self.d)
         reporter = None if progress is None or progress is False else _Reporter(
