@@ -222,6 +222,10 @@ def from_bytes(data: bytes | bytearray | memoryview, verify: bool = True) -> Any
     return _opener(kind, "bytes")._open_bytes(data, verify)
 
 
+# Pickles of every index class name the public ``annx.from_bytes``, not this module.
+from_bytes.__module__ = "annx"
+
+
 # ------------------------------------------------------------------------- mixin
 class IndexSurface:
     """Behaviour shared by every annx index class (see the module docstring).

@@ -15,6 +15,9 @@ from ._bits import CHUNK_ROWS, as_codes, unpack_signs
 from ._errors import CancelledError, InvalidArgumentError, NotTrainedError
 from ._progress import Progress, _Reporter, chunk_size
 from ._surface import IndexSurface, add_lock, register_kind
+from ._surface import from_bytes as from_bytes  # old home of these names (and of pickles)
+from ._surface import load as load
+from ._surface import read_info as read_info
 from ._validate import as_filter, as_ids, as_k, as_matrix, as_threads
 from .transforms import LeanVec
 
@@ -542,3 +545,12 @@ class Index(IndexSurface):
 
 
 register_kind("index", Index)
+
+
+def __getattr__(name: str) -> Any:
+    # annx.index.index_factory moved to annx.factory (it builds BinaryIndex too).
+    if name == "index_factory":
+        from .factory import index_factory
+
+        return index_factory
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -205,7 +205,8 @@ class KNNTransformer(TransformerMixin, BaseEstimator):
     ) -> Any:
         """Find the ``n_neighbors`` nearest training rows of each row of ``X``.
 
-        With ``X=None`` the training rows are queried and each row is not its own
+        With ``X=None`` the training rows are queried (as the index stores them: decoded
+        for lossy codecs, normalised for ``"cos"``) and each row is not its own
         neighbour (scikit-learn's convention). Returns ``(distances, indices)``
         (``[n_queries, n_neighbors]``, closest first), or only ``indices`` when
         ``return_distance=False``. ``n_neighbors`` above the number of training rows
