@@ -109,3 +109,25 @@ def test_errors_and_pickling() -> None:
         t.transform(x[:, :3])
     back = pickle.loads(pickle.dumps(t))
     assert (back.transform(x) != t.transform(x)).nnz == 0
+
+
+def test_real_data_graph_recall(shared_data) -> None:  # noqa: ANN001
+    """GloVe (angular): the HNSW graph against exact float64 cosine neighbours."""
+    from annx import datasets
+
+    path = shared_data / "glove6b-50000-50-angular.hdf5"
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    x = datasets.load_hdf5(path, load_extra=False).train[:10000].astype(np.float64)
+    q = x[:300]
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    exact = np.argsort(-(xn[:300] @ xn.T), axis=1, kind="stable")[:, :10]
+    t = KNNTransformer(n_neighbors=10, spec="HNSW32", metric="cos", ef_search=128).fit(x)
+    dist, ind = t.kneighbors(q, n_neighbors=10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ind, exact)])
+    assert recall >= 0.97, recall
+    # distances are 1 - cos of the returned ids, in float64 within float32 rounding
+    want = 1.0 - np.take_along_axis(xn[:300] @ xn.T, ind, axis=1)
+    np.testing.assert_allclose(dist, want, atol=2e-5)
+    graph = t.transform(q)
+    assert graph.shape == (300, 10000) and (graph.getnnz(axis=1) == 11).all()
