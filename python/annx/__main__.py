@@ -331,6 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         args = parser.parse_args(["demo"])
     run = {"build": _build, "search": _search, "info": _info, "demo": _demo}.get(args.command)
+    if args.command == "bench":  # only reached with -h, which argparse answers first
+        return _bench(argv[1:])
     if run is None:  # config
         import annx
 
