@@ -6,6 +6,8 @@ import pickle
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 sklearn = pytest.importorskip("sklearn")
 
@@ -131,3 +133,37 @@ def test_real_data_graph_recall(shared_data) -> None:  # noqa: ANN001
     np.testing.assert_allclose(dist, want, atol=2e-5)
     graph = t.transform(q)
     assert graph.shape == (300, 10000) and (graph.getnnz(axis=1) == 11).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(2, 60),
+    d=st.integers(1, 9),
+    k=st.integers(1, 8),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    offset=st.sampled_from([0.0, 100.0]),
+    scale=st.sampled_from([1e-2, 1.0, 1e3]),
+    metric=st.sampled_from(["l2", "sqeuclidean"]),
+    seed=st.integers(0, 2**16),
+)
+def test_flat_graph_is_exact(
+    n: int, d: int, k: int, dtype: type, offset: float, scale: float, metric: str, seed: int
+) -> None:
+    g = np.random.default_rng(seed)
+    x = (g.standard_normal((n, d)) * scale + offset).astype(dtype)
+    k = min(k, n - 1)
+    t = KNNTransformer(n_neighbors=k, spec="Flat", metric=metric).fit(x)
+    q = (g.standard_normal((5, d)) * scale + offset).astype(dtype)
+    dist, ind = t.kneighbors(q, n_neighbors=k)
+    assert dist.dtype == dtype and ind.shape == (5, k)
+    x64, q64 = x.astype(np.float64), q.astype(np.float64)
+    d2 = ((q64[:, None, :] - x64[None, :, :]) ** 2).sum(axis=2)
+    kth = np.sort(d2, axis=1)[:, k - 1]
+    got2 = np.take_along_axis(d2, ind, axis=1)
+    # every returned neighbour is within the exact k-th distance (float32 rounding aside)
+    tol = 1e-3 * (np.abs(q64).max() + np.abs(x64).max()) ** 2 * d + 1e-6
+    assert (got2 <= kth[:, None] + tol).all()
+    want = np.sqrt(got2) if metric == "l2" else got2
+    np.testing.assert_allclose(dist, want, rtol=1e-3, atol=np.sqrt(tol))
+    graph = t.transform(q)
+    assert graph.dtype == dtype and (graph.getnnz(axis=1) == k + 1).all()
