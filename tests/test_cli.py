@@ -18,9 +18,13 @@ from annx import datasets
 h5py = pytest.importorskip("h5py")
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "annx", *args], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "annx", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=None if env is None else {**os.environ, **env},
     )
 
 
@@ -88,7 +92,7 @@ def test_other_input_formats(tmp_path: Path) -> None:
 def test_errors_exit_nonzero(tmp_path: Path, data_file: Path) -> None:
     r = run_cli("build", "--data", str(data_file), "--spec", "HNSW16,XX", "--out",
                 str(tmp_path / "x.annx"))  # fmt: skip
-    assert r.returncode == 1 and "unknown codec 'XX'" in r.stderr
+    assert r.returncode == 2 and "unknown codec 'XX'" in r.stderr  # a bad spec is usage
     r = run_cli("build", "--data", str(tmp_path / "missing.hdf5"), "--spec", "Flat",
                 "--out", str(tmp_path / "x.annx"))  # fmt: skip
     assert r.returncode == 1 and "error" in r.stderr
@@ -99,7 +103,95 @@ def test_errors_exit_nonzero(tmp_path: Path, data_file: Path) -> None:
     r = run_cli("build", "--spec", "Flat")
     assert r.returncode == 2 and "--data" in r.stderr
     r = run_cli("build", "--data", str(tmp_path / "x.txt"), "--spec", "Flat", "--out", "o")
-    assert r.returncode != 0 and "unknown data format" in r.stderr
+    assert r.returncode == 2 and "unknown data format" in r.stderr
+    for res in (r,):
+        assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_version_and_demo_routing() -> None:
+    r = run_cli("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"annx {annx.__version__}"
+    r = run_cli("--n", "300", "--nq", "5", "--specs", "Flat")
+    assert r.returncode == 0 and "demo" in r.stdout and "synthetic-300-" in r.stdout, r.stderr
+    r = run_cli("--no-such-option")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_reader_errors_are_one_line_exit_1(tmp_path: Path) -> None:
+    """A corrupt .fvecs (a ValueError from the reader) gives no traceback."""
+    bad = tmp_path / "bad.fvecs"
+    bad.write_bytes(np.array([4], "<i4").tobytes() + b"\0" * 10)  # truncated record
+    r = run_cli("build", "--data", str(bad), "--spec", "Flat", "--out", str(tmp_path / "o"))
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1 and "bad.fvecs" in r.stderr
+    assert not (tmp_path / "o").exists()
+    r = run_cli("build", "--data", str(tmp_path / "none.fbin"), "--spec", "Flat", "--out", "o")
+    assert r.returncode == 1 and "No such file" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_search_with_queries_only_and_mmap_inputs(tmp_path: Path) -> None:
+    x = make_clustered(2000, 16, seed=3)
+    datasets.write_fvecs(tmp_path / "x.fvecs", x)
+    datasets.write_u8bin(tmp_path / "u.u8bin", (np.abs(x) * 20).clip(0, 255).astype(np.uint8))
+    np.save(tmp_path / "q.npy", x[:50].astype(np.float64))
+    out = tmp_path / "i.annx"
+    for data in ("x.fvecs", "u.u8bin"):
+        r = run_cli("build", "--data", str(tmp_path / data), "--spec", "Flat", "--out", str(out),
+                    "--quiet")  # fmt: skip
+        assert r.returncode == 0, r.stderr
+    res = tmp_path / "res.npz"
+    r = run_cli("search", "--index", str(out), "--queries", str(tmp_path / "q.npy"), "--k", "3",
+                "--out", str(res))  # fmt: skip
+    assert r.returncode == 0 and "50 queries" in r.stdout, r.stderr
+    assert np.load(res)["ids"].shape == (50, 3)
+    r = run_cli("search", "--index", str(out))
+    assert r.returncode == 2 and "--data or --queries" in r.stderr
+
+
+def test_data_by_name_downloads_into_the_cache(tmp_path: Path, data_file: Path) -> None:
+    """--data NAME fetches an ann-benchmarks set (here from a file:// mirror)."""
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    name = "fashion-mnist-784-euclidean"
+    (mirror / f"{name}.hdf5").write_bytes(data_file.read_bytes())
+    env = {"ANNX_DATASETS_URL": mirror.as_uri(), "ANNX_DATA_DIR": str(tmp_path / "cache")}
+    out = tmp_path / "n.annx"
+    r = run_cli("build", "--data", name, "--spec", "Flat", "--out", str(out), "--quiet", env=env)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "cache" / f"{name}.hdf5").is_file()
+    r = run_cli("search", "--index", str(out), "--data", name, env=env)
+    assert r.returncode == 0 and "recall@10 = 1.0000" in r.stdout, r.stderr
+    r = run_cli("build", "--data", "not-a-set", "--spec", "Flat", "--out", str(out), env=env)
+    assert r.returncode == 2 and "ann-benchmarks" in r.stderr
+
+
+def test_memory_mapped_readers(tmp_path: Path) -> None:
+    x = make_clustered(300, 8, seed=4)
+    for fmt, arr in (
+        ("fvecs", x),
+        ("fbin", x),
+        ("ivecs", (x * 10).astype(np.int32)),
+        ("bvecs", (np.abs(x) * 10).astype(np.uint8)),
+        ("i8bin", (x * 10).clip(-128, 127).astype(np.int8)),
+    ):
+        path = tmp_path / f"a.{fmt}"
+        getattr(datasets, f"write_{fmt}")(path, arr)
+        full = getattr(datasets, f"read_{fmt}")(path)
+        mapped = getattr(datasets, f"read_{fmt}")(path, mmap=True, offset=10, count=50)
+        assert not mapped.flags.writeable
+        np.testing.assert_array_equal(mapped, full[10:60])
+        np.testing.assert_array_equal(datasets.read_vectors(path), full)
+    np.save(tmp_path / "a.npy", x)
+    m = datasets.read_vectors(tmp_path / "a.npy", mmap=True, count=5)
+    assert isinstance(m.base, np.memmap) or isinstance(m, np.memmap)
+    np.testing.assert_array_equal(m, x[:5])
+    with pytest.raises(ValueError, match="unknown vector file format"):
+        datasets.read_vectors(tmp_path / "a.txt")
+    with pytest.raises(ValueError, match="mmap"):
+        datasets.read_fvecs(tmp_path / "a.fvecs", mmap="yes")
+    np.save(tmp_path / "b.npy", x[0])
+    with pytest.raises(ValueError, match="2-D"):
+        datasets.read_vectors(tmp_path / "b.npy")
 
 
 def test_bench_runs_the_runner(tmp_path: Path, data_file: Path) -> None:

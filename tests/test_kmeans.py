@@ -106,7 +106,7 @@ def test_errors_and_warnings() -> None:
     bad[3, 1] = np.nan
     with pytest.raises(annx.InvalidArgumentError, match="non-finite"):
         annx.KMeans(4, 2).train(bad)
-    with pytest.raises(annx.InvalidArgumentError, match="train"):
+    with pytest.raises(annx.NotTrainedError, match="train"):
         annx.KMeans(4, 2).assign(x)
     with pytest.raises(annx.InvalidArgumentError):
         annx.kmeans(x[0], 2)

@@ -331,7 +331,7 @@ def test_persistence_round_trip(tmp_path: Path, spec: str, metric: str) -> None:
         loaded.add(more)
         assert loaded.ntotal == index.ntotal + 50
     info = annx.read_info(path)
-    assert info["structure"] == "leanvec" and info["target_dim"] == "12"
+    assert info["structure"] == "leanvec" and info["target_dim"] == 12
 
 
 def test_corrupt_files_raise() -> None:

@@ -274,8 +274,8 @@ std::unique_ptr<Index> make_index(int d, const std::string& spec, Metric metric,
       throw InvalidArgument("spec '" + spec + "': '" + s +
                             "' is a codec; put it after a structure ('Flat," + s + "', 'HNSW32," +
                             s +
-                            ",Refine(F32)'). A pure binary index over packed codes "
-                            "(metric 'hamming') is not available in this version of annx");
+                            ",Refine(F32)'). A pure binary index over packed codes is "
+                            "annx.index_factory(nbits, 'BIN', metric='hamming')");
     for (const char* planned : {"FDE", "PCA"})
       if (starts_with_structure(s, planned))
         throw InvalidArgument(

@@ -31,6 +31,15 @@ from ._errors import (
     NotTrainedError,
     UnsupportedError,
 )
+from ._surface import (
+    METRIC_INNER_PRODUCT,
+    METRIC_L2,
+    FaissIdiomError,
+    from_bytes,
+    load,
+    read_info,
+    register_kind,
+)
 from .binary import BinaryIndex
 from .cluster import KMeans, kmeans
 from .config import (
@@ -42,7 +51,8 @@ from .config import (
     set_num_threads,
     show_config,
 )
-from .index import Index, from_bytes, index_factory, load, read_info
+from .factory import index_factory
+from .index import Index
 from .multivector import FDE, MultiVectorIndex, chamfer
 from .transforms import LeanVec
 
@@ -52,10 +62,13 @@ if _core.isa_env_warning():
     warnings.warn(_core.isa_env_warning(), RuntimeWarning, stacklevel=2)
 
 __all__ = [
+    "METRIC_INNER_PRODUCT",
+    "METRIC_L2",
     "AnnxError",
     "BinaryIndex",
     "CancelledError",
     "FDE",
+    "FaissIdiomError",
     "FormatError",
     "Index",
     "InvalidArgumentError",
@@ -77,6 +90,7 @@ __all__ = [
     "kmeans",
     "load",
     "read_info",
+    "register_kind",
     "set_isa",
     "set_num_threads",
     "show_config",

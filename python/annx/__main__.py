@@ -3,8 +3,17 @@
 Subcommands: ``demo``, ``build`` (index a data file, with progress bars for training and
 adding), ``search`` (query an index file, recall when the data has ground truth),
 ``bench`` (the peer-comparison runner, bench/run.py, from a source tree), ``info`` (an
-index file's header) and ``config``. Exit status 0 on success, 1 on an annx error, 2 on
-bad usage.
+index file's header) and ``config``. ``annx --version`` prints the version; options
+without a subcommand (``annx --n 1000``) go to ``demo``.
+
+Data files: ``.hdf5``/``.h5`` (ann-benchmarks layout), ``.fvecs``, ``.bvecs``, ``.fbin``,
+``.u8bin``, ``.i8bin`` and ``.npy`` (memory-mapped, not read into memory), or the name
+of an ann-benchmarks data set (``--data glove-100-angular``), downloaded into the cache
+(``$ANNX_DATA_DIR``, default ``~/.cache/annx/datasets``) on first use.
+
+Exit status: 0 on success, 1 when the data, an index file or the computation fails (a
+one-line message on stderr), 2 on bad usage (unknown option, missing argument, unknown
+file format or spec).
 """
 
 from __future__ import annotations
@@ -58,35 +67,48 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+class UsageError(Exception):
+    """A command line that cannot work whatever the data: exit status 2."""
+
+
+_VECTOR_SUFFIXES = (".fvecs", ".bvecs", ".fbin", ".u8bin", ".i8bin", ".npy")
+
+
 def _load_vectors(path: str, split: str) -> tuple[np.ndarray, Any]:
     """Vectors of a data file and, for ann-benchmarks HDF5, the dataset (else None).
 
     ``.hdf5``/``.h5``: the ``split`` ("train" or "test"); ``.fvecs``, ``.bvecs``,
-    ``.fbin``, ``.u8bin``, ``.i8bin``: the whole file; ``.npy``: a 2-D array.
+    ``.fbin``, ``.u8bin``, ``.i8bin``, ``.npy`` (2-D): the whole file, memory-mapped.
+    A path that does not exist and has no suffix is an ann-benchmarks data set name,
+    downloaded into the cache first.
     """
-    import numpy as np
-
     from annx import datasets
 
     suffix = Path(path).suffix.lower()
     if suffix in (".hdf5", ".h5"):
         ds = datasets.load_hdf5(path, load_extra=False)
         return (ds.train if split == "train" else ds.test), ds
-    readers = {
-        ".fvecs": datasets.read_fvecs,
-        ".bvecs": datasets.read_bvecs,
-        ".fbin": datasets.read_fbin,
-        ".u8bin": datasets.read_u8bin,
-        ".i8bin": datasets.read_i8bin,
-    }
-    if suffix in readers:
-        return readers[suffix](path).astype(np.float32, copy=False), None
-    if suffix == ".npy":
-        return np.load(path, allow_pickle=False), None
-    raise SystemExit(
-        f"annx: {path}: unknown data format {suffix!r} (expected .hdf5, .fvecs, .bvecs, "
-        ".fbin, .u8bin, .i8bin or .npy)"
+    if suffix in _VECTOR_SUFFIXES:
+        return datasets.read_vectors(path, mmap=True), None
+    if not suffix and not Path(path).exists() and "/" not in path:
+        if path not in datasets.ANN_BENCHMARKS_DATASETS:
+            raise UsageError(
+                f"{path!r} is neither a file nor an ann-benchmarks data set name "
+                "(see annx.datasets.ANN_BENCHMARKS_DATASETS)"
+            )
+        print(f"annx: fetching {path} into the data cache", file=sys.stderr, flush=True)
+        ds = datasets.load(path, load_extra=False)
+        return (ds.train if split == "train" else ds.test), ds
+    raise UsageError(
+        f"{path}: unknown data format {suffix or '(no suffix)'!r} (expected .hdf5, .fvecs, "
+        ".bvecs, .fbin, .u8bin, .i8bin or .npy, or an ann-benchmarks data set name)"
     )
+
+
+def _as_float32(x: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    return x if x.dtype == np.float32 else x.astype(np.float32)
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -103,7 +125,10 @@ def _build(args: argparse.Namespace) -> int:
         kwargs["ef_construction"] = args.ef_construction
     if args.seed is not None:
         kwargs["seed"] = args.seed
-    index = annx.index_factory(x.shape[1], args.spec, metric, **kwargs)
+    try:
+        index = annx.index_factory(x.shape[1], args.spec, metric, **kwargs)
+    except annx.InvalidArgumentError as exc:
+        raise UsageError(str(exc)) from None
     t0 = time.perf_counter()
     if not index.is_trained:
         n_train = min(len(x), args.train_size)
@@ -111,11 +136,26 @@ def _build(args: argparse.Namespace) -> int:
         if n_train < len(x):
             pick = np.random.default_rng(args.seed or 0).choice(len(x), n_train, replace=False)
             sample = x[np.sort(pick)]
+        sample = _as_float32(sample)
         if not args.quiet:
             print(f"training {index.spec} on {n_train:,} vectors", file=sys.stderr, flush=True)
         index.train(sample, progress=not args.quiet or None)
     t_train = time.perf_counter() - t0
-    index.add(x, progress=not args.quiet or None)
+    if x.dtype == np.float32 and x.flags.c_contiguous:  # zero copy, even when mapped
+        index.add(x, progress=not args.quiet or None)
+    else:  # convert in chunks: a memory-mapped file is never copied whole
+        from annx._progress import _Reporter
+
+        reporter = None if args.quiet else _Reporter(True, len(x), "add")
+        step = 65536
+        try:
+            for lo in range(0, len(x), step):
+                index.add(_as_float32(np.ascontiguousarray(x[lo : lo + step])))
+                if reporter is not None:
+                    reporter.update(min(len(x), lo + step))
+        finally:
+            if reporter is not None:
+                reporter.close()
     t_total = time.perf_counter() - t0
     index.save(args.out)
     print(
@@ -132,11 +172,16 @@ def _search(args: argparse.Namespace) -> int:
     import annx
     from annx.datasets import recall_at_k
 
+    if args.queries is None and args.data is None:
+        raise UsageError("search needs --data or --queries")
     index = annx.load(args.index, mmap=args.mmap)
     if args.queries is None:
         q, ds = _load_vectors(args.data, "test")
     else:
         q, ds = _load_vectors(args.queries, "test")[0], None
+        if args.data is not None:  # ground truth from --data's neighbours
+            ds = _load_vectors(args.data, "test")[1]
+    q = _as_float32(np.asarray(q))
     params = {
         name: value
         for name, value in (
@@ -194,9 +239,26 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Version(argparse.Action):
+    """``--version``: imports annx only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        kwargs.setdefault("nargs", 0)
+        super().__init__(option_strings, dest, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        import annx
+
+        print(f"annx {annx.__version__}")
+        parser.exit(0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``annx`` command."""
-    parser = argparse.ArgumentParser(prog="annx", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="annx", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action=_Version, help="print annx's version and exit")
     sub = parser.add_subparsers(dest="command")
     demo = sub.add_parser("demo", help="build and search indexes on a generated dataset")
     demo.add_argument("--n", type=int, default=20000)
@@ -211,7 +273,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "IVF128,Flat;IVF128,PQ32x4fs,Refine(F32)",
     )
     build = sub.add_parser("build", help="build an index from a data file and save it")
-    build.add_argument("--data", required=True, help=".hdf5 (train split), .fvecs, .fbin, .npy")
+    build.add_argument(
+        "--data",
+        required=True,
+        help=".hdf5 (train split), .fvecs, .bvecs, .fbin, .u8bin, .i8bin, .npy, or an "
+        "ann-benchmarks data set name (downloaded into the cache)",
+    )
     build.add_argument("--spec", required=True, help='e.g. "HNSW32" or "IVF1024,PQ48x4fs"')
     build.add_argument(
         "--metric",
@@ -233,9 +300,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     search = sub.add_parser("search", help="search an index file with a data file's queries")
     search.add_argument("--index", required=True)
     search.add_argument(
-        "--data", required=True, help=".hdf5 (test split and ground truth) or a vectors file"
+        "--data",
+        default=None,
+        help=".hdf5 or data set name (test split and ground truth) or a vectors file",
     )
-    search.add_argument("--queries", default=None, help="queries file (default: --data)")
+    search.add_argument(
+        "--queries", default=None, help="queries file (default: --data's test split)"
+    )
     search.add_argument("--k", type=int, default=10)
     search.add_argument("--ef-search", type=int, default=None)
     search.add_argument("--nprobe", type=int, default=None)
@@ -254,27 +325,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"] and argv[1:2] not in (["-h"], ["--help"]):
         return _bench(argv[1:])  # its options belong to bench/run.py
+    if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+        argv = ["demo", *argv]  # `annx --n 1000` is the demo with options
     args = parser.parse_args(argv)
-    if args.command in ("build", "search", "info"):
-        import annx
-
-        run = {"build": _build, "search": _search, "info": _info}[args.command]
-        try:
-            return run(args)
-        except annx.AnnxError as exc:
-            print(f"annx {args.command}: error: {exc}", file=sys.stderr)
-            return 1
-        except (OSError, ImportError) as exc:
-            print(f"annx {args.command}: error: {exc}", file=sys.stderr)
-            return 1
-    if args.command == "config":
+    if args.command is None:
+        args = parser.parse_args(["demo"])
+    run = {"build": _build, "search": _search, "info": _info, "demo": _demo}.get(args.command)
+    if args.command == "bench":  # only reached with -h, which argparse answers first
+        return _bench(argv[1:])
+    if run is None:  # config
         import annx
 
         annx.show_config()
         return 0
-    if args.command is None:
-        args = parser.parse_args(["demo", *(argv or [])])
-    return _demo(args)
+    import annx
+
+    try:
+        return run(args)
+    except UsageError as exc:
+        print(f"annx {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except (annx.AnnxError, ValueError, OSError, ImportError, KeyError) as exc:
+        print(f"annx {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
+        text = f"{exc.strerror or type(exc).__name__}: {exc.filename}"
+    return text
 
 
 if __name__ == "__main__":

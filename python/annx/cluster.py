@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._errors import InvalidArgumentError
+from ._errors import InvalidArgumentError, NotTrainedError
 from ._progress import Progress, _Reporter
+from ._surface import as_metric
 from ._validate import as_matrix, as_threads, check_finite
 
 _INITS = ("auto", "random", "kmeans++")
@@ -78,9 +79,7 @@ class KMeans:
             raise InvalidArgumentError(f"init must be one of {_INITS}, got {init!r}")
         self.init = init
         self.spherical = bool(spherical)
-        if metric not in ("l2", "ip"):
-            raise InvalidArgumentError(f"metric must be 'l2' or 'ip', got {metric!r}")
-        self.metric = metric
+        self.metric = as_metric(metric, ("l2", "ip"))
         self.max_points_per_centroid = _check_int(
             "max_points_per_centroid", max_points_per_centroid, 0
         )
@@ -152,7 +151,7 @@ class KMeans:
         ``D`` is the squared distance (``"l2"``) or the inner product (``"ip"``).
         """
         if self.centroids is None:
-            raise InvalidArgumentError("KMeans.assign needs train() first")
+            raise NotTrainedError("KMeans.assign needs train() first (no centroids yet)")
         x = as_matrix(x, self.d, "x")
         ip = self.metric == "ip"
         D, I = _core.nearest_centroids(self.centroids, x, 1, ip, as_threads(threads))

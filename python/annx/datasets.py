@@ -56,6 +56,7 @@ __all__ = [
     "read_ibin",
     "read_ivecs",
     "read_u8bin",
+    "read_vectors",
     "recall_at_k",
     "synthetic",
     "write_bvecs",
@@ -541,7 +542,9 @@ def _scan_vecs_error(path: str, size: int, rec: int, dim: int) -> ValueError:
     )
 
 
-def _read_vecs(path: PathLike, disk: str, count: int | None, offset: int) -> np.ndarray:
+def _read_vecs(
+    path: PathLike, disk: str, count: int | None, offset: int, mmap: bool = False
+) -> np.ndarray:
     where = os.fspath(path)
     disk_dtype = np.dtype(disk)
     out_dtype = disk_dtype.newbyteorder("=")
@@ -581,6 +584,8 @@ def _read_vecs(path: PathLike, disk: str, count: int | None, offset: int) -> np.
                 f"{(offset + i) * rec} (vector {offset + i}); the first vector "
                 f"has dimension {dim}"
             )
+        if mmap:  # a read-only strided view of the mapping (it keeps the map alive)
+            return _strided(mm, disk_dtype, (count, dim), 4, rec)
         out[...] = _strided(mm, disk_dtype, (count, dim), 4, rec)
     finally:
         del mm
@@ -606,88 +611,6 @@ def _write_vecs(path: PathLike, array: npt.ArrayLike, disk: str, fmt: str) -> No
             buf[:, :4] = head
             buf[:, 4:] = part.view(np.uint8).reshape(part.shape[0], -1)
             buf.tofile(fh)
-
-
-def read_fvecs(path: PathLike, *, count: int | None = None, offset: int = 0) -> np.ndarray:
-    """Read a TEXMEX ``.fvecs`` file (records of int32 ``d`` + ``d`` float32).
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The file.
-    count : int, optional
-        Number of vectors to read; all remaining vectors by default.
-    offset : int, default 0
-        Index of the first vector to read (in vectors, not bytes).
-
-    Returns
-    -------
-    numpy.ndarray
-        ``float32`` array of shape ``[count, d]``. An empty file gives an
-        array of shape ``(0, 0)`` (the dimension is not recorded anywhere).
-
-    Raises
-    ------
-    ValueError
-        For a non-positive or impossible dimension, a truncated last record,
-        records of differing dimension (among those read, or anywhere when the
-        file size does not fit), or a ``count``/``offset`` past the end. The
-        message gives the file name and the byte offset of the problem.
-
-    """
-    return _read_vecs(path, "<f4", count, offset)
-
-
-def read_ivecs(path: PathLike, *, count: int | None = None, offset: int = 0) -> np.ndarray:
-    """Read a TEXMEX ``.ivecs`` file (records of int32 ``d`` + ``d`` int32).
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The file.
-    count : int, optional
-        Number of vectors to read; all remaining vectors by default.
-    offset : int, default 0
-        Index of the first vector to read.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``int32`` array of shape ``[count, d]``; ``(0, 0)`` for an empty file.
-
-    Raises
-    ------
-    ValueError
-        As :func:`read_fvecs`.
-
-    """
-    return _read_vecs(path, "<i4", count, offset)
-
-
-def read_bvecs(path: PathLike, *, count: int | None = None, offset: int = 0) -> np.ndarray:
-    """Read a TEXMEX ``.bvecs`` file (records of int32 ``d`` + ``d`` uint8).
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The file.
-    count : int, optional
-        Number of vectors to read; all remaining vectors by default.
-    offset : int, default 0
-        Index of the first vector to read.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``uint8`` array of shape ``[count, d]``; ``(0, 0)`` for an empty file.
-
-    Raises
-    ------
-    ValueError
-        As :func:`read_fvecs`.
-
-    """
-    return _read_vecs(path, "u1", count, offset)
 
 
 def write_fvecs(path: PathLike, array: npt.ArrayLike) -> None:
@@ -755,7 +678,9 @@ def write_bvecs(path: PathLike, array: npt.ArrayLike) -> None:
 # --------------------------------------------------------------------------
 
 
-def _read_bin(path: PathLike, disk: str, count: int | None, offset: int) -> np.ndarray:
+def _read_bin(
+    path: PathLike, disk: str, count: int | None, offset: int, mmap: bool = False
+) -> np.ndarray:
     where = os.fspath(path)
     disk_dtype = np.dtype(disk)
     out_dtype = disk_dtype.newbyteorder("=")
@@ -790,6 +715,8 @@ def _read_bin(path: PathLike, disk: str, count: int | None, offset: int) -> np.n
         offset=8 + offset * d * disk_dtype.itemsize,
         shape=(count, d),
     )
+    if mmap:
+        return mm
     try:
         out[...] = mm
     finally:
@@ -809,113 +736,6 @@ def _write_bin(path: PathLike, array: npt.ArrayLike, disk: str, fmt: str) -> Non
         fh.write(np.array([n, d], dtype="<u4").tobytes())
         for r0 in range(0, n, rows):
             data[r0 : r0 + rows].tofile(fh)
-
-
-def read_fbin(path: PathLike, *, count: int | None = None, offset: int = 0) -> np.ndarray:
-    """Read a big-ann-benchmarks ``.fbin`` file (uint32 n, uint32 d, float32 data).
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The file.
-    count : int, optional
-        Number of vectors to read; all remaining vectors by default.
-    offset : int, default 0
-        Index of the first vector to read.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``float32`` array of shape ``[count, d]``.
-
-    Raises
-    ------
-    ValueError
-        If the file is shorter than its header claims (or longer: trailing
-        bytes usually mean a different element type), the header is
-        impossible, or ``count``/``offset`` run past the end. The message
-        gives the file name and byte offset.
-
-    """
-    return _read_bin(path, "<f4", count, offset)
-
-
-def read_ibin(path: PathLike, *, count: int | None = None, offset: int = 0) -> np.ndarray:
-    """Read a big-ann-benchmarks ``.ibin`` file (int32 data).
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The file.
-    count : int, optional
-        Number of vectors to read; all remaining vectors by default.
-    offset : int, default 0
-        Index of the first vector to read.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``int32`` array of shape ``[count, d]``.
-
-    Raises
-    ------
-    ValueError
-        As :func:`read_fbin`.
-
-    """
-    return _read_bin(path, "<i4", count, offset)
-
-
-def read_u8bin(path: PathLike, *, count: int | None = None, offset: int = 0) -> np.ndarray:
-    """Read a big-ann-benchmarks ``.u8bin`` file (uint8 data).
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The file.
-    count : int, optional
-        Number of vectors to read; all remaining vectors by default.
-    offset : int, default 0
-        Index of the first vector to read.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``uint8`` array of shape ``[count, d]``.
-
-    Raises
-    ------
-    ValueError
-        As :func:`read_fbin`.
-
-    """
-    return _read_bin(path, "u1", count, offset)
-
-
-def read_i8bin(path: PathLike, *, count: int | None = None, offset: int = 0) -> np.ndarray:
-    """Read a big-ann-benchmarks ``.i8bin`` file (int8 data).
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The file.
-    count : int, optional
-        Number of vectors to read; all remaining vectors by default.
-    offset : int, default 0
-        Index of the first vector to read.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``int8`` array of shape ``[count, d]``.
-
-    Raises
-    ------
-    ValueError
-        As :func:`read_fbin`.
-
-    """
-    return _read_bin(path, "i1", count, offset)
 
 
 def write_fbin(path: PathLike, array: npt.ArrayLike) -> None:
@@ -992,6 +812,158 @@ def write_i8bin(path: PathLike, array: npt.ArrayLike) -> None:
 
     """
     _write_bin(path, array, "i1", "i8bin")
+
+
+# --------------------------------------------------------------------------
+# Readers: one body, one docstring (read_vectors); read_<format> are shorthands
+# --------------------------------------------------------------------------
+
+# format -> (layout, on-disk dtype)
+_READ_FORMATS: Final[dict[str, tuple[str, str]]] = {
+    "fvecs": ("vecs", "<f4"),
+    "ivecs": ("vecs", "<i4"),
+    "bvecs": ("vecs", "u1"),
+    "fbin": ("bin", "<f4"),
+    "ibin": ("bin", "<i4"),
+    "u8bin": ("bin", "u1"),
+    "i8bin": ("bin", "i1"),
+    "npy": ("npy", ""),
+}
+
+
+def read_vectors(
+    path: PathLike,
+    *,
+    format: str | None = None,
+    count: int | None = None,
+    offset: int = 0,
+    mmap: bool = False,
+) -> np.ndarray:
+    """Read a matrix of vectors from a TEXMEX, big-ann-benchmarks or numpy file.
+
+    Formats (``format=None`` takes it from the file's suffix):
+
+    - ``"fvecs"`` / ``"ivecs"`` / ``"bvecs"`` (TEXMEX): records of an int32 dimension
+      ``d`` followed by ``d`` float32 / int32 / uint8 values.
+    - ``"fbin"`` / ``"ibin"`` / ``"u8bin"`` / ``"i8bin"`` (big-ann-benchmarks): a header
+      of uint32 ``n`` and uint32 ``d``, then ``n * d`` float32 / int32 / uint8 / int8
+      values.
+    - ``"npy"``: a 2-D numpy array (``numpy.load``, never with pickles).
+
+    :func:`read_fvecs`, :func:`read_ivecs`, :func:`read_bvecs`, :func:`read_fbin`,
+    :func:`read_ibin`, :func:`read_u8bin` and :func:`read_i8bin` are this function with
+    the format fixed.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    format : str, optional
+        One of the formats above; default: the suffix of ``path``.
+    count : int, optional
+        Number of vectors to read; all remaining vectors by default.
+    offset : int, default 0
+        Index of the first vector to read (in vectors, not bytes).
+    mmap : bool, default False
+        Return a read-only view of a memory map of the file instead of a copy in
+        memory (``numpy.load(mmap_mode="r")`` for ``.npy``). Pages are read when
+        used, so a file larger than memory can be indexed in chunks. For TEXMEX
+        files the view is strided (each row skips its 4-byte dimension), so
+        ``numpy.ascontiguousarray`` copies it.
+
+    Returns
+    -------
+    numpy.ndarray
+        Array of shape ``[count, d]`` in the format's element type (native byte
+        order). An empty TEXMEX file gives shape ``(0, 0)`` (the dimension is not
+        recorded anywhere).
+
+    Raises
+    ------
+    ValueError
+        For an unknown format; a non-positive or impossible dimension, a truncated
+        last record or records of differing dimension (TEXMEX; checked among those
+        read, or anywhere when the file size does not fit); a file shorter or longer
+        than its header claims (``.bin``: trailing bytes usually mean a different
+        element type); a ``.npy`` array that is not 2-D or holds objects; or a
+        ``count``/``offset`` past the end. The message gives the file name and the
+        byte offset of the problem.
+    OSError
+        When the file cannot be read.
+
+    """
+    where = os.fspath(path)
+    fmt = format if format is not None else pathlib.Path(where).suffix.lower().lstrip(".")
+    if fmt not in _READ_FORMATS:
+        raise ValueError(
+            f"{where}: unknown vector file format {fmt!r}; expected one of "
+            f"{', '.join(sorted(_READ_FORMATS))}"
+        )
+    if not isinstance(mmap, (bool, np.bool_)):
+        raise ValueError(f"mmap must be True or False, got {mmap!r}")
+    layout, disk = _READ_FORMATS[fmt]
+    if layout == "vecs":
+        return _read_vecs(where, disk, count, offset, bool(mmap))
+    if layout == "bin":
+        return _read_bin(where, disk, count, offset, bool(mmap))
+    try:
+        arr = np.load(where, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except ValueError as exc:
+        raise ValueError(f"{where}: not a plain .npy array ({exc})") from None
+    if not isinstance(arr, np.ndarray) or arr.ndim != 2:
+        shape = getattr(arr, "shape", None)
+        raise ValueError(f"{where}: expected a 2-D array, got shape {shape}")
+    count, offset = _resolve_range(where, arr.shape[0], count, offset)
+    return arr[offset : offset + count]
+
+
+def read_fvecs(
+    path: PathLike, *, count: int | None = None, offset: int = 0, mmap: bool = False
+) -> np.ndarray:
+    """Read a TEXMEX ``.fvecs`` file (float32): :func:`read_vectors` with ``format="fvecs"``."""
+    return read_vectors(path, format="fvecs", count=count, offset=offset, mmap=mmap)
+
+
+def read_ivecs(
+    path: PathLike, *, count: int | None = None, offset: int = 0, mmap: bool = False
+) -> np.ndarray:
+    """Read a TEXMEX ``.ivecs`` file (int32): :func:`read_vectors` with ``format="ivecs"``."""
+    return read_vectors(path, format="ivecs", count=count, offset=offset, mmap=mmap)
+
+
+def read_bvecs(
+    path: PathLike, *, count: int | None = None, offset: int = 0, mmap: bool = False
+) -> np.ndarray:
+    """Read a TEXMEX ``.bvecs`` file (uint8): :func:`read_vectors` with ``format="bvecs"``."""
+    return read_vectors(path, format="bvecs", count=count, offset=offset, mmap=mmap)
+
+
+def read_fbin(
+    path: PathLike, *, count: int | None = None, offset: int = 0, mmap: bool = False
+) -> np.ndarray:
+    """Read a ``.fbin`` file (float32): :func:`read_vectors` with ``format="fbin"``."""
+    return read_vectors(path, format="fbin", count=count, offset=offset, mmap=mmap)
+
+
+def read_ibin(
+    path: PathLike, *, count: int | None = None, offset: int = 0, mmap: bool = False
+) -> np.ndarray:
+    """Read a ``.ibin`` file (int32): :func:`read_vectors` with ``format="ibin"``."""
+    return read_vectors(path, format="ibin", count=count, offset=offset, mmap=mmap)
+
+
+def read_u8bin(
+    path: PathLike, *, count: int | None = None, offset: int = 0, mmap: bool = False
+) -> np.ndarray:
+    """Read a ``.u8bin`` file (uint8): :func:`read_vectors` with ``format="u8bin"``."""
+    return read_vectors(path, format="u8bin", count=count, offset=offset, mmap=mmap)
+
+
+def read_i8bin(
+    path: PathLike, *, count: int | None = None, offset: int = 0, mmap: bool = False
+) -> np.ndarray:
+    """Read a ``.i8bin`` file (int8): :func:`read_vectors` with ``format="i8bin"``."""
+    return read_vectors(path, format="i8bin", count=count, offset=offset, mmap=mmap)
 
 
 # --------------------------------------------------------------------------

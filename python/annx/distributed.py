@@ -231,7 +231,9 @@ class ShardedIndex:
 
     Args:
         client: a connected ``dask.distributed.Client``.
-        d, spec, metric: as :func:`annx.index_factory` (every shard has this spec).
+        d: vector dimension, as :func:`annx.index_factory`.
+        spec: factory string, as :func:`annx.index_factory` (every shard has this spec).
+        metric: as :func:`annx.index_factory`.
         n_shards: number of shards (default: one per worker); shards are placed on the
             workers in turn.
         partition: ``"hash"``, ``"round_robin"`` or ``"ivf"`` (see the module doc).

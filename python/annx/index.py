@@ -11,8 +11,13 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from ._bits import CHUNK_ROWS, as_codes, unpack_signs
 from ._errors import CancelledError, InvalidArgumentError, NotTrainedError
 from ._progress import Progress, _Reporter, chunk_size
+from ._surface import IndexSurface, add_lock, register_kind
+from ._surface import from_bytes as from_bytes  # old home of these names (and of pickles)
+from ._surface import load as load
+from ._surface import read_info as read_info
 from ._validate import as_filter, as_ids, as_k, as_matrix, as_threads
 from .transforms import LeanVec
 
@@ -29,7 +34,7 @@ _KNOWN_SEARCH_PARAMS = frozenset({"ef_search", "nprobe", "rerank"})
 _MAX_RESULTS = 2**31
 
 
-class Index:
+class Index(IndexSurface):
     """A vector index built by :func:`annx.index_factory` or loaded from a file.
 
     Distances returned by :meth:`search` are squared L2 distances (ascending) for
@@ -51,10 +56,19 @@ class Index:
     index's rule. See docs/threading.md.
     """
 
-    __slots__ = ("_impl",)
+    __slots__ = ("_impl", "_lock")
 
     def __init__(self, impl: _core.Index) -> None:
-        self._impl = impl
+        object.__setattr__(self, "_impl", impl)
+        object.__setattr__(self, "_lock", add_lock())
+
+    @classmethod
+    def _open_file(cls, path: str, mmap: bool, verify: bool) -> Index:
+        return cls(_core.load(path, mmap, verify))
+
+    @classmethod
+    def _open_bytes(cls, data: Any, verify: bool) -> Index:
+        return cls(_core.from_bytes(data, verify))
 
     # ----------------------------------------------------------------- properties
     @property
@@ -124,19 +138,10 @@ class Index:
         """Bytes held by the index (vectors, ids, auxiliary arrays)."""
         return self._impl.memory_bytes()
 
-    def __len__(self) -> int:
-        return self._impl.ntotal
-
     def __contains__(self, id: object) -> bool:
         if isinstance(id, (int, np.integer)) and not isinstance(id, bool):
             return self._impl.contains(int(id))
         return False
-
-    def __repr__(self) -> str:
-        return (
-            f"annx.Index(spec={self.spec!r}, d={self.d}, metric={self.metric!r}, "
-            f"ntotal={self.ntotal})"
-        )
 
     # ------------------------------------------------------------------- building
     def train(self, x: Any, queries: Any = None, *, progress: Progress = None) -> None:
@@ -274,8 +279,8 @@ class Index:
         *,
         threads: int | None = None,
         progress: Progress = None,
-    ) -> None:
-        """Add vectors ``x`` (float32 [n, d]).
+    ) -> np.ndarray:
+        """Add vectors ``x`` (float32 [n, d]); returns their ids (int64 [n]).
 
         Without ``ids`` the vectors get ids ``next_id, next_id + 1, ...`` (which is
         ``0..n-1`` continuing from ``ntotal`` as long as nothing was removed). With
@@ -300,43 +305,54 @@ class Index:
         x = as_matrix(x, self.d, "x")
         id_arr = None if ids is None else as_ids(ids, x.shape[0])
         nthreads = as_threads(threads)
-        if progress is None or progress is False:
-            self._impl.add(x, id_arr, nthreads)
-            return
         n = x.shape[0]
-        reporter = _Reporter(progress, n, "add")
-        if id_arr is None:
-            first = self.next_id
-            id_arr = np.arange(first, first + n, dtype=np.int64)
-        step, done = chunk_size(n), 0
-        try:
-            while done < n:
-                end = min(n, done + step)
-                self._impl.add(x[done:end], id_arr[done:end], nthreads)
-                done = end
-                if not reporter.update(done):
-                    raise CancelledError(
-                        f"add cancelled by its progress callback after {done:,} of {n:,} "
-                        "vectors; they were removed again"
-                    )
-        except BaseException:
-            if done:
-                self._impl.remove(id_arr[:done])
-            raise
-        finally:
-            reporter.close()
+        with self._lock:  # adds run one at a time anyway; this keeps next_id exact
+            if progress is None or progress is False:
+                first = self._impl.next_id
+                self._impl.add(x, id_arr, nthreads)
+                if id_arr is None:
+                    return np.arange(first, first + n, dtype=np.int64)
+                return id_arr.copy()
+            reporter = _Reporter(progress, n, "add")
+            if id_arr is None:
+                first = self.next_id
+                id_arr = np.arange(first, first + n, dtype=np.int64)
+            step, done = chunk_size(n), 0
+            try:
+                while done < n:
+                    end = min(n, done + step)
+                    self._impl.add(x[done:end], id_arr[done:end], nthreads)
+                    done = end
+                    if not reporter.update(done):
+                        raise CancelledError(
+                            f"add cancelled by its progress callback after {done:,} of {n:,} "
+                            "vectors; they were removed again"
+                        )
+            except BaseException:
+                if done:
+                    self._impl.remove(id_arr[:done])
+                raise
+            finally:
+                reporter.close()
+            return id_arr
 
-    def add_codes(self, codes: Any, ids: Any = None, threads: int | None = None) -> None:
+    def add_codes(
+        self,
+        codes: Any,
+        ids: Any = None,
+        threads: int | None = None,
+        *,
+        progress: Progress = None,
+    ) -> np.ndarray:
         """Add binary codes produced elsewhere to an index with a ``BIN`` codec.
 
         ``codes`` are packed sign bits, uint8 ``[n, d / 8]`` (``numpy.packbits(x > 0,
         axis=1)``; a set bit is +1); each is stored as the sign vector of its bits, so
         the index holds exactly these bits. ``BEBR<L>`` codecs take float vectors only.
         The sign vectors are made in chunks; ids are checked before anything is added,
-        so a bad call adds nothing.
+        so a bad call adds nothing. Returns the ids (int64 [n]). ``progress`` as in
+        :meth:`add` (units: codes; a cancel removes what this call added).
         """
-        from .binary import CHUNK_ROWS, as_codes, unpack_signs
-
         codec = self.spec.split(",")[1] if "," in self.spec else ""
         if codec not in ("BIN", "BIN_adc"):
             raise InvalidArgumentError(
@@ -353,26 +369,37 @@ class Index:
         c = as_codes(codes, self.d // 8)
         n = c.shape[0]
         id_arr = None if ids is None else as_ids(ids, n)
-        if n <= CHUNK_ROWS:  # one add: the core checks the ids itself
-            self.add(unpack_signs(c, self.d), ids=id_arr, threads=threads)
-            return
-        if id_arr is None:
-            id_arr = np.arange(self.next_id, self.next_id + n, dtype=np.int64)
-        elif np.unique(id_arr).size != n:
-            raise InvalidArgumentError("ids contain repeats")
-        present = np.isin(id_arr, self.ids()) if self.ntotal else np.zeros(n, bool)
-        if present.any():
-            raise InvalidArgumentError(f"id {int(id_arr[present][0])} is already in the index")
-        done = 0
-        try:
-            for lo in range(0, n, CHUNK_ROWS):
-                hi = min(n, lo + CHUNK_ROWS)
-                self.add(unpack_signs(c[lo:hi], self.d), ids=id_arr[lo:hi], threads=threads)
-                done = hi
-        except BaseException:
-            if done:
-                self.remove(id_arr[:done])
-            raise
+        reporter = None if progress is None or progress is False else _Reporter(progress, n, "add")
+        with self._lock:
+            if n <= CHUNK_ROWS and reporter is None:  # one add: the core checks the ids itself
+                return self.add(unpack_signs(c, self.d), ids=id_arr, threads=threads)
+            if id_arr is None:
+                id_arr = np.arange(self.next_id, self.next_id + n, dtype=np.int64)
+            elif np.unique(id_arr).size != n:
+                raise InvalidArgumentError("ids contain repeats")
+            present = np.isin(id_arr, self.ids()) if self.ntotal else np.zeros(n, bool)
+            if present.any():
+                raise InvalidArgumentError(f"id {int(id_arr[present][0])} is already in the index")
+            step = CHUNK_ROWS if reporter is None else min(CHUNK_ROWS, chunk_size(n))
+            done = 0
+            try:
+                for lo in range(0, n, step):
+                    hi = min(n, lo + step)
+                    self.add(unpack_signs(c[lo:hi], self.d), ids=id_arr[lo:hi], threads=threads)
+                    done = hi
+                    if reporter is not None and not reporter.update(done):
+                        raise CancelledError(
+                            f"add cancelled by its progress callback after {done:,} of {n:,} "
+                            "codes; they were removed again"
+                        )
+            except BaseException:
+                if done:
+                    self.remove(id_arr[:done])
+                raise
+            finally:
+                if reporter is not None:
+                    reporter.close()
+            return id_arr
 
     def remove(self, ids: Any) -> int:
         """Remove vectors by id; returns how many were removed.
@@ -516,124 +543,14 @@ class Index:
         """The index serialised in the annx file format (same bytes as :meth:`save`)."""
         return self._impl.to_bytes()
 
-    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
-        return (from_bytes, (self.to_bytes(),))
+
+register_kind("index", Index)
 
 
-def index_factory(
-    d: int,
-    spec: str = "Flat",
-    metric: str = "l2",
-    *,
-    ef_construction: int | None = None,
-    seed: int | None = None,
-    shuffle: bool | None = None,
-    by_residual: bool | None = None,
-) -> Index:
-    """Build an empty index from a factory string.
+def __getattr__(name: str) -> Any:
+    # annx.index.index_factory moved to annx.factory (it builds BinaryIndex too).
+    if name == "index_factory":
+        from .factory import index_factory
 
-    Args:
-        d: vector dimension (>= 1).
-        spec: ``"Flat"`` (exact, float32), ``"Flat,F16"``, ``"Flat,BF16"`` or
-            ``"Flat,SQ8"`` (8-bit scalar quantisation; needs :meth:`Index.train`);
-            ``"HNSW<M>[,codec][,Refine(F32|F16)]"`` for a graph index with ``M``
-            links per node (``2M`` on level 0), e.g. ``"HNSW32"``,
-            ``"HNSW32,F16"`` or ``"HNSW32,SQ8,Refine(F32)"`` (walk on 8-bit codes,
-            re-rank with float32 vectors).
-            ``"IVF<nlist>[_HNSW<M>][,codec][,Refine(F32|F16)]"`` for an inverted-file
-            index over ``nlist`` k-means lists, e.g. ``"IVF1024,Flat"``,
-            ``"IVF1024,SQ8"``, ``"IVF1024,PQ48"`` (8-bit product quantization, 48
-            sub-quantizers) or ``"IVF1024,PQ192x4fs,Refine(F32)"`` (4-bit fast-scan
-            PQ, re-ranked with float32 vectors); ``_HNSW<M>`` searches the centroids
-            with an HNSW graph (for large ``nlist``). ``"PQ<M>"`` and ``"PQ<M>x4fs"``
-            are flat (single-list) PQ indexes. IVF and PQ indexes need
-            :meth:`Index.train` before :meth:`Index.add`.
-            ``"LeanVec<D>[_ood][,structure[,codec]],Refine(F32|F16)"`` reduces vectors
-            to ``D`` dimensions (:class:`annx.LeanVec`: PCA, or query-aware matrices
-            learned from training queries with ``_ood``), indexes them with any spec
-            above (default ``Flat``) and re-ranks candidates with the full vectors,
-            e.g. ``"LeanVec128,HNSW32,Refine(F32)"`` or
-            ``"LeanVec160,HNSW32,SQ8,Refine(F16)"``; :meth:`Index.train` fits it.
-        metric: ``"l2"`` (squared Euclidean), ``"ip"`` (inner product) or ``"cos"``
-            (cosine similarity; vectors are normalised when added).
-        ef_construction: HNSW candidate list size while inserting (default 200).
-        seed: HNSW seed for level draws and insertion order (default 0); IVF/PQ seed
-            of the k-means samples and initialisations (default 1234); LeanVec: seed of
-            the fit's training sample (default 0), also given to the inner index.
-        shuffle: HNSW: insert each batch in a seeded random order (default True);
-            insertion order moves recall by several points on ordered data.
-        by_residual: IVF with a PQ codec: encode each vector's residual to its
-            centroid (default True, as faiss's IVFPQ); False encodes the vector itself.
-
-    A bad spec raises :class:`annx.InvalidArgumentError` naming the bad token.
-
-    """
-    if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
-        raise InvalidArgumentError(f"d must be a positive integer, got {d!r}")
-    if not isinstance(spec, str):
-        raise InvalidArgumentError(f"spec must be a string, got {type(spec).__name__}")
-    if not isinstance(metric, str):
-        raise InvalidArgumentError(f"metric must be a string, got {type(metric).__name__}")
-    if ef_construction is not None and (
-        isinstance(ef_construction, bool)
-        or not isinstance(ef_construction, (int, np.integer))
-        or not 1 <= ef_construction <= 2**20
-    ):
-        raise InvalidArgumentError(
-            f"ef_construction must be an integer in [1, 2**20], got {ef_construction!r}"
-        )
-    if seed is not None and (
-        isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64
-    ):
-        raise InvalidArgumentError(f"seed must be an integer in [0, 2**64), got {seed!r}")
-    if shuffle is not None and not isinstance(shuffle, (bool, np.bool_)):
-        raise InvalidArgumentError(f"shuffle must be a bool, got {shuffle!r}")
-    if by_residual is not None and not isinstance(by_residual, (bool, np.bool_)):
-        raise InvalidArgumentError(f"by_residual must be a bool, got {by_residual!r}")
-    if metric == "hamming":
-        from .binary import BinaryIndex, _structure_spec
-
-        if int(d) % 8:
-            raise InvalidArgumentError(
-                f"a hamming index needs a number of bits that is a multiple of 8, got {d}"
-            )
-        inner = index_factory(
-            d, _structure_spec(spec), "ip", ef_construction=ef_construction, seed=seed,
-            shuffle=shuffle, by_residual=by_residual,
-        )  # fmt: skip
-        return BinaryIndex(int(d), inner)  # type: ignore[return-value]
-    return Index(
-        _core.index_factory(
-            int(d),
-            spec,
-            metric,
-            None if ef_construction is None else int(ef_construction),
-            None if seed is None else int(seed),
-            None if shuffle is None else bool(shuffle),
-            None if by_residual is None else bool(by_residual),
-        )
-    )
-
-
-def load(path: str | os.PathLike[str], mmap: bool = False, *, verify: bool = True) -> Index:
-    """Load an index saved with :meth:`Index.save`.
-
-    With ``mmap=True`` the vectors and ids are used in place from a read-only memory
-    map (no copy; adding or removing later copies them into memory first). ``verify``
-    checks every section's checksum (reading the whole file once). A malformed,
-    truncated or future-version file raises :class:`annx.FormatError`.
-    """
-    return Index(_core.load(os.fspath(path), bool(mmap), bool(verify)))
-
-
-def from_bytes(data: bytes | bytearray | memoryview) -> Index:
-    """Rebuild an index from :meth:`Index.to_bytes` output (also used by pickle)."""
-    return Index(_core.from_bytes(data))
-
-
-def read_info(path: str | os.PathLike[str]) -> dict[str, str]:
-    """Header facts of an index file (spec, metric, d, ntotal, format version, ...).
-
-    Reads only the header and manifest, not the vectors.
-    """
-    return dict(_core.read_manifest(os.fspath(path)))
+        return index_factory
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

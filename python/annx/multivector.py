@@ -23,7 +23,11 @@ from typing import Any, Union
 import numpy as np
 
 from . import _core
-from ._errors import InvalidArgumentError
+from ._errors import CancelledError, FormatError, InvalidArgumentError
+from ._progress import Progress, _Reporter
+from ._surface import IndexSurface, add_lock, deprecated, register_kind
+from ._surface import from_bytes as _from_bytes_any
+from ._surface import load as _load_any
 from ._validate import as_filter, as_ids, as_k, as_matrix, as_threads
 
 Sets = Union[Sequence[np.ndarray], tuple[np.ndarray, np.ndarray], np.ndarray]
@@ -219,7 +223,7 @@ def chamfer(query_set: Any, doc_sets: Sets, threads: int | None = None) -> np.nd
     return _core.chamfer_matrix(qt, qo, tokens, offsets, t)
 
 
-class MultiVectorIndex:
+class MultiVectorIndex(IndexSurface):
     """MUVERA retrieval over multi-vector documents with exact Chamfer re-ranking.
 
     ``spec`` is any single-vector factory string (``"HNSW32"``, ``"Flat"``,
@@ -231,6 +235,11 @@ class MultiVectorIndex:
     Concurrency: searches may run concurrently with each other and with ``add`` (a
     search sees an added document once its tokens are stored); ``remove`` and ``train``
     briefly block searches.
+
+    It has the surface of every annx index (``d``, ``metric`` (``"chamfer"``), ``spec``,
+    ``ntotal``, ``bytes_per_vector`` (per document), ``memory_usage()``, ``reset()``,
+    pickling); :func:`annx.load` and :func:`annx.from_bytes` return a
+    ``MultiVectorIndex`` for its files.
     """
 
     def __init__(
@@ -242,6 +251,7 @@ class MultiVectorIndex:
         *,
         _impl: Any = None,
     ) -> None:
+        self._lock = add_lock()
         if _impl is not None:
             self._impl = _impl
             c = _impl.fde_config
@@ -266,9 +276,25 @@ class MultiVectorIndex:
 
     # ---- properties ----------------------------------------------------------------
     @property
-    def dim(self) -> int:
+    def d(self) -> int:
         """Dimension of the token vectors."""
         return self._impl.dim
+
+    @property
+    def dim(self) -> int:
+        """Deprecated alias of :attr:`d`."""
+        deprecated("MultiVectorIndex.dim", "MultiVectorIndex.d")
+        return self._impl.dim
+
+    @property
+    def metric(self) -> str:
+        """Always ``"chamfer"``: scores are Chamfer (MaxSim) similarities, descending."""
+        return "chamfer"
+
+    @property
+    def next_id(self) -> int:
+        """The id :meth:`add` assigns next when no ids are given."""
+        return self._impl.next_id
 
     @property
     def spec(self) -> str:
@@ -300,9 +326,6 @@ class MultiVectorIndex:
         """Dimension of the FDEs in the inner index."""
         return self._impl.output_dim
 
-    def __len__(self) -> int:
-        return self.ntotal
-
     def __contains__(self, id: Any) -> bool:
         return isinstance(id, numbers.Integral) and self._impl.contains(int(id))
 
@@ -314,33 +337,113 @@ class MultiVectorIndex:
         """The stored token vectors of one document (float32 ``[n_i, dim]``)."""
         return self._impl.doc_tokens(int(id))
 
-    def memory_bytes(self) -> int:
+    def memory_usage(self) -> int:
         """Bytes held: inner index, token vectors and id bookkeeping."""
         return self._impl.memory_bytes()
 
-    def bytes_per_doc(self) -> dict[str, float]:
+    def memory_bytes(self) -> int:
+        """Deprecated alias of :meth:`memory_usage`."""
+        deprecated("MultiVectorIndex.memory_bytes()", "MultiVectorIndex.memory_usage()")
+        return self._impl.memory_bytes()
+
+    @property
+    def bytes_per_vector(self) -> float:
+        """Bytes per document: its FDE in the inner index plus its token vectors.
+
+        :meth:`bytes_per_document` splits it into the two parts.
+        """
+        return float(self._impl.inner_bytes_per_doc() + self._impl.token_bytes_per_doc())
+
+    def bytes_per_document(self) -> dict[str, float]:
         """Bytes per document: ``{"fde": inner index, "tokens": token store, "total"}``."""
         fde, tok = self._impl.inner_bytes_per_doc(), self._impl.token_bytes_per_doc()
         return {"fde": fde, "tokens": tok, "total": fde + tok}
 
-    # ---- mutation ------------------------------------------------------------------
-    def train(self, docs: Sets, threads: int | None = None) -> None:
-        """Train the inner index (IVF / PQ specs) on the FDEs of ``docs``."""
-        tokens, offsets = _as_sets(docs, "docs", self.dim)
-        self._impl.train(tokens, offsets, as_threads(threads))
+    def bytes_per_doc(self) -> dict[str, float]:
+        """Deprecated alias of :meth:`bytes_per_document` (see :attr:`bytes_per_vector`)."""
+        deprecated("MultiVectorIndex.bytes_per_doc()", "MultiVectorIndex.bytes_per_vector")
+        return self.bytes_per_document()
 
-    def add(self, docs: Sets, ids: Any = None, threads: int | None = None) -> None:
+    # ---- mutation ------------------------------------------------------------------
+    def train(self, docs: Sets, threads: int | None = None, *, progress: Progress = None) -> None:
+        """Train the inner index (IVF / PQ specs) on the FDEs of ``docs``.
+
+        ``progress`` (``True`` or a ``callback(done, total)``) counts one unit, reported
+        as ``(1, 1)`` when training is done (as for an index that runs no k-means); the
+        training is then committed, so the callback's return value is ignored.
+        """
+        tokens, offsets = _as_sets(docs, "docs", self.d)
+        reporter = None if progress is None or progress is False else _Reporter(
+            progress, 1, "train", unit="it"
+        )  # fmt: skip
+        try:
+            self._impl.train(tokens, offsets, as_threads(threads))
+            if reporter is not None:
+                reporter.update(1)
+        finally:
+            if reporter is not None:
+                reporter.close()
+
+    def add(
+        self,
+        docs: Sets,
+        ids: Any = None,
+        threads: int | None = None,
+        *,
+        progress: Progress = None,
+    ) -> np.ndarray:
         """Add documents (ragged sets of token vectors) with optional int64 ``ids``.
 
         Without ids, documents get ``next_id, next_id + 1, ...``. Nothing is added when
-        any document or id is invalid.
+        any document or id is invalid. Returns the ids (int64 ``[n]``).
+
+        ``progress=True`` shows a bar; a callable is called as ``progress(done, total)``
+        (units: documents, in steps of about 1 %) and may return ``False`` to cancel:
+        the documents this call added are removed again and
+        :class:`annx.CancelledError` is raised.
         """
-        tokens, offsets = _as_sets(docs, "docs", self.dim)
+        tokens, offsets = _as_sets(docs, "docs", self.d)
         n = offsets.size - 1
         id_arr = None if ids is None else as_ids(ids, n)
-        if n == 0:
-            return
-        self._impl.add(tokens, offsets, id_arr, as_threads(threads))
+        nthreads = as_threads(threads)
+        with self._lock:
+            if id_arr is None:
+                first = self._impl.next_id
+                id_arr = np.arange(first, first + n, dtype=np.int64)
+            else:
+                id_arr = id_arr.copy()
+            if n == 0:
+                return id_arr
+            if progress is None or progress is False:
+                self._impl.add(tokens, offsets, id_arr, nthreads)
+                return id_arr
+            if np.unique(id_arr).size != n:
+                raise InvalidArgumentError("ids contain repeats")
+            present = np.isin(id_arr, self.ids()) if self.ntotal else np.zeros(n, bool)
+            if present.any():
+                raise InvalidArgumentError(f"id {int(id_arr[present][0])} is already in the index")
+            reporter = _Reporter(progress, n, "add", unit="doc")
+            step, done = max(1, -(-n // 100)), 0
+            try:
+                while done < n:
+                    end = min(n, done + step)
+                    lo, hi = int(offsets[done]), int(offsets[end])
+                    self._impl.add(
+                        tokens[lo:hi], offsets[done : end + 1] - lo, id_arr[done:end], nthreads
+                    )
+                    done = end
+                    if not reporter.update(done):
+                        raise CancelledError(
+                            f"add cancelled by its progress callback after {done:,} of {n:,} "
+                            "documents; they were removed again"
+                        )
+            except BaseException:
+                if done:
+                    self._impl.remove(id_arr[:done])
+                raise
+            finally:
+                reporter.close()
+            return id_arr
 
     def remove(self, ids: Any) -> int:
         """Remove documents by id (all must exist; nothing is removed otherwise)."""
@@ -369,7 +472,7 @@ class MultiVectorIndex:
         c = _int(candidates, "candidates", 1, 1 << 30, none_as=0)
         ef = _int(ef_search, "ef_search", 1, 1 << 30, none_as=0)
         npb = _int(nprobe, "nprobe", 1, 1 << 30, none_as=0)
-        tokens, offsets = _as_sets(query_sets, "query_sets", self.dim)
+        tokens, offsets = _as_sets(query_sets, "query_sets", self.d)
         fid, fmask = as_filter(filter)
         return self._impl.search(tokens, offsets, k, c, as_threads(threads), fid, fmask, ef, npb)
 
@@ -383,17 +486,46 @@ class MultiVectorIndex:
         return self._impl.to_bytes()
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], verify: bool = True) -> MultiVectorIndex:
-        """Load a saved index; a malformed file raises :class:`annx.FormatError`."""
-        return cls(0, _impl=_core.mv_load(os.fspath(path), verify))
+    def _open_file(cls, path: str, mmap: bool, verify: bool) -> MultiVectorIndex:
+        return cls(0, _impl=_core.mv_load(path, verify))  # read, not mapped
+
+    @classmethod
+    def _open_bytes(cls, data: Any, verify: bool) -> MultiVectorIndex:
+        return cls(0, _impl=_core.mv_from_bytes(data, verify))
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], verify: bool = True, mmap: bool = False
+    ) -> MultiVectorIndex:
+        """Alias of :func:`annx.load` that checks the file holds a multi-vector index.
+
+        A malformed file raises :class:`annx.FormatError`. ``mmap`` is accepted for the
+        common signature; the file is read (token vectors are not mapped).
+        """
+        out = _load_any(path, mmap=mmap, verify=verify)
+        if not isinstance(out, MultiVectorIndex):
+            raise FormatError(
+                f"{os.fspath(path)} holds a {type(out).__name__}, not a MultiVectorIndex "
+                "(annx.load opens any annx file)"
+            )
+        return out
 
     @classmethod
     def from_bytes(cls, data: bytes, verify: bool = True) -> MultiVectorIndex:
-        """Load an index from :meth:`to_bytes` output."""
-        return cls(0, _impl=_core.mv_from_bytes(data, verify))
+        """Alias of :func:`annx.from_bytes` that checks the bytes hold a multi-vector index."""
+        out = _from_bytes_any(data, verify=verify)
+        if not isinstance(out, MultiVectorIndex):
+            raise FormatError(
+                f"the bytes hold a {type(out).__name__}, not a MultiVectorIndex "
+                "(annx.from_bytes opens any annx file)"
+            )
+        return out
 
     def __repr__(self) -> str:
         return (
-            f"MultiVectorIndex(dim={self.dim}, spec={self.spec!r}, fde={self.fde!r}, "
-            f"tokens={self.tokens!r}, ntotal={self.ntotal})"
+            f"annx.MultiVectorIndex(spec={self.spec!r}, d={self.d}, metric='chamfer', "
+            f"ntotal={self.ntotal}, fde={self.fde!r}, tokens={self.tokens!r})"
         )
+
+
+register_kind("multivector", MultiVectorIndex)

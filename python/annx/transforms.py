@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import InvalidArgumentError, NotTrainedError
+from ._surface import as_metric
 from ._validate import as_matrix, check_finite
 
 _KINDS = ("id", "ood")
@@ -179,8 +180,7 @@ class LeanVec:
             raise InvalidArgumentError(f"target_dim must be a positive integer, got {target_dim!r}")
         if kind not in _KINDS:
             raise InvalidArgumentError(f"kind must be 'id' or 'ood', got {kind!r}")
-        if not isinstance(metric, str) or metric not in _METRICS:
-            raise InvalidArgumentError(f"metric must be 'l2', 'ip' or 'cos', got {metric!r}")
+        metric = as_metric(metric, ("l2", "ip", "cos"))
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
             raise InvalidArgumentError(f"seed must be a non-negative integer, got {seed!r}")
         for name, v, lo in (("sample_size", sample_size, 2), ("max_iter", max_iter, 0)):

@@ -279,6 +279,8 @@ void bind_index(py::module_& m) {
             return out;
           },
           py::arg("ids"))
+      .def_property("file_kind", &Index::file_kind, &Index::set_file_kind,
+                    "Manifest 'kind' written by save/to_bytes ('' for a plain index).")
       .def("contains", &Index::contains, py::arg("id"))
       .def("ids",
            [](const IndexPtr& self) {
@@ -345,6 +347,25 @@ void bind_index(py::module_& m) {
         return out;
       },
       py::arg("path"));
+
+  m.def(
+      "read_manifest_bytes",
+      [](const py::buffer& data) {
+        // The manifest of an in-memory annx file (the bytes are borrowed, not copied).
+        py::buffer_info info = data.request();
+        ANNX_CHECK(InvalidArgument, info.ndim == 1 && info.itemsize == 1,
+                   "read_manifest_bytes expects a bytes-like object");
+        ANNX_CHECK(InvalidArgument, info.strides.empty() || info.strides[0] == 1,
+                   "read_manifest_bytes expects a contiguous buffer");
+        auto blob = io::Blob::borrow(info.ptr, static_cast<size_t>(info.size), nullptr);
+        io::ContainerReader r(blob, /*verify_checksums=*/false);
+        r.verify_section("MANIFEST");
+        const io::Manifest man = io::Manifest::from_section(r);
+        py::dict out;
+        for (const auto& [k, v] : man.entries()) out[py::str(k)] = v;
+        return out;
+      },
+      py::arg("data"));
 }
 
 }  // namespace annx::py_glue

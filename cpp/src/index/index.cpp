@@ -234,6 +234,7 @@ void Index::check_codes_finite(const VectorCodec& codec, const uint8_t* codes, s
 void Index::fill_writer(io::ContainerWriter& w, std::vector<std::vector<uint8_t>>& scratch) const {
   io::Manifest m;
   m.set("annx_version", ANNX_VERSION);
+  if (!file_kind_.empty()) m.set("kind", file_kind_);
   m.set("spec", spec());
   m.set("metric", metric_name(metric_));
   m.set("d", d_);
@@ -247,6 +248,19 @@ void Index::fill_writer(io::ContainerWriter& w, std::vector<std::vector<uint8_t>
   // The manifest goes first so that tools can read it without touching the rest.
   w.add_section_copy("MANIFEST", m.to_bytes());
   for (const Section& s : sections) w.add_section(s.tag, s.data, s.size);
+}
+
+std::string Index::file_kind() const {
+  std::lock_guard wl(writer_mu_);
+  return file_kind_;
+}
+
+void Index::set_file_kind(std::string kind) {
+  ANNX_CHECK(InvalidArgument, kind.empty() || io::is_valid_manifest_key(kind),
+             "file kind must be empty or match [a-z0-9_.]+, got '", kind, "'");
+  ANNX_CHECK(InvalidArgument, kind != "multivector", "file kind 'multivector' is reserved");
+  std::lock_guard wl(writer_mu_);
+  file_kind_ = std::move(kind);
 }
 
 std::vector<uint8_t> Index::to_bytes() const {

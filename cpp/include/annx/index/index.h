@@ -131,6 +131,11 @@ class Index {
   std::vector<uint8_t> to_bytes() const;
   /// Atomic save (temp file + fsync + rename).
   void save(const std::string& path) const;
+  /// The manifest's `kind` written by save/to_bytes ("" writes none: a plain index).
+  /// Set by wrappers whose files are an index file (the Python BinaryIndex: "binary"),
+  /// so that annx.load can return the wrapper. Loading does not restore it.
+  std::string file_kind() const;
+  void set_file_kind(std::string kind);
 
  protected:
   /// Called with writer_mu_ held but not mu_: trains into local state, calls
@@ -203,6 +208,7 @@ class Index {
   int d_;
   Metric metric_;
   IdMap idmap_;
+  std::string file_kind_;  // guarded by writer_mu_
   mutable std::mutex writer_mu_;  // taken before mu_, never after
   mutable RwLock mu_;             // writer-preferring (see rw_lock.h)
 };
