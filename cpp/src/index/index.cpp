@@ -305,8 +305,8 @@ std::unique_ptr<Index> load_index_from(const io::ContainerReader& r, const io::M
   const auto kind = m.get("kind");
   ANNX_CHECK(FormatError, !kind || *kind != "multivector",
              "this is a multi-vector index file: load it with annx.MultiVectorIndex.load");
-  ANNX_CHECK(FormatError, !kind, "this is a '", *kind,
-             "' file, not a single-vector index file");
+  // Other kinds are Python wrappers of one index (e.g. "binary" for annx.BinaryIndex); the
+  // kind is kept so that a save writes it again.
   const std::string spec = m.str("spec");
   const Metric metric = [&] {
     try {
@@ -331,6 +331,13 @@ std::unique_ptr<Index> load_index_from(const io::ContainerReader& r, const io::M
     index = make_index(d, spec, metric);
   } catch (const InvalidArgument& e) {
     throw FormatError(std::string("index file has an unsupported spec: ") + e.what());
+  }
+  if (kind) {
+    try {
+      index->set_file_kind(std::string(*kind));
+    } catch (const InvalidArgument& e) {
+      throw FormatError(std::string("corrupt manifest: ") + e.what());
+    }
   }
   ANNX_CHECK(FormatError, nslots == ntotal || index->has_holes(), "corrupt index file: ",
              nslots - ntotal, " free slots in a '", spec, "' index, which has none");
