@@ -145,8 +145,8 @@ int32_t dot_i8(const int8_t* a, const int8_t* b, size_t d) {
 
 uint64_t hamming(const uint8_t* a, const uint8_t* b, size_t nbytes) {
   // vcntq_u8 counts bits per byte; byte counts are pairwise added into u16 lanes (at most
-  // 32 per lane per 32-byte step, so a chunk of 1024 steps cannot overflow) and the lanes
-  // summed once per chunk.
+  // 16 per lane and accumulator per 32-byte step, so a chunk of 1024 steps cannot
+  // overflow) and the lanes summed once per chunk.
   uint64_t s = 0;
   size_t i = 0;
   while (i + 32 <= nbytes) {
