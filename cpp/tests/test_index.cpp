@@ -98,7 +98,8 @@ int main() {
     const auto t0 = std::chrono::steady_clock::now();
     try {
       annx::FactoryOptions opts;
-      if (std::string(c.spec).rfind("HNSW", 0) == 0) opts.ef_construction = 40;  // qemu: keep it short
+      if (std::string(c.spec).rfind("HNSW", 0) == 0)
+        opts.ef_construction = 40;  // qemu: keep it short
       auto index = annx::make_index(static_cast<int>(d), c.spec, annx::Metric::L2, opts);
       if (!index->is_trained()) index->train(x.data(), c.ntrain);
       index->add(x.data(), n, nullptr, 2);

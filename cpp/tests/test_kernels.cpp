@@ -61,18 +61,18 @@ bool close(float got, float ref, double scale) {
   return std::fabs(double{got} - double{ref}) <= 1e-5 * scale + 1e-6;
 }
 
-const DistKind kFloatKinds[] = {DistKind::L2_F32,  DistKind::IP_F32, DistKind::L2_F16,
-                                DistKind::IP_F16,  DistKind::L2_BF16, DistKind::IP_BF16,
-                                DistKind::IP_U8,   DistKind::WL2_U8};
+const DistKind kFloatKinds[] = {DistKind::L2_F32, DistKind::IP_F32,  DistKind::L2_F16,
+                                DistKind::IP_F16, DistKind::L2_BF16, DistKind::IP_BF16,
+                                DistKind::IP_U8,  DistKind::WL2_U8};
 const char* kind_name(DistKind k) {
-  static const char* names[] = {"l2_f32", "ip_f32", "l2_f16", "ip_f16", "l2_bf16",
-                                "ip_bf16", "ip_u8", "wl2_u8", "bebr_sdc", "bebr_adc"};
+  static const char* names[] = {"l2_f32",  "ip_f32", "l2_f16", "ip_f16",   "l2_bf16",
+                                "ip_bf16", "ip_u8",  "wl2_u8", "bebr_sdc", "bebr_adc"};
   return names[static_cast<int>(k)];
 }
 
-const size_t kDims[] = {1,  2,  3,  4,  5,  7,  8,  9,   12,  15,  16,  17,  23,  24,
-                        31, 32, 33, 47, 48, 63, 64, 65,  96,  100, 127, 128, 129, 191,
-                        255, 256, 257, 384, 511, 512, 513, 767, 768, 769, 1000};
+const size_t kDims[] = {1,   2,   3,   4,   5,   7,   8,   9,   12,  15,  16,  17,  23,
+                        24,  31,  32,  33,  47,  48,  63,  64,  65,  96,  100, 127, 128,
+                        129, 191, 255, 256, 257, 384, 511, 512, 513, 767, 768, 769, 1000};
 
 /// Element i of a stored row as float (the reference decoding).
 float elem(DistKind k, const uint8_t* row, size_t i) {
@@ -120,8 +120,8 @@ void test_float_kinds(const KernelTable& ref, const KernelTable& t) {
     const int ki = static_cast<int>(k);
     const bool u8 = k == DistKind::IP_U8 || k == DistKind::WL2_U8;
     for (size_t d : kDims) {
-      g_ctx = std::string(annx::simd::isa_name(t.isa)) + " " + kind_name(k) + " d=" +
-              std::to_string(d);
+      g_ctx =
+          std::string(annx::simd::isa_name(t.isa)) + " " + kind_name(k) + " d=" + std::to_string(d);
       const size_t cs = annx::simd::code_size(k, d);
       const size_t esize = cs / d;
       Buf qb(4 * d, 4), xb(cs * n, esize), wb(4 * d, 4);
@@ -381,7 +381,8 @@ void test_int_and_bits(const KernelTable& ref, const KernelTable& t) {
     CHECK(t.hamming(a.data(), b.data(), nbytes) == ref.hamming(a.data(), b.data(), nbytes));
   }
   for (size_t nbytes : {size_t{1}, size_t{8}, size_t{13}, size_t{32}, size_t{48}, size_t{100}}) {
-    g_ctx = std::string(annx::simd::isa_name(t.isa)) + " hamming_many nbytes=" + std::to_string(nbytes);
+    g_ctx =
+        std::string(annx::simd::isa_name(t.isa)) + " hamming_many nbytes=" + std::to_string(nbytes);
     const size_t n = 11;
     Buf qb(nbytes, 1), xb(nbytes * n, 5);
     for (size_t i = 0; i < nbytes; ++i) qb.p[i] = static_cast<uint8_t>(urand(256));
@@ -415,9 +416,11 @@ void test_conversions(const KernelTable& ref, const KernelTable& t) {
     CHECK(ok);
   }
   // f32 -> f16 / bf16: specials, rounding ties, subnormals, overflow, random; odd lengths.
-  std::vector<float> in = {0.f, -0.f, 1.f, -1.f, 65504.f, 65519.f, 65520.f, 1e9f, -1e9f,
-                           INFINITY, -INFINITY, NAN, -NAN, 5.96e-8f, 2.98e-8f, 2.99e-8f,
-                           6.1e-5f, 1e-45f, 1.00048828125f, 1.00146484375f, 3.4e38f};
+  std::vector<float> in = {0.f,       -0.f,    1.f,    -1.f,           65504.f,
+                           65519.f,   65520.f, 1e9f,   -1e9f,          INFINITY,
+                           -INFINITY, NAN,     -NAN,   5.96e-8f,       2.98e-8f,
+                           2.99e-8f,  6.1e-5f, 1e-45f, 1.00048828125f, 1.00146484375f,
+                           3.4e38f};
   for (int i = 0; i < 3000; ++i) {
     const uint32_t u = static_cast<uint32_t>(g_rng());
     float f;
@@ -483,8 +486,8 @@ void test_pq(const KernelTable& ref, const KernelTable& t) {
   }
   for (size_t d : {size_t{1}, size_t{2}, size_t{3}, size_t{4}, size_t{8}})
     for (size_t k : {size_t{1}, size_t{5}, size_t{16}, size_t{17}, size_t{256}}) {
-      g_ctx = std::string(annx::simd::isa_name(t.isa)) + " nearest_l2_small d=" +
-              std::to_string(d) + " k=" + std::to_string(k);
+      g_ctx = std::string(annx::simd::isa_name(t.isa)) +
+              " nearest_l2_small d=" + std::to_string(d) + " k=" + std::to_string(k);
       const size_t ks = (k + 15) / 16 * 16, n = 13;
       std::vector<float> ct(d * ks), x(n * d);
       for (size_t j = 0; j < ks; ++j)
@@ -518,7 +521,8 @@ void test_pq(const KernelTable& ref, const KernelTable& t) {
       CHECK(ok);
       if (!ok && getenv("ANNX_TEST_VERBOSE"))
         for (size_t i = 0; i < n; ++i)
-          std::printf("    %zu: %u %.9g | %u %.9g\n", i, i0[i], double{d0[i]}, i1[i], double{d1[i]});
+          std::printf("    %zu: %u %.9g | %u %.9g\n", i, i0[i], double{d0[i]}, i1[i],
+                      double{d1[i]});
     }
 }
 

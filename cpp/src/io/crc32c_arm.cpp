@@ -25,7 +25,7 @@ namespace annx::io::detail {
 namespace {
 
 constexpr uint32_t kPoly = 0x82F63B78u;  // bit-reflected Castagnoli polynomial
-constexpr size_t kBlock = 1024;         // bytes per stream in the three-way loop
+constexpr size_t kBlock = 1024;          // bytes per stream in the three-way loop
 
 /// x^(8n) mod P in the bit-reflected domain, i.e. the CRC register after n zero bytes
 /// starting from the register 0x80000000 ("1").

@@ -206,7 +206,8 @@ void f16_to_f32(const uint16_t* in, float* out, size_t n) {
 
 /// Four f32 -> bf16, round to nearest even; a NaN is quietened (bit 6 of the result set).
 inline uint16x4_t bf16_round(uint32x4_t u) {
-  const uint32x4_t is_nan = vcgtq_u32(vandq_u32(u, vdupq_n_u32(0x7fffffffu)), vdupq_n_u32(0x7f800000u));
+  const uint32x4_t is_nan =
+      vcgtq_u32(vandq_u32(u, vdupq_n_u32(0x7fffffffu)), vdupq_n_u32(0x7f800000u));
   const uint32x4_t lsb = vandq_u32(vshrq_n_u32(u, 16), vdupq_n_u32(1u));
   const uint32x4_t rounded = vaddq_u32(u, vaddq_u32(lsb, vdupq_n_u32(0x7fffu)));
   const uint32x4_t quiet = vorrq_u32(u, vdupq_n_u32(0x00400000u));
