@@ -5,9 +5,21 @@ include(CheckCXXSourceCompiles)
 
 set(ANNX_ISA_X86 OFF)
 set(ANNX_ISA_ARM OFF)
-if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64|i[3-6]86)$")
+# The target architecture: CMAKE_SYSTEM_PROCESSOR, unless macOS is asked for one other
+# architecture (CMAKE_OSX_ARCHITECTURES, e.g. an arm64 wheel built on an x86_64 runner).
+# A universal2 build (two architectures at once) gets the portable kernels only.
+set(_annx_arch "${CMAKE_SYSTEM_PROCESSOR}")
+if(APPLE AND CMAKE_OSX_ARCHITECTURES)
+  list(LENGTH CMAKE_OSX_ARCHITECTURES _annx_narch)
+  if(_annx_narch EQUAL 1)
+    set(_annx_arch "${CMAKE_OSX_ARCHITECTURES}")
+  else()
+    set(_annx_arch "universal")
+  endif()
+endif()
+if(_annx_arch MATCHES "^(x86_64|AMD64|amd64|i[3-6]86)$")
   set(ANNX_ISA_X86 ON)
-elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "^(aarch64|arm64|ARM64)$")
+elseif(_annx_arch MATCHES "^(aarch64|arm64|ARM64)$")
   set(ANNX_ISA_ARM ON)
 endif()
 
@@ -53,4 +65,29 @@ if(ANNX_ISA_X86 AND CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
     set(ANNX_FLAGS_AVX512_ICL ${_icl})
   endif()
 endif()
-message(STATUS "annx ISA kernels: avx2=${ANNX_HAVE_AVX2} avx512=${ANNX_HAVE_AVX512} avx512_icl=${ANNX_HAVE_AVX512_ICL}")
+
+# AArch64: NEON is baseline (no flags); the CRC32C instructions need +crc for one file.
+set(ANNX_HAVE_NEON OFF)
+set(ANNX_HAVE_CRC_ARM OFF)
+set(ANNX_FLAGS_CRC_ARM "")
+if(ANNX_ISA_ARM AND CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
+  annx_probe(ANNX_PROBE_NEON "" "
+    #include <arm_neon.h>
+    int main() { uint8x16_t z = vdupq_n_u8(1); float32x4_t f = vcvt_f32_f16(vcvt_f16_f32(vdupq_n_f32(1.f)));
+                 return (int)vaddlvq_u8(vcntq_u8(vqtbl1q_u8(z, z))) + (int)vaddvq_f32(vfmaq_f32(f, f, f)); }")
+  annx_probe(ANNX_PROBE_CRC_ARM "-march=armv8-a+crc" "
+    #include <arm_acle.h>
+    int main() { return (int)__crc32cd(0u, 1ull) + (int)__crc32cb(0u, 1); }")
+  if(ANNX_PROBE_NEON)
+    set(ANNX_HAVE_NEON ON)
+  endif()
+  if(ANNX_PROBE_CRC_ARM)
+    set(ANNX_HAVE_CRC_ARM ON)
+    set(ANNX_FLAGS_CRC_ARM "-march=armv8-a+crc")
+  endif()
+  # No fused multiply-add contraction on AArch64 (where the baseline has FMA): the scalar
+  # reference and the kernels documented as bit-identical to it (nearest_l2_small, PQ ADC)
+  # must round every product, as they do on x86. Explicit vfmaq_f32 calls are unaffected.
+  target_compile_options(annx_flags INTERFACE -ffp-contract=off)
+endif()
+message(STATUS "annx ISA kernels: avx2=${ANNX_HAVE_AVX2} avx512=${ANNX_HAVE_AVX512} avx512_icl=${ANNX_HAVE_AVX512_ICL} neon=${ANNX_HAVE_NEON}")

@@ -11,8 +11,8 @@ than the index, empty or all-removed indexes) are padded, never raised.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from typing import Any, Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest

@@ -1,6 +1,7 @@
 """Type stubs for annx's compiled core (annx._core). Use the annx package instead."""
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 import numpy as np
 import numpy.typing as npt

@@ -91,7 +91,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("compiled_isas", [] {
     std::vector<std::string> out;
     for (auto i : {annx::simd::Isa::Scalar, annx::simd::Isa::Avx2, annx::simd::Isa::Avx512,
-                   annx::simd::Isa::Avx512Icl})
+                   annx::simd::Isa::Avx512Icl, annx::simd::Isa::Neon})
       if (annx::simd::compiled(i)) out.emplace_back(annx::simd::isa_name(i));
     return out;
   }, "ISA levels compiled into this build.");
@@ -101,7 +101,7 @@ PYBIND11_MODULE(_core, m) {
         "ISA level in use.");
   m.def("set_isa", [](const std::string& name) {
     annx::simd::set_active_isa(annx::simd::parse_isa(name));
-  }, py::arg("name"), "Forces an ISA level ('scalar', 'avx2', 'avx512', 'avx512_icl').");
+  }, py::arg("name"), "Forces an ISA level ('scalar', 'avx2', 'avx512', 'avx512_icl', 'neon').");
   m.def("isa_env_warning", &annx::simd::isa_env_warning);
   m.def("cpu_brand", &annx::simd::cpu_brand);
   m.def("compiler", &annx::simd::compiler_id);

@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "annx/common/error.h"
+#include "annx/common/prefetch.h"
 #include "annx/common/random.h"
 #include "annx/common/thread_pool.h"
 #include "annx/common/topk.h"
@@ -265,8 +266,8 @@ bool HnswIndex::collect(int level, Scratch& sc) const {
   if (pool.has_next()) {
     const auto* nb =
         reinterpret_cast<const uint8_t*>(links(pool.peek() & ~graph::Pool::kExpanded, level));
-    __builtin_prefetch(nb, 0, 3);
-    __builtin_prefetch(nb + 64, 0, 3);
+    prefetch_read(nb);
+    prefetch_read(nb + 64);
   }
   const uint32_t maxl = static_cast<uint32_t>(max_links(level));
   if (sc.batch.size() < maxl) sc.batch.resize(maxl), sc.dist.resize(maxl);
@@ -281,7 +282,7 @@ bool HnswIndex::collect(int level, Scratch& sc) const {
     if (!sc.vis.test_and_set(v)) {
       batch[m++] = v;
       const uint8_t* p = codes + size_t{v} * block_;
-      for (size_t t = 0; t < pf_lines; ++t) __builtin_prefetch(p + 64 * t, 0, 3);
+      for (size_t t = 0; t < pf_lines; ++t) prefetch_read(p + 64 * t);
     }
   }
   sc.m = m;

@@ -1,5 +1,6 @@
 // CRC-32C (Castagnoli): a portable slice-by-8 implementation, and run-time dispatch to the
-// SSE4.2 one (crc32c_sse42.cpp, the only file built with -msse4.2) when the CPU has it.
+// SSE4.2 one (crc32c_sse42.cpp, the only file built with -msse4.2) or the ARMv8 one
+// (crc32c_arm.cpp, the only file built with -march=armv8-a+crc) when the CPU has it.
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -16,12 +17,34 @@
 #endif
 #endif
 
+// The same for crc32c_arm.cpp on AArch64 (CMake passes -DANNX_CRC32C_ARM=0 when the
+// compiler cannot build it).
+#ifndef ANNX_CRC32C_ARM
+#if defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
+#define ANNX_CRC32C_ARM 1
+#else
+#define ANNX_CRC32C_ARM 0
+#endif
+#endif
+#if ANNX_CRC32C_ARM && defined(__linux__)
+#include <sys/auxv.h>
+#ifndef HWCAP_CRC32
+#define HWCAP_CRC32 (1 << 7)
+#endif
+#endif
+
 namespace annx::io {
 
 #if ANNX_CRC32C_X86
 namespace detail {
 // Defined in crc32c_sse42.cpp; call only when the CPU supports SSE4.2.
 uint32_t crc32c_sse42(const void* data, size_t n, uint32_t seed);
+}  // namespace detail
+#endif
+#if ANNX_CRC32C_ARM
+namespace detail {
+// Defined in crc32c_arm.cpp; call only when the CPU has the CRC32 instructions.
+uint32_t crc32c_armv8(const void* data, size_t n, uint32_t seed);
 }  // namespace detail
 #endif
 
@@ -53,6 +76,13 @@ using CrcFn = uint32_t (*)(const void*, size_t, uint32_t);
 CrcFn pick_impl() {
 #if ANNX_CRC32C_X86
   if (__builtin_cpu_supports("sse4.2")) return &detail::crc32c_sse42;
+#endif
+#if ANNX_CRC32C_ARM
+#if defined(__linux__)
+  if (getauxval(AT_HWCAP) & HWCAP_CRC32) return &detail::crc32c_armv8;
+#elif defined(__APPLE__)
+  return &detail::crc32c_armv8;  // every Apple arm64 core has CRC32
+#endif
 #endif
   return &detail::crc32c_portable;
 }
@@ -105,6 +135,9 @@ uint32_t crc32c(const void* data, size_t n, uint32_t seed) {
 const char* crc32c_backend() {
 #if ANNX_CRC32C_X86
   if (impl() == &detail::crc32c_sse42) return "sse4.2";
+#endif
+#if ANNX_CRC32C_ARM
+  if (impl() == &detail::crc32c_armv8) return "armv8-crc";
 #endif
   return "portable";
 }

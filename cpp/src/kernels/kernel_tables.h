@@ -18,4 +18,7 @@ void fill_table(simd::KernelTable& t);
 namespace avx512_icl {
 void fill_table(simd::KernelTable& t);
 }
+namespace neon {
+void fill_table(simd::KernelTable& t);
+}
 }  // namespace annx::kernels

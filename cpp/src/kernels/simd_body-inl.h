@@ -426,6 +426,7 @@ void signed_segment_sum(const float* src, size_t ld, size_t len, const uint32_t*
   }
 }
 
+#if defined(__AVX2__)  // the NEON level (arm_neon.cpp) has its own, without gathers
 /// 8-bit PQ over blocked codes (pq8_layout.h): per sub-quantizer, 32 codes index its
 /// 1 KB table (L1-resident) with four 8-lane gathers. Shared by the AVX2 and AVX-512
 /// levels: on Zen 4, 16-lane gathers measured slower (2,570 vs 2,900 queries/s for
@@ -447,6 +448,7 @@ void pq8_adc_blocks(const uint8_t* blocks, size_t nblocks, size_t M, const float
     for (int g = 0; g < 4; ++g) _mm256_storeu_ps(out + b * 32 + 8 * g, a[g]);
   }
 }
+#endif  // __AVX2__
 
 template <DistKind K>
 void fill_kind(simd::KernelTable& t) {

@@ -10,7 +10,7 @@ namespace annx::simd {
 namespace {
 
 struct Tables {
-  std::array<KernelTable, 4> t{};
+  std::array<KernelTable, 5> t{};
   Tables() {
     kernels::scalar::fill_table(t[0]);
     for (auto& x : t) x = t[0];
@@ -22,6 +22,9 @@ struct Tables {
 #endif
 #ifdef ANNX_HAVE_AVX512_ICL
     kernels::avx512_icl::fill_table(t[3]);
+#endif
+#ifdef ANNX_HAVE_NEON
+    kernels::neon::fill_table(t[4]);
 #endif
   }
 };

@@ -83,10 +83,11 @@ inline constexpr size_t kMaxManifestBytes = size_t{1} << 20;
 /// Standard CRC-32C (Castagnoli, reflected, init and xorout 0xFFFFFFFF), e.g.
 /// crc32c("123456789", 9) == 0xE3069283. `seed` is the result of a previous call, so
 /// crc32c(b, nb, crc32c(a, na)) is the CRC of the concatenation a + b. Uses the SSE4.2
-/// CRC32 instruction when the CPU has it, else a portable slice-by-8 table.
+/// CRC32 instruction (x86) or the ARMv8 CRC32C instructions when the CPU has them, else a
+/// portable slice-by-8 table.
 uint32_t crc32c(const void* data, size_t n, uint32_t seed = 0);
 
-/// Name of the implementation crc32c() uses on this CPU: "sse4.2" or "portable".
+/// Name of the implementation crc32c() uses on this CPU: "sse4.2", "armv8-crc" or "portable".
 const char* crc32c_backend();
 
 namespace detail {

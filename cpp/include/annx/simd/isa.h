@@ -1,7 +1,8 @@
 // Instruction-set levels and run-time selection.
 //
 // annx compiles one kernel set per ISA level into its own translation unit and picks
-// one at run time from CPUID/XGETBV (x86) so that a single portable build runs fast
+// one at run time from CPUID/XGETBV (x86) or the AArch64 baseline (NEON, always present
+// there) so that a single portable build runs fast
 // everywhere. The active level can be forced lower (never higher than the CPU
 // supports) with the ANNX_ISA environment variable or annx::simd::set_active_isa().
 #pragma once
@@ -16,9 +17,11 @@ enum class Isa : int {
   Avx2 = 1,       // AVX2 + FMA + F16C + POPCNT (Haswell, Zen 1 and later)
   Avx512 = 2,     // AVX-512 F/BW/DQ/VL (Skylake-SP, Zen 4 and later)
   Avx512Icl = 3,  // Avx512 + VNNI + VPOPCNTDQ (Ice Lake, Sapphire Rapids, Zen 4)
+  Neon = 4,       // AArch64 Advanced SIMD (every 64-bit ARM: Apple M*, Graviton, Ampere)
 };
 
-/// Lower-case name used by ANNX_ISA / annx.set_isa ("scalar", "avx2", "avx512", "avx512_icl").
+/// Lower-case name used by ANNX_ISA / annx.set_isa ("scalar", "avx2", "avx512", "avx512_icl",
+/// "neon").
 const char* isa_name(Isa isa);
 /// Parses a name; throws InvalidArgument listing the valid names.
 Isa parse_isa(const std::string& name);
