@@ -113,11 +113,11 @@ def faiss(factory: str | Callable[[Dataset], str], refine: bool = False):
 
 def _configs() -> list[Config]:
     C, S, M, H = Config, single, multi, high_d
-    pq4 = lambda ds: divisor(ds.d, ds.d / 2)  # noqa: E731
-    pq8 = lambda ds: divisor(ds.d, ds.d / 4)  # noqa: E731
-    lv = lambda frac, tail: lambda ds: f"LeanVec{ds.d // frac},{tail}"  # noqa: E731
-    ivf = lambda tail: lambda ds: f"IVF{nlist(ds)},{tail(ds) if callable(tail) else tail}"  # noqa: E731
-    fs4 = lambda ds: f"PQ{pq4(ds)}x4fs"  # noqa: E731
+    pq4 = lambda ds: divisor(ds.d, ds.d / 2)
+    pq8 = lambda ds: divisor(ds.d, ds.d / 4)
+    lv = lambda frac, tail: lambda ds: f"LeanVec{ds.d // frac},{tail}"
+    ivf = lambda tail: lambda ds: f"IVF{nlist(ds)},{tail(ds) if callable(tail) else tail}"
+    fs4 = lambda ds: f"PQ{pq4(ds)}x4fs"
     return [
         C("annx-flat", "flat", annx("Flat"), one, S),
         C("faiss-flat", "flat", faiss("Flat"), one, S),

@@ -134,7 +134,7 @@ def memory_rows(runs: list[Run], floor: float = QPS_FLOOR) -> list[tuple[Run, fl
 def dataset_section(ds: str, runs: list[Run], k: int, floor: float) -> list[str]:
     """Markdown for one dataset: headline, every configuration, memory view, sweeps."""
     meta = runs[0].rows[0]
-    out = [f"## {ds}", "", f"n={meta.get('n', '?'):,} d={meta.get('d', '?')} "
+    out = [f"## {ds}", "", f"n={meta.get('n', '?')} d={meta.get('d', '?')} "
            f"metric={meta.get('metric', '?')} queries={meta['nq']} k={k}; "
            f"plots: [{ds}.png]({ds}.png), [{ds}-memory.png]({ds}-memory.png)", ""]  # fmt: skip
     out += table(["recall", "best annx", "q/s", "best peer", "q/s", "annx / peer [min-max]"],
