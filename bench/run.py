@@ -165,13 +165,15 @@ def plan(args: argparse.Namespace) -> list[tuple[str, str, list[str]]]:
                 raise SystemExit(f"unknown configuration {n!r}; --algos list shows them")
     else:
         fams = {families.family_name(f.strip()) for f in args.families.split(",")}
-        names = [n for n, c in allc.items() if c.family in fams]
+        names = [n for n, c in allc.items() if c.family in fams and (c.matrix or not args.matrix)]
     if args.libraries:
         libs = {x.strip() for x in args.libraries.split(",")}
         names = [n for n in names if allc[n].library in libs]
     fams = list(dict.fromkeys(allc[n].family for n in names))
-    files = (datasets.files(args.data_dir) if args.matrix else
-             [p for p in args.data.split(",") if p])  # fmt: skip
+    # smallest first, the 200k-vector euclidean set last (the longest graph builds)
+    files = [p for p in args.data.split(",") if p]
+    if args.matrix:
+        files = sorted(datasets.files(args.data_dir), key=lambda p: "-euclidean" in p.name)
     return [
         (str(f), fam, [n for n in names if allc[n].family == fam]) for f in files for fam in fams
     ]

@@ -45,6 +45,7 @@ class Config:
     make: Callable[[Dataset], Adapter]
     sweep: Callable[[Dataset, bool], list[dict[str, Any]]]
     needs: Callable[[Dataset], str | None]
+    matrix: bool = True  # False: only when asked for by name or family, not in --matrix
 
     @property
     def library(self) -> str:
@@ -124,8 +125,9 @@ def _configs() -> list[Config]:
         C("annx-hnsw32", "graph", annx("HNSW32"), efs, S),
         C("annx-hnsw32-sq8-refine", "graph", annx("HNSW32,SQ8,Refine(F32)"), efs, S),
         C("hnswlib-m16", "graph", lambda ds: hnswlib.Hnswlib(ds.metric, 16), efs, S),
-        C("faiss-hnsw32", "graph", faiss("HNSW32"), efs, S),
-        C("usearch-f32", "graph", lambda ds: usearch.Usearch(ds.metric, "f32"), efs, S),
+        C("faiss-hnsw32", "graph", faiss("HNSW32"), efs, S, matrix=False),
+        C("usearch-f32", "graph", lambda ds: usearch.Usearch(ds.metric, "f32"), efs, S,
+          matrix=False),
         C("svs-vamana", "graph", lambda ds: svs.SvsVamana(ds.metric), efs, S),
         C("annx-ivfpqfs-refine", "ivf", annx(ivf(lambda ds: fs4(ds) + ",Refine(F32)")),
           ivf_sweep(True), S),
@@ -135,7 +137,8 @@ def _configs() -> list[Config]:
         C("annx-ivfflat", "ivf", annx(ivf("Flat")), ivf_sweep(False), S),
         C("faiss-ivfflat", "ivf", faiss(ivf("Flat")), ivf_sweep(False), S),
         C("annx-lv-d8-sq8-refine", "leanvec", annx(lv(8, "HNSW32,SQ8,Refine(F32)")), efs, H),
-        C("annx-lv-d4-sq8-refine16", "leanvec", annx(lv(4, "HNSW32,SQ8,Refine(F16)")), efs, H),
+        C("annx-lv-d4-sq8-refine16", "leanvec", annx(lv(4, "HNSW32,SQ8,Refine(F16)")), efs, H,
+          matrix=False),
         C("annx-lv-d4-sq8-refine", "leanvec", annx(lv(4, "HNSW32,SQ8,Refine(F32)")), efs, H),
         C("annx-lv-d2-sq8-refine", "leanvec", annx(lv(2, "HNSW32,SQ8,Refine(F32)")), efs, H),
         C("annx-lv-d4-ood-sq8-refine", "leanvec",
