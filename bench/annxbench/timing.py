@@ -34,9 +34,6 @@ class Point:
     def qps(self) -> float:
         return self.nq / statistics.median(self.times)
 
-    def qps_run(self, r: int) -> float:
-        return self.nq / self.times[r]
-
 
 def order(names: list[str], r: int) -> list[str]:
     """Repeat ``r``'s order: as given on even repeats, reversed on odd ones."""
