@@ -153,7 +153,8 @@ def test_report_pages(tmp_path: Path) -> None:
     assert "svs-z: not installed" in text
     per_set = (tmp_path / "s.md").read_text()
     assert "| annx-x | graph |" in per_set and "q/s @0.95" in per_set
-    assert "Memory budget" in per_set and "| peer-y | 100 | 0.9500 | 50 |" in per_set
+    assert "Memory budget" in per_set and "| peer-y | 100 | 0.9500 | - | 50 |" in per_set
+    assert "| graph | 2.00x [2.00-2.00] annx-x / peer-y |" in per_set  # paired, same group
 
 
 def test_every_family_has_configurations_and_sweeps(tmp_path: Path) -> None:
