@@ -7,8 +7,9 @@ Usage:
     python bench/run.py --data A.hdf5[,B.hdf5] [--families graph,ivf | --algos NAME,...]
     python bench/run.py --matrix [--data-dir ../shared/data] [--quick] [--nq 400]
     common: [--k 10] [--threads 1] [--build-threads 2] [--repeats 5] [--nq N]
-            [--out-dir DIR] [--no-plot] [--stop-recall 0.999] [--min-qps 100]
-            [--qps-floor 100] [--note TEXT] [--in-process]
+            [--out-dir DIR] [--no-plot] [--stop-recall 0.999] [--min-qps 50]
+            [--qps-floor 100] [--note TEXT] [--in-process] [--libraries annx,faiss]
+    python bench/run.py --report-only --out-dir DIR   # pages again from DIR/results.jsonl
 
 Families (``--families``, aliases in brackets; the old per-family scripts are these
 presets): flat [exact], graph [hnsw], ivf, leanvec, binary [bebr], codecs, multivector
