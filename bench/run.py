@@ -269,13 +269,14 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.jsonl, "a") as fh:
             fh.writelines(json.dumps(r, default=str) + "\n" for r in rows)
         return 0
+    runs = [] if args.report_only else plan(args)
     out = Path(args.out_dir or (HERE / "results" if args.matrix else HERE / "results" / "run"))
     out.mkdir(parents=True, exist_ok=True)
     jsonl = out / "results.jsonl"
     failures, rows = 0, []
     if not args.report_only:
         jsonl.unlink(missing_ok=True)
-    for path, fam, names in [] if args.report_only else plan(args):
+    for path, fam, names in runs:
         if args.in_process or args.quick:
             try:
                 rows += run_family(path, fam, names, args)

@@ -68,7 +68,9 @@ def test_algos_list_and_errors(tmp_path: Path) -> None:
     proc = run("--algos", "list")
     assert proc.returncode == 0 and "annx-hnsw32 (graph)" in proc.stdout
     assert "muvera-python-flat (multivector)" in proc.stdout
-    proc = run("--algos", "annx-nope", "--data", str(tmp_path / "x.hdf5"))
+    proc = run("--algos", "annx-nope", "--data", str(tmp_path / "x.hdf5"), "--out-dir",
+               str(tmp_path / "out"))  # fmt: skip
     assert proc.returncode != 0 and "unknown configuration" in proc.stderr
+    assert not (tmp_path / "out").exists()
     proc = run("--repeats", "0")
     assert proc.returncode == 2 and "must be >= 1" in proc.stderr

@@ -4,6 +4,7 @@ and the memory-budget view, all from the JSON lines a run writes (one per sweep 
 from __future__ import annotations
 
 import math
+import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,9 +67,10 @@ def qps_at(points: list[tuple[float, float]], target: float) -> float | None:
 
 
 def ratio(a: Run, b: Run, target: float) -> tuple[float, float, float] | None:
-    """q/s of ``a`` over ``b`` at ``target``: (ratio of the median curves, min and max of
-    the per-repeat ratios). Repeat r of a and b ran back to back when both come from the
-    same family run (``group``)."""
+    """q/s of ``a`` over ``b`` at ``target``: (median, min, max) of the per-repeat ratios
+    (repeat r of each curve against repeat r of the other; they ran back to back when both
+    come from the same family run, ``group``). Falls back to the ratio of the median
+    curves when a repeat's curve does not reach the target."""
     qa, qb = qps_at(a.points(), target), qps_at(b.points(), target)
     if qa is None or qb is None:
         return None
@@ -77,7 +79,9 @@ def ratio(a: Run, b: Run, target: float) -> tuple[float, float, float] | None:
         ra, rb = qps_at(a.points(r), target), qps_at(b.points(r), target)
         if ra is not None and rb is not None:
             per.append(ra / rb)
-    return qa / qb, min(per, default=qa / qb), max(per, default=qa / qb)
+    if not per:
+        return qa / qb, qa / qb, qa / qb
+    return statistics.median(per), min(per), max(per)
 
 
 def best(runs: list[Run], target: float) -> tuple[Run, float] | None:
@@ -252,9 +256,10 @@ def write(rows: list[dict[str, Any]], out_dir: Path, header: list[str], k: int =
     sets = by_dataset(rows)
     lines = [*header, "", "## Best annx vs best peer", "",
              "q/s of the fastest configuration at each recall@10 target (Pareto front, "
-             "interpolated); the ratio is of the median curves, [min-max] of the per-repeat "
-             "ratios; (unpaired): the two configurations ran in different family runs, so "
-             "their repeats were not back to back.", ""]  # fmt: skip
+             "interpolated, from the median times); the ratio is the median of the per-repeat "
+             "ratios (repeat r against repeat r), [min-max] their range; (unpaired): the two "
+             "configurations ran in different family runs, so their repeats were not back to "
+             "back.", ""]  # fmt: skip
     hl, fam = [], []
     for ds, runs in sets.items():
         for row in headline(runs):
