@@ -171,3 +171,18 @@ def test_every_family_has_configurations_and_sweeps(tmp_path: Path) -> None:
                 assert sweep and all(isinstance(p, dict) for p in sweep)
     assert families.nlist(ds) == 64 and families.divisor(50, 12.5) == 10
     assert families.family_name("hnsw") == "graph"
+
+
+def test_optional_family_module_adds_configurations(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    fake = types.ModuleType("annxbench.multitenant")
+    cfg = families.Config("annx-mt-test", "multitenant", families.annx("Flat"), families.one,
+                          families.single)  # fmt: skip
+    fake.configs = lambda: [cfg]  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "annxbench.multitenant", fake)
+    assert families.all_configs()["annx-mt-test"] is cfg
+    assert "multitenant" in families.families()
+    monkeypatch.delitem(sys.modules, "annxbench.multitenant")
+    if not (Path(families.__file__).parent / "multitenant.py").exists():
+        assert "multitenant" not in families.families()
