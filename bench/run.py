@@ -10,6 +10,7 @@ Usage:
             [--out-dir DIR] [--no-plot] [--stop-recall 0.999] [--min-qps 50]
             [--qps-floor 100] [--note TEXT] [--in-process] [--libraries annx,faiss]
     python bench/run.py --report-only --out-dir DIR   # pages again from DIR/results.jsonl
+                                                      # (and DIR/header.json, the run's header)
 
 Families (``--families``, aliases in brackets; the old per-family scripts are these
 presets): flat [exact], graph [hnsw], ivf, leanvec, binary [bebr], codecs, multivector
