@@ -1,330 +1,305 @@
-"""The peer-comparison runner: build each configuration, sweep its search parameters,
-write JSON lines, then a plot and a table per dataset (bench/plot.py).
+"""The one benchmark entry point: configurations by family, swept and timed point by
+point interleaved (annxbench.timing), JSON lines, per-set tables and plots, a summary
+page, and a matrix mode over every data set.
 
 Usage:
-    python bench/run.py --data FILE.hdf5[,FILE2.hdf5...] [--algos annx-hnsw32,hnswlib-m16,...]
-        [--k 10] [--threads 1] [--build-threads 2] [--nq N] [--repeats 3]
-        [--out-dir bench/results/run] [--no-plot]
     python bench/run.py --algos list
+    python bench/run.py --data A.hdf5[,B.hdf5] [--families graph,ivf | --algos NAME,...]
+    python bench/run.py --matrix [--data-dir ../shared/data] [--quick] [--nq 400]
+    common: [--k 10] [--threads 1] [--build-threads 2] [--repeats 5] [--nq N]
+            [--out-dir DIR] [--no-plot] [--stop-recall 0.999] [--min-qps 50]
+            [--qps-floor 100] [--note TEXT] [--in-process] [--libraries annx,faiss]
+    python bench/run.py --report-only --out-dir DIR   # pages again from DIR/results.jsonl
+                                                      # (and DIR/header.json, the run's header)
 
-Each (dataset, configuration) runs in its own Python process, so peak RSS is the
-configuration's own and one crash cannot take the others down. Peers are optional
-imports: a configuration whose library is missing (or that does not apply, e.g. LeanVec
-below 128 dimensions) is reported as skipped. Configurations and their sweeps come from
-the per-family scripts in this folder, so every benchmark measures alike:
+Families (``--families``, aliases in brackets; the old per-family scripts are these
+presets): flat [exact], graph [hnsw], ivf, leanvec, binary [bebr], codecs, multivector
+[muvera], and multitenant when ``bench/annxbench/multitenant.py`` exists (a module with
+``configs()`` adds configurations; one with ``main(argv)`` is handed the command line).
 
-* HNSW-type (``bench_hnsw.py``): ``annx-hnsw32``, ``annx-hnsw16``,
-  ``annx-hnsw32-sq8-refine``, ``annx-hnsw32-f16``, ``hnswlib-m16``, ``hnswlib-m32``,
-  ``faiss-hnsw32``, ``usearch-f32``, ``usearch-i8``, ``svs-vamana`` (ef sweep);
-* IVF (``bench_ivf.py``): ``annx-ivfpqfs-refine``, ``faiss-ivfpqfs-refine``,
-  ``scann-ah-reorder`` (``pip install scann``), ``annx-ivfflat``, ``faiss-ivfflat``, ...
-  (nprobe x re-rank sweep; nlist 1024 at 50k
-  vectors and more, else the power of two nearest 4 sqrt(n); M = d/2 for even d);
-* LeanVec (``bench_leanvec.py``): ``annx-lv<D>...`` (ef x rerank sweep);
-* exact: ``annx-flat``, ``faiss-flat`` (one point);
-* multi-vector (``bench_muvera.py``, for ``*-chamfer.hdf5`` files only):
-  ``annx-mv-k3-hnsw32-sq8``, ``annx-mv-k5-hnsw32-sq8``, ``annx-mv-k3-flat``
-  (MultiVectorIndex, candidates x ef sweep), ``annx-chamfer`` (exact, one point),
-  ``muvera-python-flat`` (muvera-python's encoder, ``pip install muvera-python``, exact
-  FDE scan and annx's exact re-rank), ``annx-token-heuristic`` (per-token HNSW, union,
-  exact re-rank). Single-vector configurations skip multi-vector files and vice versa;
-  "bytes_per_vector" is bytes per document there.
-
-JSON lines (``<out-dir>/results.jsonl``), one per sweep point: dataset, algorithm,
-library, version, build_params, search_params, build_s, recall, qps, k, nq, threads,
-bytes_per_vector, peak_rss_mb (the process's peak), data_rss_mb (after loading the data),
-cpu, isa, annx_commit.
+Each (data set, family) runs in its own process (``--in-process``, implied by
+``--quick``, runs them in this one): build every configuration of the family that
+applies (``--build-threads``, BLAS pinned with threadpoolctl), then for each sweep
+position time one batch of all queries per configuration, ``--repeats`` times,
+alternating the order, on ``--threads`` search threads. Single-vector configurations
+skip multi-vector files and the reverse; a library that is not installed is listed
+as not run. Output in ``--out-dir``: ``results.jsonl`` (one line per sweep point, with
+every repeat's q/s), ``README.md`` (machine, commit, command, best annx vs best peer per
+set and recall target with the ratio and its min-max over repeats, plots) and per set
+``<set>.md`` (every configuration, the memory-budget table, sweep points), ``<set>.png``
+and ``<set>-memory.png``. ``--matrix`` runs every family on every ``*.hdf5`` in
+``--data-dir`` into ``bench/results``.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import gc
 import json
-import math
 import os
 import platform
 import resource
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+# OpenMP workers that spin while waiting stall for seconds when the cores are shared
+# (faiss training with 2 threads took 30x longer here); sleeping waits cost nothing alone.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import bench_hnsw  # noqa: E402
-import bench_ivf  # noqa: E402
-import bench_leanvec  # noqa: E402
-import bench_muvera  # noqa: E402
-from bench_hnsw import Skip, cpu_model, load_data, recall_at_k  # noqa: E402
+from annxbench import datasets, families, report, timing  # noqa: E402
+from annxbench.adapters.base import Skip  # noqa: E402
 
-DEFAULT_ALGOS = (
-    "annx-flat,faiss-flat,annx-hnsw32,annx-hnsw32-sq8-refine,hnswlib-m16,faiss-hnsw32,"
-    "usearch-f32,annx-ivfpqfs-refine,faiss-ivfpqfs-refine,scann-ah-reorder,annx-lv160-sq8"
-)
-EXACT = ("annx-flat", "faiss-flat")
-
-
-def family(name: str) -> str:
-    if name in EXACT:
-        return "exact"
-    if name in bench_hnsw.ALGOS:
-        return "hnsw"
-    if name in bench_ivf.ALGOS:
-        return "ivf"
-    if name in bench_leanvec.SPECS:
-        return "leanvec"
-    if name in bench_muvera.MV_ALGOS:
-        return "multivector"
-    raise SystemExit(f"unknown configuration {name!r}; --algos list shows them")
-
-
-def all_names() -> list[str]:
-    return [*EXACT, *bench_hnsw.ALGOS, *bench_ivf.ALGOS, *bench_leanvec.SPECS,
-            *bench_muvera.MV_ALGOS]  # fmt: skip
+DEFAULT_DATA = datasets.default_data_dir() / "minilm-100000-384-angular.hdf5"
+DEFAULT_FAMILIES = "flat,graph,ivf"
 
 
 def rss_mb() -> float:
-    # ru_maxrss: kilobytes on Linux, bytes on macOS.
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
 
 
-def timed_search(search: Any, q: np.ndarray, repeats: int) -> tuple[float, np.ndarray]:
-    ts, ids = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        ids = search(q)
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts)), np.asarray(ids)
-
-
-# ------------------------------------------------------------------ one configuration
-def run_exact(name: str, data: Any, args: argparse.Namespace) -> dict[str, Any]:
-    x, q, k = data.train, data.test, args.k
-    if name == "annx-flat":
-        import annx
-
-        annx.set_num_threads(args.build_threads)
-        t0 = time.perf_counter()
-        idx = annx.index_factory(data.d, "Flat", data.metric)
-        idx.add(x)
-        build_s = time.perf_counter() - t0
-        version, bpv = annx.__version__, float(idx.bytes_per_vector)
-
-        def search(qq: np.ndarray) -> np.ndarray:
-            return idx.search(qq, k, threads=args.threads)[1]
-
-    else:
-        try:
-            import faiss
-        except ImportError as exc:
-            raise Skip("faiss-cpu is not installed") from exc
-        faiss.omp_set_num_threads(args.build_threads)
-        t0 = time.perf_counter()
-        idx = faiss.IndexFlatL2(data.d) if data.metric == "l2" else faiss.IndexFlatIP(data.d)
-        idx.add(x)
-        build_s = time.perf_counter() - t0
-        version, bpv = faiss.__version__, 4.0 * data.d + 8
-
-        def search(qq: np.ndarray) -> np.ndarray:
-            faiss.omp_set_num_threads(args.threads)
-            return idx.search(qq, k)[1]
-
-    t, ids = timed_search(search, q, args.repeats)
-    point = {"search_params": {}, "recall": recall_at_k(ids, data.neighbors, k), "qps": len(q) / t}
-    return {"library": name.split("-")[0], "version": version, "build_params": {},
-            "build_s": build_s, "bytes_per_vector": bpv, "points": [point]}  # fmt: skip
-
-
-def run_hnsw(name: str, data: Any, args: argparse.Namespace) -> dict[str, Any]:
-    ad = bench_hnsw.ALGOS[name](name, data.metric)
-    t0 = time.perf_counter()
-    ad.build(data.train, args.build_threads)
-    build_s = time.perf_counter() - t0
-    efs = bench_hnsw.int_list(bench_hnsw.DEFAULT_EF)
-    pts = bench_hnsw.sweep(ad, data, args.k, efs, args.repeats, 0.999, 200)
-    bpv, _ = ad.bytes_per_vector()
-    return {"library": ad.library, "version": ad.version(), "build_params": ad.params,
-            "build_s": build_s, "bytes_per_vector": bpv,
-            "points": [{"search_params": {"ef_search": p["ef"]}, "recall": p["recall"],
-                        "qps": p["qps"]} for p in pts]}  # fmt: skip
-
-
-def ivf_shape(n: int, d: int) -> tuple[int, int]:
-    nlist = 1024 if n >= 50_000 else 2 ** max(4, round(math.log2(4 * math.sqrt(n))))
-    return nlist, (d // 2 if d % 2 == 0 else d)
-
-
-def run_ivf(name: str, data: Any, args: argparse.Namespace) -> dict[str, Any]:
-    nlist, m = ivf_shape(len(data.train), data.d)
-    ad = bench_ivf.make_adapter(name, data.metric, nlist, m)
-    ad.create(data.d)
-    g = np.random.default_rng(bench_ivf.SAMPLE_SEED)
-    n_train = min(len(data.train), 65_536)
-    xt = data.train[np.sort(g.choice(len(data.train), n_train, replace=False))]
-    t0 = time.perf_counter()
-    ad.train(xt, args.build_threads)
-    ad.add(data.train, args.build_threads)
-    build_s = time.perf_counter() - t0
-    sweep_args = argparse.Namespace(
-        stop_recall=0.999, min_qps=200, plateau=0.0005, retime_slack=0.15, repeats=args.repeats
-    )
-    nprobes = [v for v in bench_hnsw.int_list(bench_ivf.DEFAULT_NPROBE) if v <= nlist]
-    factors = bench_hnsw.int_list(bench_ivf.DEFAULT_RERANK_FACTORS)
-    reranks = [args.k * f for f in factors] if ad.refine else [None]
-    pts = bench_ivf.sweep(ad, data, args.k, nprobes, reranks, sweep_args)
-    bpv, _ = ad.bytes_per_vector()
-    return {"library": ad.library, "version": ad.version(),
-            "build_params": {**ad.params, "nlist": nlist, "M": m}, "build_s": build_s,
-            "bytes_per_vector": bpv,
-            "points": [{"search_params": {"nprobe": p["nprobe"], "rerank": p["rerank"]},
-                        "recall": p["recall"], "qps": p["qps"]} for p in pts]}  # fmt: skip
-
-
-def run_leanvec(name: str, data: Any, args: argparse.Namespace) -> dict[str, Any]:
-    spec = bench_leanvec.SPECS[name]
-    target = int(spec.split(",")[0][len("LeanVec") :].split("_")[0])
-    if data.d < 128 or target >= data.d:
-        raise Skip(f"LeanVec{target} is meant for high dimensions (this data has d={data.d})")
-    ad = bench_leanvec.LeanVecAdapter(name, data.metric, spec)
-    t0 = time.perf_counter()
-    ad.build(data.train, args.build_threads)
-    build_s = time.perf_counter() - t0
-    pts = bench_leanvec.sweep_grid(ad, data, args.k, args.repeats)
-    bpv, _ = ad.bytes_per_vector()
-    return {"library": "annx", "version": ad.version(), "build_params": ad.params,
-            "build_s": build_s, "bytes_per_vector": bpv,
-            "points": [{"search_params": {"ef_search": p["ef"], "rerank": p["rerank"]},
-                        "recall": p["recall"], "qps": p["qps"]} for p in pts]}  # fmt: skip
-
-
-def run_multivector(name: str, data: Any, args: argparse.Namespace) -> dict[str, Any]:
-    return bench_muvera.run_config(
-        name, data, args.k, args.repeats, args.build_threads, args.threads
-    )
-
-
-RUNNERS = {"exact": run_exact, "hnsw": run_hnsw, "ivf": run_ivf, "leanvec": run_leanvec,
-           "multivector": run_multivector}  # fmt: skip
-
-
-def one(args: argparse.Namespace) -> int:
-    """Child process: one configuration on one dataset, JSON lines to --jsonl."""
-    mv_file = bench_muvera.is_multivector_file(args.data)
-    if mv_file != (family(args.one) == "multivector"):
-        why = "a multi-vector configuration" if not mv_file else "a single-vector configuration"
-        print(f"== {args.one}: skipped: {why} does not apply to {Path(args.data).name}")
-        return 0
-    data = bench_muvera.load_mv(args.data, args.nq) if mv_file else load_data(args.data, args.nq)
-    data_rss = rss_mb()
-    try:
-        import annx
-
-        isa, commit = annx.get_isa(), git_commit()
-    except ImportError:
-        isa, commit = "?", git_commit()
-    try:
-        res = RUNNERS[family(args.one)](args.one, data, args)
-    except Skip as exc:
-        print(f"== {args.one}: skipped: {exc}", flush=True)
-        with open(args.jsonl, "a") as fh:
-            fh.write(json.dumps({"dataset": data.name, "algorithm": args.one,
-                                 "skipped": str(exc)}) + "\n")  # fmt: skip
-        return 0
-    peak = rss_mb()
-    with open(args.jsonl, "a") as fh:
-        for p in res["points"]:
-            rec = {
-                "dataset": data.name,
-                "algorithm": args.one,
-                "library": res["library"],
-                "version": res["version"],
-                "build_params": res["build_params"],
-                "search_params": p["search_params"],
-                "build_s": round(res["build_s"], 3),
-                "recall": p["recall"],
-                "qps": p["qps"],
-                "k": args.k,
-                "nq": data.nq if mv_file else len(data.test),
-                "threads": args.threads,
-                "build_threads": args.build_threads,
-                "bytes_per_vector": res["bytes_per_vector"],
-                "peak_rss_mb": round(peak, 1),
-                "data_rss_mb": round(data_rss, 1),
-                "cpu": cpu_model(),
-                "machine": platform.machine(),
-                "isa": isa,
-                "annx_commit": commit,
-            }
-            fh.write(json.dumps(rec, default=str) + "\n")
-    return 0
-
-
 def git_commit() -> str:
+    if os.environ.get("ANNX_BENCH_COMMIT"):  # a run from a copy of the tree
+        return os.environ["ANNX_BENCH_COMMIT"]
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE
-        )
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, cwd=HERE)  # fmt: skip
         return out.stdout.strip() or "?"
     except OSError:
         return "?"
 
 
-def main() -> int:
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def blas_limit(n: int) -> Any:
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # only the BLAS env variables then
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=n)
+
+
+def run_family(path: str, family: str, names: list[str], args: argparse.Namespace) -> list[dict]:
+    """Build and time ``names`` (configurations of ``family``) on one data set."""
+    ds = datasets.load(path, args.nq)
+    cfgs = [families.all_configs()[n] for n in names]
+    cfgs = [c for c in cfgs if c.needs(ds) is None]
+    if not cfgs:
+        return []
+    print(f"### {ds.name}: {family}: {', '.join(c.name for c in cfgs)}", flush=True)
+    try:
+        import annx
+
+        isa = annx.get_isa()
+    except ImportError:
+        isa = "?"
+    meta = {"dataset": ds.name, "family": family, "n": ds.n, "d": ds.d, "metric": ds.metric,
+            "nq": ds.nq, "k": args.k, "threads": args.threads, "build_threads": args.build_threads,
+            "cpu": cpu_model(), "machine": platform.machine(), "isa": isa,
+            "annx_commit": git_commit(),
+            "group": f"{ds.name}/{family}/{os.getpid()}/{time.time():.0f}"}  # fmt: skip
+    rows, built = [], {}
+    with blas_limit(args.build_threads):
+        for c in cfgs:
+            try:
+                ad = c.make(ds)
+                t0 = time.perf_counter()
+                ad.build(ds, args.build_threads)
+                built[c.name] = (ad, time.perf_counter() - t0)
+                ad.threads = args.threads
+                print(f"== {c.name}: built in {built[c.name][1]:.1f} s, "
+                      f"{ad.bytes_per_vector():,.0f} B/vector", flush=True)  # fmt: skip
+            except Skip as exc:
+                print(f"== {c.name}: skipped: {exc}", flush=True)
+                rows.append({**meta, "algorithm": c.name, "skipped": str(exc)})
+            except Exception as exc:  # one failing configuration must not stop the rest
+                traceback.print_exc()
+                rows.append({**meta, "algorithm": c.name, "failed": f"{type(exc).__name__}: {exc}"})
+    searchers = {
+        n: (lambda ad=ad, **p: ad.search(ds.queries, args.k, **p)) for n, (ad, _) in built.items()
+    }
+    sweeps = {c.name: c.sweep(ds, args.quick) for c in cfgs if c.name in built}
+    errors: dict[str, str] = {}
+    with blas_limit(args.threads):
+        pts = timing.interleaved(searchers, sweeps, ds.neighbors, args.k, args.repeats,
+                                 args.stop_recall, args.min_qps, errors=errors)  # fmt: skip
+    peak = rss_mb()
+    for name, (ad, build_s) in built.items():
+        if name in errors:
+            rows.append({**meta, "algorithm": name, "failed": errors[name]})
+            continue
+        common = {**meta, "algorithm": name, "library": ad.library, "version": ad.version(),
+                  "build_params": ad.params, "build_s": round(build_s, 3),
+                  "bytes_per_vector": ad.bytes_per_vector(),
+                  "peak_rss_mb": round(peak, 1)}  # fmt: skip
+        for p in pts[name]:
+            rows.append({**common, "search_params": p.params, "recall": p.recall, "qps": p.qps,
+                         "qps_runs": [round(p.nq / t, 2) for t in p.times]})  # fmt: skip
+    del built, searchers
+    gc.collect()
+    return rows
+
+
+def plan(args: argparse.Namespace) -> list[tuple[str, str, list[str]]]:
+    """(file, family, configuration names) for every run, families in a fixed order."""
+    allc = families.all_configs()
+    if args.algos:
+        names = [a.strip() for a in args.algos.split(",") if a.strip()]
+        for n in names:
+            if n not in allc:
+                raise SystemExit(f"unknown configuration {n!r}; --algos list shows them")
+    else:
+        fams = {families.family_name(f.strip()) for f in args.families.split(",")}
+        names = [n for n, c in allc.items() if c.family in fams and (c.matrix or not args.matrix)]
+    if args.libraries:
+        libs = {x.strip() for x in args.libraries.split(",")}
+        names = [n for n in names if allc[n].library in libs]
+    fams = list(dict.fromkeys(allc[n].family for n in names))
+    # smallest first, the 200k-vector euclidean set last (the longest graph builds)
+    files = [p for p in args.data.split(",") if p]
+    if args.matrix:
+        files = sorted(datasets.files(args.data_dir), key=lambda p: "-euclidean" in p.name)
+    return [
+        (str(f), fam, [n for n in names if allc[n].family == fam]) for f in files for fam in fams
+    ]
+
+
+def header(args: argparse.Namespace, argv: list[str]) -> list[str]:
+    try:
+        import annx
+
+        ver = f"annx {annx.__version__}, ISA {annx.get_isa()}"
+    except ImportError:
+        ver = "annx not importable"
+    nq = f"the first {args.nq} queries of each set" if args.nq else "all queries"
+    return [
+        "# annx benchmark results",
+        "",
+        f"- Command: `{' '.join(['python', 'bench/run.py', *argv])}`",
+        f"- Commit {git_commit()}, "
+        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
+        f"{ver}; Python {platform.python_version()}",
+        f"- Machine: {cpu_model()}, {os.cpu_count()} logical CPUs; build {args.build_threads} "
+        f"threads, search {args.threads} thread(s), all queries in one batch call",
+        f"- {nq}, k={args.k}; each point: one untimed run, then {args.repeats} timed runs "
+        "interleaved across the family's configurations point by point; q/s = nq / median time",
+        *([f"- {args.note}"] if args.note else []),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--data", default=str(bench_hnsw.DEFAULT_DATA), help="comma list of files")
-    ap.add_argument("--algos", default=DEFAULT_ALGOS, help="comma list, or 'list'")
+    ap.add_argument("--data", default=str(DEFAULT_DATA), help="comma list of HDF5 files")
+    ap.add_argument("--data-dir", default=str(datasets.default_data_dir()))
+    ap.add_argument("--algos", default=None, help="comma list of configurations, or 'list'")
+    ap.add_argument(
+        "--families",
+        "--preset",
+        default=None,
+        help=f"comma list (default {DEFAULT_FAMILIES}; all with --matrix)",
+    )
+    ap.add_argument(
+        "--matrix", action="store_true", help="every family on every file in --data-dir"
+    )
+    ap.add_argument("--quick", action="store_true", help="short sweeps, in one process (CI)")
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1, help="search threads")
     ap.add_argument("--build-threads", type=int, default=2)
-    ap.add_argument("--nq", type=int, default=None)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--out-dir", default=str(HERE / "results" / "run"))
+    ap.add_argument("--nq", type=int, default=None, help="keep the first N queries")
+    ap.add_argument("--repeats", type=int, default=5, help="timed runs per point (median)")
+    ap.add_argument("--stop-recall", type=float, default=0.999)
+    ap.add_argument("--min-qps", type=float, default=50.0, help="stop a sweep below this speed")
+    ap.add_argument("--qps-floor", type=float, default=report.QPS_FLOOR, help="memory view")
+    ap.add_argument("--out-dir", default=None)
     ap.add_argument("--no-plot", action="store_true")
-    ap.add_argument("--one", default=None, help=argparse.SUPPRESS)  # child mode
+    ap.add_argument("--note", default=None, help="a line for the results page")
+    ap.add_argument("--in-process", action="store_true")
+    ap.add_argument("--libraries", default=None, help="keep only these libraries (comma list)")
+    ap.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rewrite the pages from --out-dir's results.jsonl without running",
+    )
+    ap.add_argument("--child", nargs=3, metavar=("FILE", "FAMILY", "NAMES"), help=argparse.SUPPRESS)
     ap.add_argument("--jsonl", default=None, help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    args, rest = ap.parse_known_args(argv)
+    if args.families is None:
+        args.families = ",".join(families.families()) if args.matrix else DEFAULT_FAMILIES
+    fams = [families.family_name(f) for f in args.families.split(",")]
+    if "multitenant" in fams and not any(
+        c.family == "multitenant" for c in families.all_configs().values()
+    ):
+        try:
+            from annxbench import multitenant  # type: ignore[attr-defined]
+        except ImportError:
+            raise SystemExit(
+                "the multitenant family needs bench/annxbench/multitenant.py"
+            ) from None
+        return int(multitenant.main(argv) or 0)
+    if rest:
+        ap.error(f"unrecognized arguments: {' '.join(rest)}")
+    if min(args.repeats, args.k, args.threads, args.build_threads) < 1:
+        ap.error("--repeats, --k, --threads and --build-threads must be >= 1")
     if args.algos == "list":
-        for name in all_names():
-            print(f"{name} ({family(name)})")
+        for name, c in families.all_configs().items():
+            print(f"{name} ({c.family})")
         return 0
-    if args.one:
-        return one(args)
-    names = [a.strip() for a in args.algos.split(",") if a.strip()]
-    for name in names:
-        family(name)  # fail early on a typo
-    out = Path(args.out_dir)
+    if args.child:
+        path, fam, names = args.child
+        rows = run_family(path, fam, names.split(","), args)
+        with open(args.jsonl, "a") as fh:
+            fh.writelines(json.dumps(r, default=str) + "\n" for r in rows)
+        return 0
+    runs = [] if args.report_only else plan(args)
+    out = Path(args.out_dir or (HERE / "results" if args.matrix else HERE / "results" / "run"))
     out.mkdir(parents=True, exist_ok=True)
     jsonl = out / "results.jsonl"
-    jsonl.unlink(missing_ok=True)
-    failures = 0
-    for path in args.data.split(","):
-        for name in names:
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--one", name,
-                   "--data", path, "--jsonl", str(jsonl), "--k", str(args.k),
-                   "--threads", str(args.threads), "--build-threads", str(args.build_threads),
-                   "--repeats", str(args.repeats)]  # fmt: skip
-            if args.nq is not None:
-                cmd += ["--nq", str(args.nq)]
-            print(f"### {Path(path).name}: {name}", flush=True)
-            env = dict(os.environ)
-            if family(name) == "multivector":  # muvera-python encodes with numpy's BLAS
-                for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-                    env[var] = str(args.threads)
-            rc = subprocess.run(cmd, env=env).returncode
-            if rc != 0:
+    failures, rows = 0, []
+    if not args.report_only:
+        jsonl.unlink(missing_ok=True)
+    for path, fam, names in runs:
+        if args.in_process or args.quick:
+            try:
+                rows += run_family(path, fam, names, args)
+            except Exception:  # noqa: BLE001 - report and go on with the next family
+                traceback.print_exc()
                 failures += 1
-                print(f"### {name} on {path} failed (exit {rc}); continuing", flush=True)
-    if not args.no_plot:
-        import plot as plotter
-
-        plotter.report(jsonl, out, command=" ".join(["python", *sys.argv]))
+            continue
+        cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--child", path, fam,
+               ",".join(names), "--jsonl", str(jsonl)]  # fmt: skip
+        rc = subprocess.run(cmd).returncode
+        if rc != 0:
+            failures += 1
+            print(f"### {fam} on {path} failed (exit {rc}); continuing", flush=True)
+    if rows:
+        jsonl.write_text("".join(json.dumps(r, default=str) + "\n" for r in rows))
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()] if jsonl.exists() else []
+    head = out / "header.json"
+    if not args.report_only or not head.exists():
+        head.write_text(json.dumps(header(args, argv)))
+    lines = json.loads(head.read_text())
+    page = report.write(rows, out, lines, args.k, args.qps_floor, not args.no_plot)
+    print(f"# wrote {page}")
     return 1 if failures else 0
 
 

@@ -1,4 +1,6 @@
-"""bench/run.py end to end on tiny files: JSON lines per sweep point, families kept apart."""
+"""bench/run.py end to end on tiny generated files: the --quick matrix over every family
+(single- and multi-vector sets, each metric), JSON lines per sweep point with every
+repeat, the summary page and per-set pages. Peers that are not installed are skipped."""
 
 from __future__ import annotations
 
@@ -8,74 +10,67 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from conftest import brute_force, make_clustered
+from bench_files import write_multi, write_single
 
-h5py = pytest.importorskip("h5py")
+pytest.importorskip("h5py")
 
 RUN = Path(__file__).resolve().parents[1] / "bench" / "run.py"
 
 
-def write_single(path: Path) -> None:
-    x = make_clustered(2000, 16, seed=1)
-    q = make_clustered(30, 16, seed=2)
-    _, I = brute_force(x, q, 100, "l2")
-    with h5py.File(path, "w") as f:
-        f.attrs["distance"] = "euclidean"
-        f["train"], f["test"], f["neighbors"] = x, q, I.astype(np.int32)
-
-
-def write_multi(path: Path) -> None:
-    rng = np.random.default_rng(3)
-    centres = rng.standard_normal((30, 16)).astype(np.float32)
-
-    def sets(n: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-        lens = rng.integers(lo, hi + 1, size=n)
-        toks = centres[rng.integers(0, 30, size=lens.sum())] + 0.1 * rng.standard_normal(
-            (lens.sum(), 16)
-        )
-        toks = (toks / np.linalg.norm(toks, axis=1, keepdims=True)).astype(np.float32)
-        return toks, np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-
-    dv, do = sets(300, 4, 12)
-    qv, qo = sets(20, 2, 6)
-    S = np.array(
-        [
-            [(qv[qo[i] : qo[i + 1]] @ dv[do[j] : do[j + 1]].T).max(1).sum() for j in range(300)]
-            for i in range(20)
-        ]
-    )
-    with h5py.File(path, "w") as f:
-        f.attrs["similarity"] = "chamfer"
-        f["doc_vectors"], f["doc_offsets"] = dv, do
-        f["query_vectors"], f["query_offsets"] = qv, qo
-        f["neighbors"] = np.argsort(-S, axis=1, kind="stable")[:, :100].astype(np.int32)
-
-
-def test_runner_single_and_multi_vector(tmp_path):
-    single, multi = tmp_path / "tiny-16-euclidean.hdf5", tmp_path / "tiny-mv-chamfer.hdf5"
-    write_single(single)
-    write_multi(multi)
-    out = tmp_path / "out"
+def run(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    cmd = [sys.executable, str(RUN), "--data", f"{single},{multi}", "--algos",
-           "annx-flat,annx-mv-k3-flat,annx-chamfer", "--repeats", "1", "--out-dir", str(out),
-           "--no-plot"]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run([sys.executable, str(RUN), *args], capture_output=True, text=True,
+                          env=env, timeout=600)  # fmt: skip
+
+
+def test_quick_matrix(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    write_single(data / "tiny-16-euclidean.hdf5", "l2")
+    write_single(data / "tiny-128-angular.hdf5", "cos", n=400, d=128, learn=True)
+    write_multi(data / "tiny-mv-chamfer.hdf5")
+    out = tmp_path / "out"
+    # annx and faiss only (when faiss is installed), to keep CI short
+    proc = run("--matrix", "--quick", "--data-dir", str(data), "--out-dir", str(out),
+               "--libraries", "annx,faiss", "--repeats", "5", "--no-plot")  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    by = {(r["dataset"], r["algorithm"]) for r in rows}
-    assert ("tiny-16-euclidean", "annx-flat") in by
-    assert ("tiny-mv-chamfer", "annx-mv-k3-flat") in by
-    assert ("tiny-mv-chamfer", "annx-chamfer") in by
-    # single-vector configurations skip multi-vector files and the reverse
+    ran = [r for r in rows if "recall" in r]
+    by = {(r["dataset"], r["algorithm"]) for r in ran}
+    for fam_cfg in ("annx-flat", "annx-hnsw32", "annx-ivfpqfs-refine", "annx-bebr2-refine",
+                    "annx-flat-sq8"):  # fmt: skip
+        assert ("tiny-16-euclidean", fam_cfg) in by
+    assert ("tiny-128-angular", "annx-lv-d4-ood-sq8-refine") in by  # the set has 'learn'
+    assert ("tiny-16-euclidean", "annx-lv-d4-sq8-refine") not in by  # LeanVec: d >= 128
+    for cfg in ("annx-mv-k3-flat", "annx-chamfer", "annx-token-heuristic"):
+        assert ("tiny-mv-chamfer", cfg) in by
     assert ("tiny-mv-chamfer", "annx-flat") not in by
-    assert ("tiny-16-euclidean", "annx-chamfer") not in by
-    for r in rows:
+    for r in ran:
         assert 0 <= r["recall"] <= 1 and r["qps"] > 0 and r["bytes_per_vector"] > 0
-    exact = [r for r in rows if r["algorithm"] in ("annx-flat", "annx-chamfer")]
-    assert all(r["recall"] == 1.0 for r in exact)
-    mv = [r for r in rows if r["algorithm"] == "annx-mv-k3-flat"]
-    assert len(mv) == 7 and max(r["recall"] for r in mv) == 1.0  # 500 candidates: all
-    assert {r["search_params"]["candidates"] for r in mv} == {20, 50, 100, 150, 200, 300, 500}
+        assert len(r["qps_runs"]) == 5 and min(r["qps_runs"]) <= r["qps"] <= max(r["qps_runs"])
+        for key in ("build_s", "search_params", "build_params", "peak_rss_mb", "cpu", "isa",
+                    "threads", "annx_commit", "group", "family", "nq"):  # fmt: skip
+            assert key in r
+    assert all(r["recall"] == 1.0 for r in ran if r["algorithm"] in ("annx-flat", "annx-chamfer"))
+    assert not [r for r in rows if "failed" in r], [r for r in rows if "failed" in r]
+    page = (out / "README.md").read_text()
+    assert "## Best annx vs best peer" in page and "Command: `python bench/run.py --matrix" in page
+    per_set = (out / "tiny-16-euclidean.md").read_text()
+    assert "| annx-hnsw32 | graph |" in per_set and "Memory budget" in per_set
+    # --report-only rewrites the pages from the JSON lines alone
+    (out / "README.md").unlink()
+    assert run("--report-only", "--out-dir", str(out), "--no-plot").returncode == 0
+    assert (out / "README.md").read_text() == page
+
+
+def test_algos_list_and_errors(tmp_path: Path) -> None:
+    proc = run("--algos", "list")
+    assert proc.returncode == 0 and "annx-hnsw32 (graph)" in proc.stdout
+    assert "muvera-python-flat (multivector)" in proc.stdout
+    proc = run("--algos", "annx-nope", "--data", str(tmp_path / "x.hdf5"), "--out-dir",
+               str(tmp_path / "out"))  # fmt: skip
+    assert proc.returncode != 0 and "unknown configuration" in proc.stderr
+    assert not (tmp_path / "out").exists()
+    proc = run("--repeats", "0")
+    assert proc.returncode == 2 and "must be >= 1" in proc.stderr

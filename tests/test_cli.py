@@ -201,24 +201,24 @@ def test_bench_runs_the_runner(tmp_path: Path, data_file: Path) -> None:
         capture_output=True, text=True, timeout=120, cwd=root,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
-    assert "annx-hnsw32 (hnsw)" in r.stdout and "faiss-flat (exact)" in r.stdout
+    assert "annx-hnsw32 (graph)" in r.stdout and "faiss-flat (flat)" in r.stdout
     out = tmp_path / "run"
     r = subprocess.run(
         [sys.executable, "-m", "annx", "bench", "--data", str(data_file), "--algos",
-         "annx-flat,annx-hnsw16", "--repeats", "1", "--out-dir", str(out)],
+         "annx-flat,annx-hnsw32", "--repeats", "1", "--out-dir", str(out)],
         capture_output=True, text=True, timeout=300, cwd=root,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr + r.stdout
     lines = (out / "results.jsonl").read_text().splitlines()
     recs = [json.loads(line) for line in lines]
-    assert {r["algorithm"] for r in recs} == {"annx-flat", "annx-hnsw16"}
+    assert {r["algorithm"] for r in recs} == {"annx-flat", "annx-hnsw32"}
     for rec in recs:
         for key in ("build_s", "recall", "qps", "bytes_per_vector", "peak_rss_mb", "cpu",
                     "isa", "threads", "annx_commit", "search_params", "build_params"):  # fmt: skip
             assert key in rec
     assert max(r["recall"] for r in recs if r["algorithm"] == "annx-flat") == 1.0
     table = (out / "small-angular.md").read_text()
-    assert "| annx-hnsw16 |" in table and "q/s @0.95" in table
+    assert "| annx-hnsw32 |" in table and "q/s @0.95" in table
     r = subprocess.run(
         [sys.executable, "-m", "annx", "bench", "--algos", "list"],
         capture_output=True, text=True, timeout=120, cwd=tmp_path,
