@@ -351,13 +351,13 @@ void bind_index(py::module_& m) {
   m.def(
       "read_manifest_bytes",
       [](const py::buffer& data) {
-        // The manifest of an in-memory annx file (the bytes are borrowed, not copied).
+        // The manifest of an in-memory annx file (contiguous bytes are borrowed, not
+        // copied; a strided buffer is gathered as from_bytes does).
         py::buffer_info info = data.request();
-        ANNX_CHECK(InvalidArgument, info.ndim == 1 && info.itemsize == 1,
-                   "read_manifest_bytes expects a bytes-like object");
-        ANNX_CHECK(InvalidArgument, info.strides.empty() || info.strides[0] == 1,
-                   "read_manifest_bytes expects a contiguous buffer");
-        auto blob = io::Blob::borrow(info.ptr, static_cast<size_t>(info.size), nullptr);
+        const bool contiguous = info.ndim == 1 && info.itemsize == 1 &&
+                                (info.strides.empty() || info.strides[0] == 1);
+        auto blob = contiguous ? io::Blob::borrow(info.ptr, static_cast<size_t>(info.size), nullptr)
+                               : blob_from_buffer(data);
         io::ContainerReader r(blob, /*verify_checksums=*/false);
         r.verify_section("MANIFEST");
         const io::Manifest man = io::Manifest::from_section(r);
