@@ -43,6 +43,7 @@ from .config import (
     show_config,
 )
 from .index import Index, from_bytes, index_factory, load, read_info
+from .multitenant import MultiTenantIndex
 from .multivector import FDE, MultiVectorIndex, chamfer
 from .transforms import LeanVec
 
@@ -61,6 +62,7 @@ __all__ = [
     "InvalidArgumentError",
     "KMeans",
     "LeanVec",
+    "MultiTenantIndex",
     "MultiVectorIndex",
     "NotTrainedError",
     "UnsupportedError",

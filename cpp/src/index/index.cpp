@@ -243,6 +243,8 @@ std::unique_ptr<Index> load_index(std::shared_ptr<const io::Blob> blob, bool ver
   const auto kind = m.get("kind");
   ANNX_CHECK(FormatError, !kind || *kind != "multivector",
              "this is a multi-vector index file: load it with annx.MultiVectorIndex.load");
+  ANNX_CHECK(FormatError, !kind || *kind != "multitenant",
+             "this is a multi-tenant index file: load it with annx.MultiTenantIndex.load");
   const std::string spec = m.str("spec");
   const Metric metric = [&] {
     try {
