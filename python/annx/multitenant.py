@@ -113,7 +113,7 @@ class MultiTenantIndex:
     ``"cos"``; missing results are id -1 with +inf / -inf. A vector with no tenant is
     stored but never returned; an unknown tenant gets only padding.
 
-    A tenant with at most ``max(exact_threshold, ef_search)`` vectors is scanned
+    A tenant with at most ``max(exact_threshold, 2 * ef_search)`` vectors is scanned
     exactly. A larger one is searched by a best-first walk over its part of the shared
     clustering tree (hierarchical k-means with ``branching`` children per node and
     leaves of about ``leaf_size`` training vectors), scanning the tenant's vectors in the
@@ -123,10 +123,10 @@ class MultiTenantIndex:
     Args:
         d: dimension.
         metric: ``"l2"``, ``"ip"`` or ``"cos"`` (also faiss's metric constants).
-        branching: children per tree node (default 16).
+        branching: children per tree node (default 8).
         leaf_size: training vectors per leaf (default 32).
         split: a tenant's vectors under one node are scanned together once at most this
-            many (default 16).
+            many (default 8).
         exact_threshold: tenants up to this size are always scanned exactly (default 1024).
         ef_search: default candidate budget (vectors scored per query, default 256).
         max_depth: deepest tree level (default 12).
@@ -146,9 +146,9 @@ class MultiTenantIndex:
         d: int,
         metric: str | int = "l2",
         *,
-        branching: int = 16,
+        branching: int = 8,
         leaf_size: int = 32,
-        split: int = 16,
+        split: int = 8,
         exact_threshold: int = 1024,
         ef_search: int = 256,
         max_depth: int = 12,
@@ -318,14 +318,13 @@ class MultiTenantIndex:
         id_arr = None if ids is None else as_ids(ids, n)
         flat, offsets = _tenant_lists(tenants, n)
         nthreads = as_threads(threads)
+        if n == 0:
+            return np.zeros(0, np.int64) if id_arr is None else id_arr
+        if progress is None or progress is False:
+            return self._impl.add(x, id_arr, flat, offsets, nthreads)
         if id_arr is None:
             first = self.next_id
             id_arr = np.arange(first, first + n, dtype=np.int64)
-        if n == 0:
-            return id_arr
-        if progress is None or progress is False:
-            self._impl.add(x, id_arr, flat, offsets, nthreads)
-            return id_arr
         reporter = _Reporter(progress, n, "add")
         step, done = chunk_size(n), 0
         try:

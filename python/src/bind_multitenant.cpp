@@ -107,7 +107,7 @@ void bind_multitenant(py::module_& m) {
             const idx_t* ip = ids ? ids->data() : nullptr;
             const int64_t* tp = tenants ? tenants->data() : nullptr;
             const int64_t* op = offsets ? offsets->data() : nullptr;
-            without_gil([&] { s.add(p, size_t(n), ip, tp, op, threads); });
+            return vec1(without_gil([&] { return s.add(p, size_t(n), ip, tp, op, threads); }));
           },
           py::arg("x"), py::arg("ids") = py::none(), py::arg("tenants") = py::none(),
           py::arg("offsets") = py::none(), py::arg("threads") = 0)

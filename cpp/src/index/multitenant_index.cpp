@@ -21,6 +21,9 @@ namespace {
 constexpr size_t kChunk = 256;             // rows scored per kernel call
 constexpr size_t kMaxSlots = 0xfffffff0u;  // slots are uint32
 constexpr float kIpRadiusWeight = 0.25f;
+constexpr float kCosRadiusWeight = 0.2f;  // |q| = 1 (minilm: 0.861 -> 0.875 at ef 512)
+constexpr size_t kRouteBeam = 4;
+constexpr size_t kExactFactor = 2;
 
 simd::DistKind kind_of(Metric m) {
   return m == Metric::L2 ? simd::DistKind::L2_F32 : simd::DistKind::IP_F32;
@@ -42,7 +45,7 @@ struct MultiTenantIndex::Scratch {
     bool operator>(const Item& o) const { return score > o.score; }
   };
   std::vector<float> buf = std::vector<float>(kChunk), cs;
-  std::vector<uint32_t> sel = std::vector<uint32_t>(kChunk);
+  std::vector<uint32_t> sel = std::vector<uint32_t>(kChunk), rows, bounds, pending;
   std::vector<Item> heap;
   ReservoirTopK top{1};
 };
@@ -162,21 +165,47 @@ void MultiTenantIndex::Tree::number_leaves() {
 }
 
 uint32_t MultiTenantIndex::route(const Tree& t, const float* v) const {
+  // A beam search down the tree (kRouteBeam best nodes per level): closer to the
+  // nearest leaf centroid than greedy descent, so leaves are tighter.
   const auto& K = simd::kernels();
   const auto many = K.many[int(route_kind(metric_))];
   const bool larger = metric_ == Metric::Cosine;
   const size_t d = size_t(d_);
   float s[256];
-  uint32_t node = 0;
-  while (t.nodes[node].nchild) {
-    const Node& nd = t.nodes[node];
-    many(v, t.centroids.data() + size_t(nd.first_child) * d, nd.nchild, d, nullptr, s);
-    uint32_t best = 0;
-    for (uint32_t j = 1; j < nd.nchild; ++j)
-      if (larger ? s[j] > s[best] : s[j] < s[best]) best = j;
-    node = nd.first_child + best;
+  std::pair<float, uint32_t> beam[kRouteBeam], cand[kRouteBeam];
+  size_t nb = 1;
+  beam[0] = {0.f, 0};
+  for (;;) {
+    size_t nc = 0;
+    bool expanded = false;
+    auto offer = [&](float score, uint32_t node) {
+      if (nc < kRouteBeam) {
+        cand[nc++] = {score, node};
+      } else {
+        size_t w = 0;
+        for (size_t i = 1; i < nc; ++i)
+          if (cand[i].first > cand[w].first) w = i;
+        if (score < cand[w].first) cand[w] = {score, node};
+      }
+    };
+    for (size_t b = 0; b < nb; ++b) {
+      const Node& nd = t.nodes[beam[b].second];
+      if (nd.nchild == 0) {
+        offer(beam[b].first, beam[b].second);
+        continue;
+      }
+      expanded = true;
+      many(v, t.centroids.data() + size_t(nd.first_child) * d, nd.nchild, d, nullptr, s);
+      for (uint32_t j = 0; j < nd.nchild; ++j) offer(larger ? -s[j] : s[j], nd.first_child + j);
+    }
+    std::copy(cand, cand + nc, beam);
+    nb = nc;
+    if (!expanded) break;
   }
-  return t.nodes[node].leaf_lo;
+  size_t best = 0;
+  for (size_t i = 1; i < nb; ++i)
+    if (beam[i] < beam[best]) best = i;
+  return t.nodes[beam[best].second].leaf_lo;
 }
 
 void MultiTenantIndex::train(const float* x, size_t n, int threads) {
@@ -354,9 +383,10 @@ void MultiTenantIndex::insert_pairs(std::vector<std::pair<uint32_t, uint32_t>>& 
   }
 }
 
-void MultiTenantIndex::add(const float* x, size_t n, const idx_t* ids, const int64_t* tenants,
-                           const int64_t* toffsets, int threads) {
-  if (n == 0) return;
+std::vector<idx_t> MultiTenantIndex::add(const float* x, size_t n, const idx_t* ids,
+                                         const int64_t* tenants, const int64_t* toffsets,
+                                         int threads) {
+  if (n == 0) return {};
   if (toffsets) {
     ANNX_CHECK(InvalidArgument, toffsets[0] == 0, "tenant offsets must start at 0, got ",
                toffsets[0]);
@@ -379,10 +409,13 @@ void MultiTenantIndex::add(const float* x, size_t n, const idx_t* ids, const int
   std::vector<idx_t> assigned;
   if (ids) {
     idmap_.check_new(ids, n);
+    assigned.assign(ids, ids + n);
   } else {
     const idx_t first = idmap_.next_id();
     ANNX_CHECK(InvalidArgument, first <= std::numeric_limits<idx_t>::max() - idx_t(n),
                "the id space is used up; pass explicit ids");
+    assigned.resize(n);
+    for (size_t i = 0; i < n; ++i) assigned[i] = first + idx_t(i);
   }
   std::vector<uint32_t> leaves(n);
   parallel_for(
@@ -410,7 +443,7 @@ void MultiTenantIndex::add(const float* x, size_t n, const idx_t* ids, const int
   const uint32_t base = uint32_t(idmap_.size());
   vectors_.insert(vectors_.end(), xs, xs + n * d);
   leaf_of_.insert(leaf_of_.end(), leaves.begin(), leaves.end());
-  idmap_.append(ids, n);
+  idmap_.append(assigned.data(), n);
   slot_tenants_.resize(size_t(base) + n);
   std::vector<std::pair<uint32_t, uint32_t>> pairs;
   pairs.reserve(tl.size());
@@ -424,6 +457,7 @@ void MultiTenantIndex::add(const float* x, size_t n, const idx_t* ids, const int
     std::sort(st.begin(), st.end());
   }
   insert_pairs(pairs);
+  return assigned;
 }
 
 void MultiTenantIndex::grant(const idx_t* ids, size_t n, int64_t tenant) {
@@ -605,53 +639,88 @@ void MultiTenantIndex::scan(const float* q, const uint32_t* slots, size_t n, Scr
 void MultiTenantIndex::search_one(const float* q, size_t k, const Tenant& t, size_t budget,
                                   Scratch& s) const {
   const size_t m = t.size();
-  if (m <= std::max(budget, size_t(cfg_.exact_threshold)) || tree_.nodes.size() <= 1) {
+  // A walk scoring `budget` vectors costs about as much as an exact scan of twice as many
+  // (centroid scores, small runs): below that size the exact scan is cheaper.
+  if (m <= std::max(kExactFactor * budget, size_t(cfg_.exact_threshold)) ||
+      tree_.nodes.size() <= 1) {
     scan(q, t.slot.data(), m, s);
     return;
   }
   const auto& K = simd::kernels();
   const auto many = K.many[int(kind_of(metric_))];
+  const auto gather = K.gather[int(kind_of(metric_))];
   const size_t d = size_t(d_), split = size_t(cfg_.split);
   const bool neg = ip_scores();
-  // Inner product: order nodes by <q, c> + w |q| r, r the node's radius. w = 1 is the
-  // ball bound, loose since r is the largest radius; w = 1/4 ranked best on offset,
-  // clustered data (tests/test_multitenant.py) where w = 0 (faiss's IVF order) was worst.
+  // Inner product and cosine: order nodes by <q, c> + w |q| r, r the node's radius.
+  // w = 1 is the ball bound, loose since r is the largest radius; w = 1/4 ranked best on
+  // offset, clustered data (tests/test_multitenant.py) where w = 0 (faiss's IVF order)
+  // was worst, and w = 0.2 helped a little on MiniLM (cosine).
   float qnorm = 0;
+  if (metric_ == Metric::Cosine) qnorm = kCosRadiusWeight;
   if (metric_ == Metric::IP) qnorm = kIpRadiusWeight * std::sqrt(std::max(0.f, K.one[int(kind_of(metric_))](q, q, d, nullptr)));
   const uint32_t* L = t.leaf.data();
   auto& heap = s.heap;
   heap.clear();
   heap.push_back({0.f, 0, 0, uint32_t(m)});
+  // Runs to scan are collected and scored in batches: one kernel call over many rows
+  // prefetches ahead, where a call per (small) run would not.
+  auto& pending = s.pending;
+  pending.clear();
   size_t scanned = 0;
   while (!heap.empty()) {
-    if (scanned >= budget && s.top.size() >= k) break;
+    if (scanned >= budget) {
+      scan(q, pending.data(), pending.size(), s);
+      pending.clear();
+      if (s.top.size() >= k) break;
+    }
     std::pop_heap(heap.begin(), heap.end(), std::greater<>());
     const Scratch::Item it = heap.back();
     heap.pop_back();
     const Node& nd = tree_.nodes[it.node];
     const size_t len = it.hi - it.lo;
     if (nd.nchild == 0 || len <= split) {
-      scan(q, t.slot.data() + it.lo, len, s);
+      pending.insert(pending.end(), t.slot.data() + it.lo, t.slot.data() + it.hi);
       scanned += len;
+      if (pending.size() >= kChunk) {
+        scan(q, pending.data(), pending.size(), s);
+        pending.clear();
+      }
       continue;
     }
-    if (s.cs.size() < nd.nchild) s.cs.resize(nd.nchild);
-    many(q, tree_.centroids.data() + size_t(nd.first_child) * d, nd.nchild, d, nullptr,
-         s.cs.data());
-    uint32_t pos = it.lo;
+    // The tenant's run under each child (children cover consecutive leaf ranges), then
+    // the centroid scores of the non-empty children only.
+    if (s.cs.size() < nd.nchild) {
+      s.cs.resize(nd.nchild);
+      s.rows.resize(nd.nchild);
+      s.bounds.resize(nd.nchild + 1);
+    }
+    uint32_t pos = it.lo, nonempty = 0;
     for (uint32_t j = 0; j < nd.nchild; ++j) {
       uint32_t end = it.hi;
       if (j + 1 < nd.nchild)
         end = uint32_t(
             std::lower_bound(L + pos, L + it.hi, tree_.nodes[nd.first_child + j + 1].leaf_lo) - L);
       if (end > pos) {
-        const uint32_t c = nd.first_child + j;
-        heap.push_back({neg ? -(s.cs[j] + qnorm * tree_.radius[c]) : s.cs[j], c, pos, end});
-        std::push_heap(heap.begin(), heap.end(), std::greater<>());
+        s.rows[nonempty] = nd.first_child + j;
+        s.bounds[nonempty++] = pos;
       }
       pos = end;
     }
+    s.bounds[nonempty] = it.hi;
+    if (nonempty == nd.nchild)
+      many(q, tree_.centroids.data() + size_t(nd.first_child) * d, nd.nchild, d, nullptr,
+           s.cs.data());
+    else
+      gather(q, tree_.centroids.data(), s.rows.data(), nonempty, d * sizeof(float), d, nullptr,
+             s.cs.data());
+    for (uint32_t j = 0; j < nonempty; ++j) {
+      const uint32_t c = s.rows[j];
+      heap.push_back({neg ? -(s.cs[j] + qnorm * tree_.radius[c]) : s.cs[j], c, s.bounds[j],
+                      s.bounds[j + 1]});
+      std::push_heap(heap.begin(), heap.end(), std::greater<>());
+    }
   }
+  scan(q, pending.data(), pending.size(), s);
 }
 
 void MultiTenantIndex::search(const float* q, size_t nq, size_t k, const int64_t* tenants,

@@ -12,7 +12,7 @@
 //   holds at most `split` vectors, the tenant's shortlist for that node (Curator's
 //   per-tenant leaf lists, with the split threshold). A tenant's part of the tree is
 //   thus implicit: 8 bytes per (vector, tenant) pair and nothing per node.
-// - search(tenant=t): a tenant with at most max(exact_threshold, ef_search) vectors is
+// - search(tenant=t): a tenant with at most max(exact_threshold, 2 ef_search) vectors is
 //   scanned exactly; otherwise a best-first walk over t's part of the tree (children
 //   ordered by their centroid's distance) scans shortlists until `ef_search` vectors
 //   were scored and k were found.
@@ -41,9 +41,9 @@ class Blob;
 }  // namespace io
 
 struct MultiTenantConfig {
-  int branching = 16;          // children per inner node (2..256)
+  int branching = 8;           // children per inner node (2..256)
   int leaf_size = 32;          // training vectors per leaf (tree depth follows)
-  int split = 16;              // a tenant's run of at most this many vectors is scanned whole
+  int split = 8;               // a tenant's run of at most this many vectors is scanned whole
   int exact_threshold = 1024;  // tenants up to this size are always scanned exactly
   int ef_search = 256;         // default candidate budget (vectors scored per query)
   int max_depth = 12;          // deepest level of the tree
@@ -79,8 +79,8 @@ class MultiTenantIndex {
   void train(const float* x, size_t n, int threads = 0);
   /// Adds n vectors; ids == nullptr assigns next_id(), ... Vector i may be seen by the
   /// tenants tenants[toffsets[i] .. toffsets[i+1]) (ints >= 0, repeats ignored);
-  /// toffsets == nullptr: no tenant. Nothing is added on error.
-  void add(const float* x, size_t n, const idx_t* ids, const int64_t* tenants,
+  /// toffsets == nullptr: no tenant. Nothing is added on error. Returns the ids.
+  std::vector<idx_t> add(const float* x, size_t n, const idx_t* ids, const int64_t* tenants,
            const int64_t* toffsets, int threads = 0);
   /// Lets `tenant` see the given vectors (all ids must exist; already granted: no-op).
   void grant(const idx_t* ids, size_t n, int64_t tenant);
