@@ -71,7 +71,7 @@ DATASETS = {
     "glove-dot-100k": ("glove6b-100000-50-dot.hdf5", 100_000, "ip"),
 }
 GROUPS = [("small (<1%)", 0.0, 0.01), ("medium (1-5%)", 0.01, 0.05), ("large (>5%)", 0.05, 1.0)]
-MT_EF = [16, 32, 64, 128, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 8192]
+MT_EF = [16, 32, 64, 128, 192, 256, 384, 512, 640, 768, 896, 1024, 1280, 1536, 2048, 3072, 4096]
 HNSW_EF = [16, 32, 64, 128, 256, 512, 1024]
 NPROBE = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
 
@@ -370,13 +370,26 @@ def main(argv: list[str] | None = None) -> None:
                 M.chosen[G.name] = chosen
                 M.recall_at[G.name] = rec
                 print(f"  {M.name:28s} {G.name:14s} param={chosen} recall={rec:.3f}", flush=True)
+        # Each measurement loops its group's calls for at least ~0.2 s (the small groups
+        # take a few ms per pass, too short to time alone on a busy machine).
+        loops = {}
+        for G in groups:
+            for M in methods:
+                once = timed(lambda: M.run(G, M.chosen[G.name]))
+                loops[(M.name, G.name)] = max(1, int(np.ceil(0.2 / max(once, 1e-6))))
         # Time: repetitions x groups x methods, interleaved.
         for r in range(a.repeats):
             for G in groups:
                 for M in methods:
                     p = M.chosen[G.name]
+                    nl = loops[(M.name, G.name)]
                     M.run(G, p)  # warm
-                    M.times.setdefault(G.name, []).append(timed(lambda: M.run(G, p)))
+
+                    def body(M: Method = M, G: Group = G, p: Any = p, nl: int = nl) -> None:
+                        for _ in range(nl):
+                            M.run(G, p)
+
+                    M.times.setdefault(G.name, []).append(timed(body) / nl)
             print(f"  repeat {r + 1}/{a.repeats} done", flush=True)
 
     write_report(a, command, n, d, metric, members, groups, methods, hnsw_mem, mt)

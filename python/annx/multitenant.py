@@ -113,7 +113,7 @@ class MultiTenantIndex:
     ``"cos"``; missing results are id -1 with +inf / -inf. A vector with no tenant is
     stored but never returned; an unknown tenant gets only padding.
 
-    A tenant with at most ``max(exact_threshold, 2 * ef_search)`` vectors is scanned
+    A tenant with at most ``max(exact_threshold, ef_search)`` vectors is scanned
     exactly. A larger one is searched by a best-first walk over its part of the shared
     clustering tree (hierarchical k-means with ``branching`` children per node and
     leaves of about ``leaf_size`` training vectors), scanning the tenant's vectors in the

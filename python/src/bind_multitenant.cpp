@@ -32,23 +32,23 @@ const idx_t* ids_ptr(const CArray<int64_t>& ids, size_t* n) {
 
 void bind_multitenant(py::module_& m) {
   py::class_<MultiTenantIndex, MtPtr>(m, "MultiTenantIndex")
-      .def(py::init([](int d, const std::string& metric, int branching, int leaf_size, int split,
-                       int exact_threshold, int ef_search, int max_depth, int niter,
-                       uint64_t seed) {
-             MultiTenantConfig c;
-             c.branching = branching;
-             c.leaf_size = leaf_size;
-             c.split = split;
-             c.exact_threshold = exact_threshold;
-             c.ef_search = ef_search;
-             c.max_depth = max_depth;
-             c.niter = niter;
-             c.seed = seed;
-             return std::make_shared<MultiTenantIndex>(d, parse_metric(metric), c);
-           }),
-           py::arg("d"), py::arg("metric"), py::arg("branching"), py::arg("leaf_size"),
-           py::arg("split"), py::arg("exact_threshold"), py::arg("ef_search"),
-           py::arg("max_depth"), py::arg("niter"), py::arg("seed"))
+      .def(
+          py::init([](int d, const std::string& metric, int branching, int leaf_size, int split,
+                      int exact_threshold, int ef_search, int max_depth, int niter, uint64_t seed) {
+            MultiTenantConfig c;
+            c.branching = branching;
+            c.leaf_size = leaf_size;
+            c.split = split;
+            c.exact_threshold = exact_threshold;
+            c.ef_search = ef_search;
+            c.max_depth = max_depth;
+            c.niter = niter;
+            c.seed = seed;
+            return std::make_shared<MultiTenantIndex>(d, parse_metric(metric), c);
+          }),
+          py::arg("d"), py::arg("metric"), py::arg("branching"), py::arg("leaf_size"),
+          py::arg("split"), py::arg("exact_threshold"), py::arg("ef_search"), py::arg("max_depth"),
+          py::arg("niter"), py::arg("seed"))
       .def_property_readonly("d", &MultiTenantIndex::d)
       .def_property_readonly("metric",
                              [](const MultiTenantIndex& s) { return metric_name(s.metric()); })

@@ -23,7 +23,7 @@ constexpr size_t kMaxSlots = 0xfffffff0u;  // slots are uint32
 constexpr float kIpRadiusWeight = 0.25f;
 constexpr float kCosRadiusWeight = 0.2f;  // |q| = 1 (minilm: 0.861 -> 0.875 at ef 512)
 constexpr size_t kRouteBeam = 4;
-constexpr size_t kExactFactor = 2;
+constexpr size_t kExactFactor = 1;
 
 simd::DistKind kind_of(Metric m) {
   return m == Metric::L2 ? simd::DistKind::L2_F32 : simd::DistKind::IP_F32;
@@ -47,11 +47,12 @@ struct MultiTenantIndex::Scratch {
   std::vector<float> buf = std::vector<float>(kChunk), cs;
   std::vector<uint32_t> sel = std::vector<uint32_t>(kChunk), rows, bounds, pending;
   std::vector<Item> heap;
-  ReservoirTopK top{1};
+  std::vector<idx_t> cand_ids;
+  ReservoirTopK top{1}, cand{1};
 };
 
 MultiTenantIndex::MultiTenantIndex(int d, Metric metric, const MultiTenantConfig& c)
-    : d_(d), metric_(metric), cfg_(c) {
+    : d_(d), metric_(metric), cfg_(c), sq_(CodecKind::SQ8, d) {
   ANNX_CHECK(InvalidArgument, d >= 1 && d <= (1 << 24), "d must be in [1, 16777216], got ", d);
   ANNX_CHECK(InvalidArgument, c.branching >= 2 && c.branching <= 256,
              "branching must be in [2, 256], got ", c.branching);
@@ -328,9 +329,12 @@ void MultiTenantIndex::train(const float* x, size_t n, int threads) {
   }
   t.depth = depth - 1;
   t.number_leaves();
+  VectorCodec sq(CodecKind::SQ8, d_);
+  sq.train(xs, n);
   progress.finish();
   std::unique_lock lk(mu_);
   tree_ = std::move(t);
+  sq_ = std::move(sq);
   trained_ = true;
 }
 
@@ -366,8 +370,7 @@ void MultiTenantIndex::insert_pairs(std::vector<std::pair<uint32_t, uint32_t>>& 
     ns.resize(m + add);
     size_t i = 0, j = b, o = 0;
     while (i < m || j < e) {
-      const bool take_old =
-          j == e || (i < m && t.leaf[i] <= leaf_of_[pairs[j].second]);
+      const bool take_old = j == e || (i < m && t.leaf[i] <= leaf_of_[pairs[j].second]);
       if (take_old) {
         nl[o] = t.leaf[i];
         ns[o++] = t.slot[i++];
@@ -418,10 +421,12 @@ std::vector<idx_t> MultiTenantIndex::add(const float* x, size_t n, const idx_t* 
     for (size_t i = 0; i < n; ++i) assigned[i] = first + idx_t(i);
   }
   std::vector<uint32_t> leaves(n);
+  std::vector<uint8_t> codes(n * d);
   parallel_for(
       n, 256,
       [&](size_t b, size_t e) {
         for (size_t i = b; i < e; ++i) leaves[i] = route(tree_, xs + i * d);
+        sq_.encode(xs + b * d, e - b, codes.data() + b * d);
       },
       threads);
   // Per vector: its tenants, sorted and unique.
@@ -442,6 +447,7 @@ std::vector<idx_t> MultiTenantIndex::add(const float* x, size_t n, const idx_t* 
   std::unique_lock lk(mu_);
   const uint32_t base = uint32_t(idmap_.size());
   vectors_.insert(vectors_.end(), xs, xs + n * d);
+  codes_.insert(codes_.end(), codes.begin(), codes.end());
   leaf_of_.insert(leaf_of_.end(), leaves.begin(), leaves.end());
   idmap_.append(assigned.data(), n);
   slot_tenants_.resize(size_t(base) + n);
@@ -543,6 +549,7 @@ size_t MultiTenantIndex::remove(const idx_t* ids, size_t n) {
     if (s != last) {
       std::memcpy(vectors_.data() + size_t(s) * d, vectors_.data() + size_t(last) * d,
                   d * sizeof(float));
+      std::memcpy(codes_.data() + size_t(s) * d, codes_.data() + size_t(last) * d, d);
       leaf_of_[s] = leaf_of_[last];
       slot_tenants_[s] = std::move(slot_tenants_[last]);
       for (uint32_t ti : slot_tenants_[s]) {
@@ -554,6 +561,7 @@ size_t MultiTenantIndex::remove(const idx_t* ids, size_t n) {
     }
     idmap_.move_last_into(s);
     vectors_.resize(size_t(last) * d);
+    codes_.resize(size_t(last) * d);
     leaf_of_.pop_back();
     slot_tenants_.pop_back();
   }
@@ -564,6 +572,7 @@ void MultiTenantIndex::reset() {
   std::lock_guard wl(writer_mu_);
   std::unique_lock lk(mu_);
   vectors_ = {};
+  codes_ = {};
   idmap_ = IdMap();
   leaf_of_ = {};
   slot_tenants_ = {};
@@ -636,11 +645,27 @@ void MultiTenantIndex::scan(const float* q, const uint32_t* slots, size_t n, Scr
   }
 }
 
+void MultiTenantIndex::scan_codes(const PreparedQuery& pq, const uint32_t* slots, size_t n,
+                                  Scratch& s) const {
+  const auto& K = simd::kernels();
+  const auto gather = K.gather[int(pq.kind)];
+  const size_t d = size_t(d_);
+  for (size_t off = 0; off < n; off += kChunk) {
+    const size_t cnt = std::min(kChunk, n - off);
+    gather(pq.q.data(), codes_.data(), slots + off, cnt, d, d, pq.aux, s.buf.data());
+    pq.finish_all(s.buf.data(), cnt);
+    const size_t m = K.select_le(s.buf.data(), cnt, s.cand.threshold(), s.sel.data());
+    for (size_t i = 0; i < m; ++i) {
+      const uint32_t j = s.sel[i];
+      s.cand.push(s.buf[j], idx_t(slots[off + j]));  // slots: re-ranked below
+    }
+  }
+}
+
 void MultiTenantIndex::search_one(const float* q, size_t k, const Tenant& t, size_t budget,
                                   Scratch& s) const {
   const size_t m = t.size();
-  // A walk scoring `budget` vectors costs about as much as an exact scan of twice as many
-  // (centroid scores, small runs): below that size the exact scan is cheaper.
+  // A tenant the budget covers anyway is scanned exactly (float32).
   if (m <= std::max(kExactFactor * budget, size_t(cfg_.exact_threshold)) ||
       tree_.nodes.size() <= 1) {
     scan(q, t.slot.data(), m, s);
@@ -657,8 +682,12 @@ void MultiTenantIndex::search_one(const float* q, size_t k, const Tenant& t, siz
   // was worst, and w = 0.2 helped a little on MiniLM (cosine).
   float qnorm = 0;
   if (metric_ == Metric::Cosine) qnorm = kCosRadiusWeight;
-  if (metric_ == Metric::IP) qnorm = kIpRadiusWeight * std::sqrt(std::max(0.f, K.one[int(kind_of(metric_))](q, q, d, nullptr)));
+  if (metric_ == Metric::IP)
+    qnorm =
+        kIpRadiusWeight * std::sqrt(std::max(0.f, K.one[int(kind_of(metric_))](q, q, d, nullptr)));
   const uint32_t* L = t.leaf.data();
+  const PreparedQuery pq = sq_.prepare(q, metric_);
+  s.cand = ReservoirTopK(std::max<size_t>(4 * k, 32));
   auto& heap = s.heap;
   heap.clear();
   heap.push_back({0.f, 0, 0, uint32_t(m)});
@@ -669,9 +698,9 @@ void MultiTenantIndex::search_one(const float* q, size_t k, const Tenant& t, siz
   size_t scanned = 0;
   while (!heap.empty()) {
     if (scanned >= budget) {
-      scan(q, pending.data(), pending.size(), s);
+      scan_codes(pq, pending.data(), pending.size(), s);
       pending.clear();
-      if (s.top.size() >= k) break;
+      if (s.cand.size() >= k) break;
     }
     std::pop_heap(heap.begin(), heap.end(), std::greater<>());
     const Scratch::Item it = heap.back();
@@ -682,7 +711,7 @@ void MultiTenantIndex::search_one(const float* q, size_t k, const Tenant& t, siz
       pending.insert(pending.end(), t.slot.data() + it.lo, t.slot.data() + it.hi);
       scanned += len;
       if (pending.size() >= kChunk) {
-        scan(q, pending.data(), pending.size(), s);
+        scan_codes(pq, pending.data(), pending.size(), s);
         pending.clear();
       }
       continue;
@@ -715,12 +744,21 @@ void MultiTenantIndex::search_one(const float* q, size_t k, const Tenant& t, siz
              s.cs.data());
     for (uint32_t j = 0; j < nonempty; ++j) {
       const uint32_t c = s.rows[j];
-      heap.push_back({neg ? -(s.cs[j] + qnorm * tree_.radius[c]) : s.cs[j], c, s.bounds[j],
-                      s.bounds[j + 1]});
+      heap.push_back(
+          {neg ? -(s.cs[j] + qnorm * tree_.radius[c]) : s.cs[j], c, s.bounds[j], s.bounds[j + 1]});
       std::push_heap(heap.begin(), heap.end(), std::greater<>());
     }
   }
-  scan(q, pending.data(), pending.size(), s);
+  scan_codes(pq, pending.data(), pending.size(), s);
+  // Re-rank the candidates with the float32 vectors.
+  const size_t nc = s.cand.size(), cap = s.cand.k();
+  s.cs.resize(std::max(s.cs.size(), cap));
+  std::vector<idx_t>& ci = s.cand_ids;
+  ci.resize(cap);
+  s.cand.drain_sorted(s.cs.data(), ci.data());  // pads to cap
+  s.rows.resize(std::max(s.rows.size(), nc));
+  for (size_t i = 0; i < nc; ++i) s.rows[i] = uint32_t(ci[i]);
+  scan(q, s.rows.data(), nc, s);
 }
 
 void MultiTenantIndex::search(const float* q, size_t nq, size_t k, const int64_t* tenants,
@@ -766,18 +804,18 @@ void MultiTenantIndex::search(const float* q, size_t nq, size_t k, const int64_t
 
 size_t MultiTenantIndex::memory_bytes() const {
   std::shared_lock lk(mu_);
-  size_t b = vectors_.capacity() * sizeof(float) + idmap_.size() * sizeof(idx_t) +
-             leaf_of_.capacity() * sizeof(uint32_t) +
+  size_t b = vectors_.capacity() * sizeof(float) + codes_.capacity() +
+             idmap_.size() * sizeof(idx_t) + leaf_of_.capacity() * sizeof(uint32_t) +
              slot_tenants_.capacity() * sizeof(std::vector<uint32_t>);
   bool identity = true;
-  for (size_t i = 0; i < idmap_.size() && identity; ++i) identity = idmap_.id(slot_t(i)) == idx_t(i);
+  for (size_t i = 0; i < idmap_.size() && identity; ++i)
+    identity = idmap_.id(slot_t(i)) == idx_t(i);
   if (!identity) b += idmap_.size() * (sizeof(idx_t) + sizeof(slot_t) + 2 * sizeof(void*));
   for (const auto& st : slot_tenants_)
     if (st.capacity()) b += st.capacity() * sizeof(uint32_t) + 16;  // + allocator header
   b += tenants_.capacity() * sizeof(Tenant) +
        tenant_index_.size() * (sizeof(int64_t) + sizeof(uint32_t) + 2 * sizeof(void*));
-  for (const Tenant& t : tenants_)
-    b += (t.leaf.capacity() + t.slot.capacity()) * sizeof(uint32_t);
+  for (const Tenant& t : tenants_) b += (t.leaf.capacity() + t.slot.capacity()) * sizeof(uint32_t);
   b += tree_.nodes.capacity() * sizeof(Node) +
        (tree_.centroids.capacity() + tree_.radius.capacity()) * sizeof(float);
   return b;

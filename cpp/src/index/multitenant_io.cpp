@@ -5,7 +5,9 @@
 // order, so this alone gives the tree), MTCENT (f32 nodes x d centroids), MTIDS (i64
 // ids, slot order), MTVECS (f32 ntotal x d), MTLEAF (u32 leaf of each vector), MTTOFF
 // (i64 ntotal + 1 offsets into MTTEN), MTTEN (i64 tenant ids, ascending per vector),
-// MTRAD (f32 per node: the largest distance of a training vector to its centroid).
+// MTRAD (f32 per node: the largest distance of a training vector to its centroid),
+// MTSQ (f32 2 x d: the SQ8 codec's per-dimension minimum and step, empty before train;
+// the codes are re-encoded from MTVECS on load).
 // The per-tenant lists are rebuilt on load.
 #include <algorithm>
 #include <cmath>
@@ -29,7 +31,7 @@ const char* kKind = "multitenant";
 struct MultiTenantIndex::Snapshot {
   std::vector<uint8_t> manifest;
   std::vector<uint32_t> child, leaf;
-  std::vector<float> cent, vecs, rad;
+  std::vector<float> cent, vecs, rad, sq;
   std::vector<idx_t> ids;
   std::vector<int64_t> toff, ten;
 
@@ -43,6 +45,7 @@ struct MultiTenantIndex::Snapshot {
     w.add_section("MTTOFF", toff.data(), toff.size() * 8);
     w.add_section("MTTEN", ten.data(), ten.size() * 8);
     w.add_section("MTRAD", rad.data(), rad.size() * 4);
+    w.add_section("MTSQ", sq.data(), sq.size() * 4);
   }
 };
 
@@ -74,6 +77,10 @@ MultiTenantIndex::Snapshot MultiTenantIndex::snapshot() const {
   for (const Node& nd : tree_.nodes) s.child.push_back(nd.nchild);
   s.cent = tree_.centroids;
   s.rad = tree_.radius;
+  if (trained_) {
+    s.sq = sq_.sq_min();
+    s.sq.insert(s.sq.end(), sq_.sq_scale().begin(), sq_.sq_scale().end());
+  }
   s.ids.assign(idmap_.ids(), idmap_.ids() + n);
   s.vecs = vectors_;
   s.leaf = leaf_of_;
@@ -110,9 +117,8 @@ std::unique_ptr<MultiTenantIndex> MultiTenantIndex::load(std::shared_ptr<const i
   io::ContainerReader r(blob, verify);
   const io::Manifest m = io::Manifest::from_section(r);
   const auto kind = m.get("kind");
-  ANNX_CHECK(FormatError, kind && *kind == kKind,
-             "not a multi-tenant index file (kind '", kind ? std::string(*kind) : "",
-             "'); load it with annx.load");
+  ANNX_CHECK(FormatError, kind && *kind == kKind, "not a multi-tenant index file (kind '",
+             kind ? std::string(*kind) : "", "'); load it with annx.load");
   const int d = int(m.i64("d", 1, 1 << 24));
   MultiTenantConfig c;
   c.branching = int(m.i64("branching", 2, 256));
@@ -148,6 +154,7 @@ std::unique_ptr<MultiTenantIndex> MultiTenantIndex::load(std::shared_ptr<const i
   const auto toff = io::section_as<int64_t>(r, "MTTOFF", n + 1);
   const auto ten = io::section_as<int64_t>(r, "MTTEN", npairs);
   const auto rad = io::section_as<float>(r, "MTRAD", nnodes);
+  const auto sq = io::section_as<float>(r, "MTSQ", trained ? 2 * D : 0);
 
   // Tree: node i's children are the next unallocated nodes (breadth-first numbering).
   Tree t;
@@ -214,6 +221,15 @@ std::unique_ptr<MultiTenantIndex> MultiTenantIndex::load(std::shared_ptr<const i
     throw FormatError(std::string("corrupt section MTIDS: ") + e.what());
   }
 
+  for (size_t j = 0; j < sq.size(); ++j)
+    ANNX_CHECK(FormatError, std::isfinite(sq[j]) && (j < D || sq[j] > 0),
+               "corrupt section MTSQ: bad SQ8 parameter ", sq[j]);
+  if (trained) {
+    mt->sq_.set_sq_params(std::vector<float>(sq.begin(), sq.begin() + D),
+                          std::vector<float>(sq.begin() + D, sq.end()));
+    mt->codes_.resize(n * D);
+    mt->sq_.encode(vecs.data(), n, mt->codes_.data());
+  }
   mt->tree_ = std::move(t);
   mt->trained_ = trained;
   mt->vectors_.assign(vecs.begin(), vecs.end());

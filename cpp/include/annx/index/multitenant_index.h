@@ -12,10 +12,12 @@
 //   holds at most `split` vectors, the tenant's shortlist for that node (Curator's
 //   per-tenant leaf lists, with the split threshold). A tenant's part of the tree is
 //   thus implicit: 8 bytes per (vector, tenant) pair and nothing per node.
-// - search(tenant=t): a tenant with at most max(exact_threshold, 2 ef_search) vectors is
+// - search(tenant=t): a tenant with at most max(exact_threshold, ef_search) vectors is
 //   scanned exactly; otherwise a best-first walk over t's part of the tree (children
 //   ordered by their centroid's distance) scans shortlists until `ef_search` vectors
-//   were scored and k were found.
+//   were scored and k were found. The walk scores 8-bit codes (SQ8, trained with the
+//   tree; a quarter of the float32 bytes to fetch) and re-ranks the best max(4k, 32) with
+//   the float32 vectors, so its distances are exact.
 //
 // Concurrency: any number of searches run concurrently. add routes its vectors without
 // blocking searches, then takes the exclusive lock to append them; grant, revoke,
@@ -33,6 +35,7 @@
 #include "annx/common/rw_lock.h"
 #include "annx/common/types.h"
 #include "annx/index/id_map.h"
+#include "annx/index/vector_codec.h"
 
 namespace annx {
 
@@ -81,7 +84,7 @@ class MultiTenantIndex {
   /// tenants tenants[toffsets[i] .. toffsets[i+1]) (ints >= 0, repeats ignored);
   /// toffsets == nullptr: no tenant. Nothing is added on error. Returns the ids.
   std::vector<idx_t> add(const float* x, size_t n, const idx_t* ids, const int64_t* tenants,
-           const int64_t* toffsets, int threads = 0);
+                         const int64_t* toffsets, int threads = 0);
   /// Lets `tenant` see the given vectors (all ids must exist; already granted: no-op).
   void grant(const idx_t* ids, size_t n, int64_t tenant);
   /// Takes them away again (all ids must exist; not granted: no-op).
@@ -150,6 +153,7 @@ class MultiTenantIndex {
   void insert_pairs(std::vector<std::pair<uint32_t, uint32_t>>& pairs);  // (tenant, slot)
   void search_one(const float* q, size_t k, const Tenant& t, size_t budget, Scratch& s) const;
   void scan(const float* q, const uint32_t* slots, size_t n, Scratch& s) const;
+  void scan_codes(const PreparedQuery& pq, const uint32_t* slots, size_t n, Scratch& s) const;
   void check_tenant(int64_t tenant) const;
 
   int d_;
@@ -158,8 +162,10 @@ class MultiTenantIndex {
   Tree tree_;
   bool trained_ = false;
   std::vector<float> vectors_;  // slot-major
+  VectorCodec sq_;              // SQ8, trained with the tree
+  std::vector<uint8_t> codes_;  // slot-major SQ8 codes of vectors_
   IdMap idmap_;
-  std::vector<uint32_t> leaf_of_;                     // per slot
+  std::vector<uint32_t> leaf_of_;                    // per slot
   std::vector<std::vector<uint32_t>> slot_tenants_;  // per slot: tenant indexes, ascending
   std::vector<Tenant> tenants_;
   std::unordered_map<int64_t, uint32_t> tenant_index_;
