@@ -485,6 +485,8 @@ def test_corrupt_files_raise_format_error(tmp_path: Path) -> None:
         "neg id": _patched(good, "MTIDS", _array(np.int64, lambda a: a.__setitem__(1, -5))),
         "offsets": _patched(good, "MTTOFF", _array(np.int64, lambda a: a.__setitem__(1, 10**6))),
         "tenant neg": _patched(good, "MTTEN", _array(np.int64, lambda a: a.__setitem__(0, -1))),
+        "sq8 step": _patched(good, "MTSQ", _array(np.float32, lambda a: a.fill(0.0))),
+        "sq8 size": _patched(good, "MTSQ", lambda b: b[:8]),
         "missing": _container([(t, b) for t, b in _sections(good) if t != "MTLEAF"]),
         "short": _patched(good, "MTVECS", lambda b: b[:-4]),
     }  # fmt: skip

@@ -180,7 +180,8 @@ def main(argv: list[str] | None = None) -> None:
     if a.quick:
         a.tenants, a.per_group, a.queries, a.repeats = 60, 3, 10, 2
     skip = {s.strip() for s in a.skip.split(",") if s.strip()}
-    command = "python -m annxbench.multitenant " + " ".join(argv if argv is not None else sys.argv[1:])
+    args = argv if argv is not None else sys.argv[1:]
+    command = "python -m annxbench.multitenant " + " ".join(args)
 
     x, qs, metric = load(a.dataset)
     if a.quick:
@@ -404,7 +405,8 @@ def write_report(a: Any, command: str, n: int, d: int, metric: str, members: lis
         "",
         f"Command: `cd bench && {command}`",
         "",
-        f"annx {annx.__version__}, ISA {annx.get_isa()}, {platform.processor() or platform.machine()}, "
+        f"annx {annx.__version__}, ISA {annx.get_isa()}, "
+        f"{platform.processor() or platform.machine()}, "
         f"Python {platform.python_version()}. **The machine was shared with other agents "
         "and noisy** while this ran: every point was timed back to back with the other "
         f"methods at each of {a.repeats} repetitions (interleaved); medians with "
@@ -418,7 +420,8 @@ def write_report(a: Any, command: str, n: int, d: int, metric: str, members: lis
         f"reaching recall@{a.k} >= {a.target} on the group (ef_search, or nprobe for faiss; "
         "the last one tried when none does).",
         "",
-        "| group | tenant sizes | method | param | recall | q/s median [min-max] | vs best filtered |",
+        "| group | tenant sizes | method | param | recall | q/s median [min-max] "
+        "| vs best filtered |",
         "|---|---|---|---:|---:|---:|---:|",
     ]
     filt = [M for M in methods if "+filter" in M.name]
@@ -434,10 +437,11 @@ def write_report(a: Any, command: str, n: int, d: int, metric: str, members: lis
             if base_times is not None:
                 rr = base_times / t
                 ratio = f"{np.median(rr):.2f}x [{rr.min():.2f}-{rr.max():.2f}]"
+            spread = f"{np.median(qps):,.0f} [{qps.min():,.0f}-{qps.max():,.0f}]"
             lines.append(
-                f"| {G.name} | {min(G.sizes):,}-{max(G.sizes):,} | {M.name} | {M.chosen[G.name]} | "
-                f"{M.recall_at[G.name]:.3f} | {np.median(qps):,.0f} [{qps.min():,.0f}-{qps.max():,.0f}] | {ratio} |"
-            )  # fmt: skip
+                f"| {G.name} | {min(G.sizes):,}-{max(G.sizes):,} | {M.name} | "
+                f"{M.chosen[G.name]} | {M.recall_at[G.name]:.3f} | {spread} | {ratio} |"
+            )
     lines += [
         "",
         "| method | memory (MiB) | vs one HNSW32 | build (s, 2 threads) |",
