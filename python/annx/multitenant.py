@@ -126,7 +126,9 @@ class MultiTenantIndex:
         branching: children per tree node (default 8).
         leaf_size: training vectors per leaf (default 32).
         split: a tenant's vectors under one node are scanned together once at most this
-            many (default 8).
+            many (default ``3072 // d`` clamped to [8, 128]: 8 at d = 384, 61 at d = 50;
+            in few dimensions tree nodes cost more relative to vectors), and at most
+            ``ef_search // 16`` (a walk scans at least about 16 runs).
         exact_threshold: tenants up to this size are always scanned exactly (default 1024).
         ef_search: default candidate budget (vectors scored per query, default 256).
         max_depth: deepest tree level (default 12).
@@ -147,8 +149,8 @@ class MultiTenantIndex:
         metric: str | int = "l2",
         *,
         branching: int = 8,
-        leaf_size: int = 32,
-        split: int = 8,
+        leaf_size: int | None = None,
+        split: int | None = None,
         exact_threshold: int = 1024,
         ef_search: int = 256,
         max_depth: int = 12,
@@ -173,8 +175,8 @@ class MultiTenantIndex:
             d,
             _METRICS[metric],
             _int(branching, "branching", 2, 256),
-            _int(leaf_size, "leaf_size", 1, 1 << 20),
-            _int(split, "split", 1, 1 << 24),
+            0 if leaf_size is None else _int(leaf_size, "leaf_size", 1, 1 << 20),
+            0 if split is None else _int(split, "split", 1, 1 << 24),
             _int(exact_threshold, "exact_threshold", 0, 1 << 30),
             _int(ef_search, "ef_search", 1, 1 << 30),
             _int(max_depth, "max_depth", 1, 32),

@@ -24,6 +24,7 @@ constexpr float kIpRadiusWeight = 0.25f;
 constexpr float kCosRadiusWeight = 0.2f;  // |q| = 1 (minilm: 0.861 -> 0.875 at ef 512)
 constexpr size_t kRouteBeam = 4;
 constexpr size_t kExactFactor = 1;
+constexpr size_t kBlock = 32;  // queries of one tenant scanned exactly together
 
 simd::DistKind kind_of(Metric m) {
   return m == Metric::L2 ? simd::DistKind::L2_F32 : simd::DistKind::IP_F32;
@@ -48,18 +49,24 @@ struct MultiTenantIndex::Scratch {
   std::vector<uint32_t> sel = std::vector<uint32_t>(kChunk), rows, bounds, pending;
   std::vector<Item> heap;
   std::vector<idx_t> cand_ids;
+  std::vector<float> block;
   ReservoirTopK top{1}, cand{1};
 };
 
 MultiTenantIndex::MultiTenantIndex(int d, Metric metric, const MultiTenantConfig& c)
     : d_(d), metric_(metric), cfg_(c), sq_(CodecKind::SQ8, d) {
+  // 0: by dimension. A tree node's scores cost ~d each and a run's vectors ~d/4 (SQ8),
+  // so in few dimensions longer runs (fewer nodes) pay: split 8 at d = 384 (MiniLM),
+  // ~61 at d = 50 (GloVe), where split 8 was 2x slower at the same recall.
+  if (cfg_.split == 0) cfg_.split = int(std::clamp(3072 / std::max(d, 1), 8, 128));
+  if (cfg_.leaf_size == 0) cfg_.leaf_size = 32;
   ANNX_CHECK(InvalidArgument, d >= 1 && d <= (1 << 24), "d must be in [1, 16777216], got ", d);
   ANNX_CHECK(InvalidArgument, c.branching >= 2 && c.branching <= 256,
              "branching must be in [2, 256], got ", c.branching);
-  ANNX_CHECK(InvalidArgument, c.leaf_size >= 1 && c.leaf_size <= (1 << 20),
-             "leaf_size must be in [1, 1048576], got ", c.leaf_size);
-  ANNX_CHECK(InvalidArgument, c.split >= 1 && c.split <= (1 << 24),
-             "split must be in [1, 16777216], got ", c.split);
+  ANNX_CHECK(InvalidArgument, c.leaf_size >= 0 && c.leaf_size <= (1 << 20),
+             "leaf_size must be in [1, 1048576] (0: by dimension), got ", c.leaf_size);
+  ANNX_CHECK(InvalidArgument, c.split >= 0 && c.split <= (1 << 24),
+             "split must be in [1, 16777216] (0: by dimension), got ", c.split);
   ANNX_CHECK(InvalidArgument, c.exact_threshold >= 0 && c.exact_threshold <= (1 << 30),
              "exact_threshold must be in [0, 2**30], got ", c.exact_threshold);
   ANNX_CHECK(InvalidArgument, c.ef_search >= 1 && c.ef_search <= (1 << 30),
@@ -674,7 +681,10 @@ void MultiTenantIndex::search_one(const float* q, size_t k, const Tenant& t, siz
   const auto& K = simd::kernels();
   const auto many = K.many[int(kind_of(metric_))];
   const auto gather = K.gather[int(kind_of(metric_))];
-  const size_t d = size_t(d_), split = size_t(cfg_.split);
+  // Runs of at most `split` are scanned whole, but at least ~16 runs per walk, so that
+  // a small budget is not spent on a few coarse nodes.
+  const size_t d = size_t(d_),
+               split = std::max<size_t>(1, std::min<size_t>(cfg_.split, budget / 16));
   const bool neg = ip_scores();
   // Inner product and cosine: order nodes by <q, c> + w |q| r, r the node's radius.
   // w = 1 is the ball bound, loose since r is the largest radius; w = 1/4 ranked best on
@@ -761,6 +771,37 @@ void MultiTenantIndex::search_one(const float* q, size_t k, const Tenant& t, siz
   scan(q, s.rows.data(), nc, s);
 }
 
+void MultiTenantIndex::scan_block(const float* qs, const uint32_t* qidx, size_t nb, const Tenant& t,
+                                  Scratch& s, std::vector<ReservoirTopK>& tops) const {
+  // Several queries of one tenant scanned exactly: the tenant's rows are copied once
+  // per chunk into a contiguous, cache-resident block that every query then streams.
+  const auto& K = simd::kernels();
+  const auto many = K.many[int(kind_of(metric_))];
+  const size_t d = size_t(d_), m = t.size();
+  const bool neg = ip_scores();
+  const size_t rows = std::clamp<size_t>((size_t{256} << 10) / (d * sizeof(float)), 16, 1024);
+  s.block.resize(rows * d);
+  if (s.buf.size() < rows) s.buf.resize(rows);
+  if (s.sel.size() < rows) s.sel.resize(rows);
+  for (size_t off = 0; off < m; off += rows) {
+    const size_t cnt = std::min(rows, m - off);
+    for (size_t r = 0; r < cnt; ++r)
+      std::memcpy(s.block.data() + r * d, vectors_.data() + size_t(t.slot[off + r]) * d,
+                  d * sizeof(float));
+    for (size_t j = 0; j < nb; ++j) {
+      ReservoirTopK& top = tops[j];
+      many(qs + size_t(qidx[j]) * d, s.block.data(), cnt, d, nullptr, s.buf.data());
+      if (neg)
+        for (size_t r = 0; r < cnt; ++r) s.buf[r] = -s.buf[r];
+      const size_t ns = K.select_le(s.buf.data(), cnt, top.threshold(), s.sel.data());
+      for (size_t r = 0; r < ns; ++r) {
+        const uint32_t x = s.sel[r];
+        top.push(s.buf[x], idmap_.id(t.slot[off + x]));
+      }
+    }
+  }
+}
+
 void MultiTenantIndex::search(const float* q, size_t nq, size_t k, const int64_t* tenants,
                               int ef_search, int threads, float* D, idx_t* I) const {
   ANNX_CHECK(InvalidArgument, k >= 1, "k must be >= 1, got ", k);
@@ -773,27 +814,54 @@ void MultiTenantIndex::search(const float* q, size_t nq, size_t k, const int64_t
   const float pad = ip_scores() ? -std::numeric_limits<float>::infinity()
                                 : std::numeric_limits<float>::infinity();
   std::shared_lock lk(mu_);
+  // Work items: queries of one tenant that is scanned exactly go in blocks of up to
+  // kBlock (its rows are fetched once per block); every other query on its own.
+  std::vector<uint32_t> order(nq);
+  for (size_t i = 0; i < nq; ++i) order[i] = uint32_t(i);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](uint32_t a, uint32_t b) { return tenants[a] < tenants[b]; });
+  std::vector<std::pair<size_t, size_t>> items;  // [begin, end) of `order`
+  for (size_t b = 0; b < nq;) {
+    size_t e = b + 1;
+    while (e < nq && tenants[order[e]] == tenants[order[b]]) ++e;
+    const Tenant* t = find_tenant(tenants[order[b]]);
+    const bool exact =
+        t && t->size() <= std::max(kExactFactor * budget, size_t(cfg_.exact_threshold));
+    for (size_t i = b; i < e; i += exact ? kBlock : 1)
+      items.emplace_back(i, std::min(e, i + (exact ? kBlock : 1)));
+    b = e;
+  }
+  auto finish = [&](size_t i, ReservoirTopK& top) {
+    float* Di = D + i * k;
+    idx_t* Ii = I + i * k;
+    const size_t got = top.size();
+    top.drain_sorted(Di, Ii);
+    if (ip_scores())
+      for (size_t j = 0; j < got; ++j) Di[j] = -Di[j];
+    for (size_t j = got; j < k; ++j) {
+      Di[j] = pad;
+      Ii[j] = -1;
+    }
+  };
   parallel_for(
-      nq, 1,
+      items.size(), 1,
       [&](size_t b, size_t e) {
         Scratch s;
-        for (size_t i = b; i < e; ++i) {
-          float* Di = D + i * k;
-          idx_t* Ii = I + i * k;
-          const Tenant* t = find_tenant(tenants[i]);
+        std::vector<ReservoirTopK> tops;
+        for (size_t w = b; w < e; ++w) {
+          const auto [ib, ie] = items[w];
+          const Tenant* t = find_tenant(tenants[order[ib]]);
           const size_t kk = t ? std::min(k, t->size()) : 0;
-          size_t got = 0;
-          if (kk > 0) {
-            s.top = ReservoirTopK(kk);
-            search_one(qs + i * size_t(d_), kk, *t, budget, s);
-            got = s.top.size();
-            s.top.drain_sorted(Di, Ii);
-            if (ip_scores())
-              for (size_t j = 0; j < got; ++j) Di[j] = -Di[j];
+          if (ie - ib > 1 && kk > 0) {
+            tops.assign(ie - ib, ReservoirTopK(kk));
+            scan_block(qs, order.data() + ib, ie - ib, *t, s, tops);
+            for (size_t j = ib; j < ie; ++j) finish(order[j], tops[j - ib]);
+            continue;
           }
-          for (size_t j = got; j < k; ++j) {
-            Di[j] = pad;
-            Ii[j] = -1;
+          for (size_t j = ib; j < ie; ++j) {
+            s.top = ReservoirTopK(std::max<size_t>(kk, 1));
+            if (kk > 0) search_one(qs + size_t(order[j]) * size_t(d_), kk, *t, budget, s);
+            finish(order[j], s.top);
           }
         }
       },

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "annx/common/rw_lock.h"
+#include "annx/common/topk.h"
 #include "annx/common/types.h"
 #include "annx/index/id_map.h"
 #include "annx/index/vector_codec.h"
@@ -44,9 +45,9 @@ class Blob;
 }  // namespace io
 
 struct MultiTenantConfig {
-  int branching = 8;           // children per inner node (2..256)
-  int leaf_size = 32;          // training vectors per leaf (tree depth follows)
-  int split = 8;               // a tenant's run of at most this many vectors is scanned whole
+  int branching = 8;  // children per inner node (2..256)
+  int leaf_size = 0;  // training vectors per leaf; 0: 32
+  int split = 0;  // a tenant's run of at most this many is scanned whole; 0: 3072 / d in [8, 128]
   int exact_threshold = 1024;  // tenants up to this size are always scanned exactly
   int ef_search = 256;         // default candidate budget (vectors scored per query)
   int max_depth = 12;          // deepest level of the tree
@@ -153,6 +154,8 @@ class MultiTenantIndex {
   void insert_pairs(std::vector<std::pair<uint32_t, uint32_t>>& pairs);  // (tenant, slot)
   void search_one(const float* q, size_t k, const Tenant& t, size_t budget, Scratch& s) const;
   void scan(const float* q, const uint32_t* slots, size_t n, Scratch& s) const;
+  void scan_block(const float* qs, const uint32_t* qidx, size_t nb, const Tenant& t, Scratch& s,
+                  std::vector<ReservoirTopK>& tops) const;
   void scan_codes(const PreparedQuery& pq, const uint32_t* slots, size_t n, Scratch& s) const;
   void check_tenant(int64_t tenant) const;
 
