@@ -129,7 +129,9 @@ class MultiTenantIndex:
             many (default ``3072 // d`` clamped to [8, 128]: 8 at d = 384, 61 at d = 50;
             in few dimensions tree nodes cost more relative to vectors), and at most
             ``ef_search // 16`` (a walk scans at least about 16 runs).
-        exact_threshold: tenants up to this size are always scanned exactly (default 1024).
+        exact_threshold: tenants up to this size are always scanned exactly (default
+            ``max(1024, 393216 // d)``: 1024 at d = 384, 7864 at d = 50, where exact scans
+            are cheap next to a walk's fixed costs).
         ef_search: default candidate budget (vectors scored per query, default 256).
         max_depth: deepest tree level (default 12).
         niter: k-means iterations per tree node (default 12).
@@ -151,7 +153,7 @@ class MultiTenantIndex:
         branching: int = 8,
         leaf_size: int | None = None,
         split: int | None = None,
-        exact_threshold: int = 1024,
+        exact_threshold: int | None = None,
         ef_search: int = 256,
         max_depth: int = 12,
         niter: int = 12,
@@ -177,7 +179,7 @@ class MultiTenantIndex:
             _int(branching, "branching", 2, 256),
             0 if leaf_size is None else _int(leaf_size, "leaf_size", 1, 1 << 20),
             0 if split is None else _int(split, "split", 1, 1 << 24),
-            _int(exact_threshold, "exact_threshold", 0, 1 << 30),
+            -1 if exact_threshold is None else _int(exact_threshold, "exact_threshold", 0, 1 << 30),
             _int(ef_search, "ef_search", 1, 1 << 30),
             _int(max_depth, "max_depth", 1, 32),
             _int(niter, "niter", 1, 1000),

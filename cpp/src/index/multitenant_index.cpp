@@ -49,7 +49,7 @@ struct MultiTenantIndex::Scratch {
   std::vector<uint32_t> sel = std::vector<uint32_t>(kChunk), rows, bounds, pending;
   std::vector<Item> heap;
   std::vector<idx_t> cand_ids;
-  std::vector<float> block;
+  std::vector<float> block, qblock, tile;
   ReservoirTopK top{1}, cand{1};
 };
 
@@ -60,6 +60,10 @@ MultiTenantIndex::MultiTenantIndex(int d, Metric metric, const MultiTenantConfig
   // ~61 at d = 50 (GloVe), where split 8 was 2x slower at the same recall.
   if (cfg_.split == 0) cfg_.split = int(std::clamp(3072 / std::max(d, 1), 8, 128));
   if (cfg_.leaf_size == 0) cfg_.leaf_size = 32;
+  // -1: by dimension, 1024 at d >= 384 and more below (an exact scan of d = 50 rows is
+  // cheap next to a walk's fixed costs: on GloVe-100k the walk lost to it up to ~5,000).
+  if (cfg_.exact_threshold == -1)
+    cfg_.exact_threshold = std::max(1024, int((size_t{1024} * 384) / size_t(std::max(d, 1))));
   ANNX_CHECK(InvalidArgument, d >= 1 && d <= (1 << 24), "d must be in [1, 16777216], got ", d);
   ANNX_CHECK(InvalidArgument, c.branching >= 2 && c.branching <= 256,
              "branching must be in [2, 256], got ", c.branching);
@@ -67,8 +71,8 @@ MultiTenantIndex::MultiTenantIndex(int d, Metric metric, const MultiTenantConfig
              "leaf_size must be in [1, 1048576] (0: by dimension), got ", c.leaf_size);
   ANNX_CHECK(InvalidArgument, c.split >= 0 && c.split <= (1 << 24),
              "split must be in [1, 16777216] (0: by dimension), got ", c.split);
-  ANNX_CHECK(InvalidArgument, c.exact_threshold >= 0 && c.exact_threshold <= (1 << 30),
-             "exact_threshold must be in [0, 2**30], got ", c.exact_threshold);
+  ANNX_CHECK(InvalidArgument, c.exact_threshold >= -1 && c.exact_threshold <= (1 << 30),
+             "exact_threshold must be in [0, 2**30] (-1: by dimension), got ", c.exact_threshold);
   ANNX_CHECK(InvalidArgument, c.ef_search >= 1 && c.ef_search <= (1 << 30),
              "ef_search must be in [1, 2**30], got ", c.ef_search);
   ANNX_CHECK(InvalidArgument, c.max_depth >= 1 && c.max_depth <= 32,
@@ -783,20 +787,34 @@ void MultiTenantIndex::scan_block(const float* qs, const uint32_t* qidx, size_t 
   s.block.resize(rows * d);
   if (s.buf.size() < rows) s.buf.resize(rows);
   if (s.sel.size() < rows) s.sel.resize(rows);
+  if (neg) {
+    s.qblock.resize(nb * d);
+    for (size_t j = 0; j < nb; ++j)
+      std::memcpy(s.qblock.data() + j * d, qs + size_t(qidx[j]) * d, d * sizeof(float));
+  }
   for (size_t off = 0; off < m; off += rows) {
     const size_t cnt = std::min(rows, m - off);
     for (size_t r = 0; r < cnt; ++r)
       std::memcpy(s.block.data() + r * d, vectors_.data() + size_t(t.slot[off + r]) * d,
                   d * sizeof(float));
+    if (neg) {
+      // Inner products: one register-blocked tile for all queries of the block.
+      if (s.tile.size() < nb * rows) s.tile.resize(nb * rows);
+      K.dot_f32_tile(s.qblock.data(), nb, s.block.data(), cnt, d, s.tile.data(), rows);
+    }
     for (size_t j = 0; j < nb; ++j) {
       ReservoirTopK& top = tops[j];
-      many(qs + size_t(qidx[j]) * d, s.block.data(), cnt, d, nullptr, s.buf.data());
-      if (neg)
-        for (size_t r = 0; r < cnt; ++r) s.buf[r] = -s.buf[r];
-      const size_t ns = K.select_le(s.buf.data(), cnt, top.threshold(), s.sel.data());
+      float* v = s.buf.data();
+      if (neg) {
+        v = s.tile.data() + j * rows;
+        for (size_t r = 0; r < cnt; ++r) v[r] = -v[r];
+      } else {
+        many(qs + size_t(qidx[j]) * d, s.block.data(), cnt, d, nullptr, v);
+      }
+      const size_t ns = K.select_le(v, cnt, top.threshold(), s.sel.data());
       for (size_t r = 0; r < ns; ++r) {
         const uint32_t x = s.sel[r];
-        top.push(s.buf[x], idmap_.id(t.slot[off + x]));
+        top.push(v[x], idmap_.id(t.slot[off + x]));
       }
     }
   }

@@ -48,10 +48,11 @@ struct MultiTenantConfig {
   int branching = 8;  // children per inner node (2..256)
   int leaf_size = 0;  // training vectors per leaf; 0: 32
   int split = 0;  // a tenant's run of at most this many is scanned whole; 0: 3072 / d in [8, 128]
-  int exact_threshold = 1024;  // tenants up to this size are always scanned exactly
-  int ef_search = 256;         // default candidate budget (vectors scored per query)
-  int max_depth = 12;          // deepest level of the tree
-  int niter = 12;              // k-means iterations per node
+  int exact_threshold =
+      -1;               // tenants up to this size are scanned exactly; -1: max(1024, 393216 / d)
+  int ef_search = 256;  // default candidate budget (vectors scored per query)
+  int max_depth = 12;   // deepest level of the tree
+  int niter = 12;       // k-means iterations per node
   uint64_t seed = 1234;
 };
 
