@@ -287,6 +287,15 @@ def build_seeds(quick: bool = False) -> list[Seed]:
             mv.train(docs)
         mv.add(docs, threads=1)
         out.append(Seed(f"MultiVector:{spec}/{tokens}", "mv", mv.to_bytes()))
+    # Multi-tenant indexes (annx.load dispatches on their kind).
+    x = g.standard_normal((n, d)).astype(np.float32)
+    tenants = [[int(t) for t in g.choice(6, size=int(g.integers(0, 3)), replace=False)] for _ in x]
+    for metric in ("l2", "cos"):
+        mt = annx.MultiTenantIndex(d, metric, branching=2, leaf_size=8, seed=0)
+        mt.train(x, threads=1)
+        mt.add(x, tenants=tenants)
+        mt.remove([0, 1])
+        out.append(Seed(f"MultiTenant/{metric}", "index", mt.to_bytes()))
     return out
 
 
@@ -1009,6 +1018,28 @@ def _exercise_mv(mv, rng: np.random.Generator) -> str | None:
     return None
 
 
+def _exercise_mt(mt, rng: np.random.Generator) -> str | None:
+    ids = np.asarray(mt.ids())
+    stored = set(ids.tolist())
+    if len(stored) != ids.size or ids.size != mt.ntotal:
+        return "ids(): duplicates or count mismatch"
+    pad = np.inf if mt.metric == "l2" else -np.inf
+    q = rng.standard_normal((7, mt.d)).astype(np.float32)
+    for tenant in [int(t) for t in np.asarray(mt.tenants())[:3]] + [10**6]:
+        for k in (3, mt.ntotal + 2):
+            D, I = mt.search(q, k, tenant=tenant)
+            msg = _check_results(D, I, stored, pad, k, len(q), f"mt search(tenant={tenant}, k={k})")
+            if msg:
+                return msg
+    if ids.size:
+        if not np.isfinite(mt.reconstruct(ids[:3])).all():
+            return "reconstruct: non-finite values"
+        for i in ids[:3].tolist():
+            mt.tenants_of(int(i))
+        mt.remove(ids[:1])
+    return None
+
+
 def _load_and_check(
     loader: str, opener: str, path: str, data: bytes, rng: np.random.Generator
 ) -> tuple[str, str]:
@@ -1044,6 +1075,8 @@ def _load_and_check(
         # annx.load / annx.from_bytes open every kind and return the class that saved it.
         if isinstance(obj, annx.MultiVectorIndex):
             msg = _exercise_mv(obj, rng)
+        elif isinstance(obj, annx.MultiTenantIndex):
+            msg = _exercise_mt(obj, rng)
         elif isinstance(obj, annx.BinaryIndex):
             msg = _exercise_binary(obj, rng)
         else:

@@ -154,7 +154,7 @@ def brute_range(
 def recall(I: np.ndarray, gt: np.ndarray) -> float:
     """Fraction of the true neighbours (gt >= 0) found in each row of I."""
     hits = total = 0
-    for a, b in zip(I, gt):
+    for a, b in zip(I, gt, strict=False):
         want = set(b[b >= 0].tolist())
         hits += len(want & set(a.tolist()))
         total += len(want)

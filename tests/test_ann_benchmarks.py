@@ -72,7 +72,14 @@ def run_like_ann_benchmarks(
                 assert len(ids) <= k and len(set(ids)) == len(ids)
                 assert all(0 <= i < len(X_train) for i in ids)
             recalls.append(
-                float(np.mean([len(set(map(int, r)) & set(g)) / k for r, g in zip(results, gt)]))
+                float(
+                    np.mean(
+                        [
+                            len(set(map(int, r)) & set(g)) / k
+                            for r, g in zip(results, gt, strict=False)
+                        ]
+                    )
+                )
             )
         assert isinstance(str(algo), str) and str(algo).startswith("annx(")
         assert isinstance(algo.get_additional(), dict)

@@ -58,10 +58,10 @@ def test_reconstruction_matches_reference(d, levels, seed):
 def test_error_decreases_with_each_level():
     x = make_clustered(200, 96, seed=3)
     errs = [np.linalg.norm(x - reconstructions(x, L), axis=1) for L in range(1, 9)]
-    for a, b in zip(errs, errs[1:]):
+    for a, b in zip(errs, errs[1:], strict=False):
         assert (b <= a + 1e-6).all()
     assert errs[-1].mean() < 0.25 * errs[0].mean()  # measured: 0.19 after 8 levels
-    assert all(b.mean() < a.mean() for a, b in zip(errs, errs[1:]))
+    assert all(b.mean() < a.mean() for a, b in zip(errs, errs[1:], strict=False))
 
 
 @pytest.mark.parametrize("metric", ["ip", "l2", "cos"])

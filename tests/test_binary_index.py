@@ -122,7 +122,7 @@ def test_add_codes_equals_adding_signs(metric):
     a.add_codes(x, ids=np.arange(300) + 5)
     b.add(signs, ids=np.arange(300) + 5)
     q = np.random.default_rng(10).standard_normal((5, 64)).astype(np.float32)
-    for ra, rb in zip(a.search(q, 10), b.search(q, 10)):
+    for ra, rb in zip(a.search(q, 10), b.search(q, 10), strict=False):
         np.testing.assert_array_equal(ra, rb)
     np.testing.assert_array_equal(np.packbits(a.reconstruct(np.arange(5) + 5) > 0, axis=1), x[:5])
     with pytest.raises(annx.InvalidArgumentError, match="BIN codec"):

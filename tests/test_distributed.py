@@ -46,7 +46,7 @@ def client():
 
 def recall(I: np.ndarray, gt: np.ndarray) -> float:
     k = gt.shape[1]
-    return float(np.mean([len(set(a[:k]) & set(b)) / k for a, b in zip(I, gt)]))
+    return float(np.mean([len(set(a[:k]) & set(b)) / k for a, b in zip(I, gt, strict=False)]))
 
 
 X = make_clustered(6000, 24, seed=3)

@@ -148,7 +148,7 @@ def test_load_non_regular_files_raises(tmp_path: Path) -> None:
     results = _run_children([(_LOAD_SCRIPT, (paths[n], mm, cap)) for n, mm in jobs], 15)
     bad = [
         f"annx.load({name}, mmap={mm == '1'}): {status}: {out.strip()[:200]}"
-        for (name, mm), (status, out) in zip(jobs, results)
+        for (name, mm), (status, out) in zip(jobs, results, strict=False)
         if status != "ok" or not out.startswith("RAISED")
     ]
     assert not bad, "\n".join(bad)
@@ -223,7 +223,7 @@ def test_from_bytes_non_contiguous_buffers() -> None:
     names = out.split("\n")[:-1] if out.endswith("\n") else out.split("\n")
     results = _run_children([(_BUFFER_SCRIPT, (n,)) for n in names], CHILD_TIMEOUT_S)
     bad = []
-    for name, (st, text) in zip(names, results):
+    for name, (st, text) in zip(names, results, strict=False):
         text = text.strip()
         # A reversed view of the file shows reversed bytes: not an annx file, must raise.
         shows_file = "[::-1]" not in name or "reversed file" in name

@@ -334,7 +334,7 @@ def test_operation_sequences_match_model(
                 ids = g.permutation(pool)[:n]
                 index.add(x, ids=ids)
             dec = index.reconstruct(ids)
-            model.update({int(i): v for i, v in zip(ids, dec)})
+            model.update({int(i): v for i, v in zip(ids, dec, strict=False)})
             next_id = max(next_id, int(ids.max()) + 1)
         elif op == "remove" and model:
             keys = np.array(sorted(model))

@@ -576,7 +576,7 @@ def assert_same_hnsw(a: annx.Index, b: annx.Index) -> None:
             np.testing.assert_array_equal(Ib, Ia)
             np.testing.assert_array_equal(Db, Da)
     radius = 15.0 if a.metric == "l2" else 0.3
-    for x, y in zip(a.range_search(PQ, radius), b.range_search(PQ, radius)):
+    for x, y in zip(a.range_search(PQ, radius), b.range_search(PQ, radius), strict=False):
         np.testing.assert_array_equal(x, y)
     np.testing.assert_array_equal(b.reconstruct(a.ids()), a.reconstruct(a.ids()))
 

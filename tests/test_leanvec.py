@@ -34,7 +34,7 @@ def low_rank(n: int, seed: int, d: int = D_IN, rank: int = 12, noise: float = 0.
 
 def recall(I: np.ndarray, gt: np.ndarray) -> float:
     k = gt.shape[1]
-    return float(np.mean([len(set(a[:k]) & set(b)) / k for a, b in zip(I, gt)]))
+    return float(np.mean([len(set(a[:k]) & set(b)) / k for a, b in zip(I, gt, strict=False)]))
 
 
 def subspace_gap(p1: np.ndarray, p2: np.ndarray) -> float:

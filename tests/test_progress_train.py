@@ -97,7 +97,9 @@ def test_no_kmeans_reports_one_unit(spec: str, x: np.ndarray) -> None:
 def test_progress_does_not_change_training(x: np.ndarray) -> None:
     with_progress = annx.index_factory(D, "IVF16,PQ8")
     with_progress.train(x, progress=lambda d, t: True)
-    for a, b in zip(trained_state(with_progress), trained_state(fresh("IVF16,PQ8", x))):
+    for a, b in zip(
+        trained_state(with_progress), trained_state(fresh("IVF16,PQ8", x)), strict=False
+    ):
         np.testing.assert_array_equal(a, b)
 
 
@@ -124,7 +126,7 @@ def test_cancel_leaves_index_untrained_and_retrainable(spec: str, when: str, x: 
         assert index.centroids.size == 0
     # Trained again (same seed), it equals a freshly trained index.
     index.train(x)
-    for a, b in zip(trained_state(index), trained_state(fresh(spec, x))):
+    for a, b in zip(trained_state(index), trained_state(fresh(spec, x)), strict=False):
         np.testing.assert_array_equal(a, b)
 
 
@@ -135,7 +137,7 @@ def test_cancelled_retrain_keeps_previous_training(x: np.ndarray) -> None:
     with pytest.raises(annx.CancelledError):
         index.train(other, progress=lambda done, total: done < 50)
     assert index.is_trained
-    for a, b in zip(trained_state(index), before):
+    for a, b in zip(trained_state(index), before, strict=False):
         np.testing.assert_array_equal(a, b)
 
 
@@ -157,7 +159,7 @@ def test_cancel_or_raise_while_workers_train_pq(spec: str, x: np.ndarray, thread
             index.train(x, progress=boom)
         assert not index.is_trained
     index.train(x)
-    for a, b in zip(trained_state(index), trained_state(fresh(spec, x))):
+    for a, b in zip(trained_state(index), trained_state(fresh(spec, x)), strict=False):
         np.testing.assert_array_equal(a, b)
 
 
@@ -241,7 +243,7 @@ def test_leanvec_counts_the_fit_then_the_inner_training(x: np.ndarray) -> None:
     q = make_clustered(20, D, seed=84)
     index.add(x)
     cancelled.add(x)
-    for a, b in zip(index.search(q, 5), cancelled.search(q, 5)):
+    for a, b in zip(index.search(q, 5), cancelled.search(q, 5), strict=False):
         np.testing.assert_array_equal(a, b)
 
 

@@ -58,7 +58,7 @@ def test_flat_matches_kneighbors_transformer(mode: str, metric: str, sk_metric: 
     d2, i2 = ref.kneighbors(n_neighbors=4)
     np.testing.assert_allclose(d1, d2, rtol=1e-4, atol=1e-4)
     assert not (i1 == np.arange(300)[:, None]).any()
-    same = [len(set(p) & set(r)) / 4 for p, r in zip(i1, i2)]  # duplicates tie: sets
+    same = [len(set(p) & set(r)) / 4 for p, r in zip(i1, i2, strict=False)]  # duplicates tie: sets
     assert np.mean(same) > 0.99
 
 
@@ -67,7 +67,7 @@ def test_hnsw_recall_and_search_params() -> None:
     exact = KNeighborsTransformer(n_neighbors=10).fit(x).kneighbors(x[:200], 10)[1]
     t = KNNTransformer(n_neighbors=10, spec="HNSW16", ef_search=64).fit(x)
     got = t.kneighbors(x[:200], 10)[1]
-    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, exact)])
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, exact, strict=False)])
     assert recall >= 0.95
     assert clone(t).get_params()["ef_search"] == 64
     with pytest.raises(annx.InvalidArgumentError, match="nprobe"):
@@ -126,7 +126,7 @@ def test_real_data_graph_recall(shared_data) -> None:  # noqa: ANN001
     exact = np.argsort(-(xn[:300] @ xn.T), axis=1, kind="stable")[:, :10]
     t = KNNTransformer(n_neighbors=10, spec="HNSW32", metric="cos", ef_search=128).fit(x)
     dist, ind = t.kneighbors(q, n_neighbors=10)
-    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ind, exact)])
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ind, exact, strict=False)])
     assert recall >= 0.97, recall
     # distances are 1 - cos of the returned ids, in float64 within float32 rounding
     want = 1.0 - np.take_along_axis(xn[:300] @ xn.T, ind, axis=1)

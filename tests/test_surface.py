@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pickle
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -182,7 +183,13 @@ def test_binary_range_search_matches_brute_force() -> None:
         lims, Dr, Ir = b.range_search(q, radius)
         assert Dr.dtype == np.int32 and Ir.dtype == np.int64 and len(lims) == 8
         for i in range(7):
-            got = dict(zip(Ir[lims[i] : lims[i + 1]].tolist(), Dr[lims[i] : lims[i + 1]].tolist()))
+            got = dict(
+                zip(
+                    Ir[lims[i] : lims[i + 1]].tolist(),
+                    Dr[lims[i] : lims[i + 1]].tolist(),
+                    strict=False,
+                )
+            )
             want = {int(j): int(ham[i, j]) for j in np.flatnonzero(ham[i] < radius)}
             assert got == want
             assert (np.diff(Dr[lims[i] : lims[i + 1]]) >= 0).all()
@@ -398,6 +405,10 @@ def test_binary_range_search_hypothesis(
     lims, Dr, Ir = b.range_search(q, radius)
     ham = np.unpackbits(q[:, None, :] ^ c[None, :, :], axis=2).sum(axis=2)
     for i in range(len(q)):
-        got = sorted(zip(Dr[lims[i] : lims[i + 1]].tolist(), Ir[lims[i] : lims[i + 1]].tolist()))
+        got = sorted(
+            zip(
+                Dr[lims[i] : lims[i + 1]].tolist(), Ir[lims[i] : lims[i + 1]].tolist(), strict=False
+            )
+        )
         want = sorted((int(ham[i, j]), j) for j in np.flatnonzero(ham[i] < radius))
         assert got == want

@@ -76,7 +76,7 @@ def test_results_do_not_depend_on_thread_count(restore_threads: int) -> None:
     for n in (2, 4, 7):
         annx.set_num_threads(n)
         got = index.search(q, 10), index.search(q[:1], 10)
-        for (Dr, Ir), (Dg, Ig) in zip(ref, got):
+        for (Dr, Ir), (Dg, Ig) in zip(ref, got, strict=False):
             np.testing.assert_array_equal(Ig, Ir)
             np.testing.assert_array_equal(Dg, Dr)
 
@@ -134,7 +134,7 @@ def test_concurrent_searches_match_serial() -> None:
     for t in range(8):
         assert len(results[t]) == len(jobs)
         for i, got in results[t]:
-            for a, b in zip(got, serial[i]):
+            for a, b in zip(got, serial[i], strict=False):
                 np.testing.assert_array_equal(a, b)
 
 

@@ -103,7 +103,7 @@ def load(path: str | Path, nq: int | None = None) -> Dataset:
 def recall_at_k(ids: np.ndarray, gt: np.ndarray, k: int) -> float:
     """Mean fraction of the true top-k ids among the returned top-k (-1 never counts)."""
     ids, gt = np.asarray(ids)[:, :k], np.asarray(gt)[:, :k]
-    hits = sum(len(np.intersect1d(r[r >= 0], t)) for r, t in zip(ids, gt))
+    hits = sum(len(np.intersect1d(r[r >= 0], t)) for r, t in zip(ids, gt, strict=False))
     return hits / (k * len(gt))
 
 

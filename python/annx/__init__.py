@@ -53,6 +53,7 @@ from .config import (
 )
 from .factory import index_factory
 from .index import Index
+from .multitenant import MultiTenantIndex
 from .multivector import FDE, MultiVectorIndex, chamfer
 from .transforms import LeanVec
 
@@ -74,6 +75,7 @@ __all__ = [
     "InvalidArgumentError",
     "KMeans",
     "LeanVec",
+    "MultiTenantIndex",
     "MultiVectorIndex",
     "NotTrainedError",
     "UnsupportedError",

@@ -42,7 +42,8 @@ import numbers
 import os
 import threading
 import warnings
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
 

@@ -646,7 +646,7 @@ class ShardedIndex:
         counts = self._call_all(
             "load", lambda i: (str(path / shards[i]["file"]), shards[i]["sha256"], mmap)
         )
-        for i, (c, s) in enumerate(zip(counts, shards)):
+        for i, (c, s) in enumerate(zip(counts, shards, strict=False)):
             if c != s["ntotal"]:
                 raise FormatError(f"shard {i}: holds {c} vectors, the manifest says {s['ntotal']}")
         self._next_id = int(m["next_id"])

@@ -14,6 +14,7 @@ void bind_index(py::module_& m);
 void bind_kernels(py::module_& m);
 void bind_cluster(py::module_& m);
 void bind_multivector(py::module_& m);
+void bind_multitenant(py::module_& m);
 }  // namespace annx::py_glue
 
 namespace {
@@ -111,4 +112,5 @@ PYBIND11_MODULE(_core, m) {
   annx::py_glue::bind_kernels(m);
   annx::py_glue::bind_cluster(m);
   annx::py_glue::bind_multivector(m);
+  annx::py_glue::bind_multitenant(m);
 }

@@ -305,6 +305,8 @@ std::unique_ptr<Index> load_index_from(const io::ContainerReader& r, const io::M
   const auto kind = m.get("kind");
   ANNX_CHECK(FormatError, !kind || *kind != "multivector",
              "this is a multi-vector index file: load it with annx.MultiVectorIndex.load");
+  ANNX_CHECK(FormatError, !kind || *kind != "multitenant",
+             "this is a multi-tenant index file: load it with annx.MultiTenantIndex.load");
   // Other kinds are Python wrappers of one index (e.g. "binary" for annx.BinaryIndex); the
   // kind is kept so that a save writes it again.
   const std::string spec = m.str("spec");

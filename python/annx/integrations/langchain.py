@@ -18,9 +18,9 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any, Union
 
 import numpy as np
 
@@ -147,7 +147,7 @@ class AnnxVectorStore(VectorStore):
                 index.remove(old)
                 for o in old:
                     del self._docs[o]
-            for key, nid, text, meta in zip(keys, new_ids.tolist(), texts, metas):
+            for key, nid, text, meta in zip(keys, new_ids.tolist(), texts, metas, strict=False):
                 self._docs[nid] = (key, text, meta)
                 self._keys[key] = nid
             self.index = index
@@ -231,7 +231,11 @@ class AnnxVectorStore(VectorStore):
         """The ``k`` documents nearest ``embedding`` with their scores, best first."""
         keys, scores = self._search(embedding, k, filter, kwargs)
         with self._lock:
-            return [(self._document(i), s) for i, s in zip(keys, scores) if i in self._docs]
+            return [
+                (self._document(i), s)
+                for i, s in zip(keys, scores, strict=False)
+                if i in self._docs
+            ]
 
     def similarity_search_by_vector(
         self, embedding: Sequence[float], k: int = 4, filter: Filter = None, **kwargs: Any
