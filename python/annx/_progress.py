@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Optional, Union
 
-from ._errors import InvalidArgumentError
+from ._errors import CancelledError, InvalidArgumentError
 
 ProgressCallback = Callable[[int, int], Optional[bool]]
 Progress = Union[None, bool, ProgressCallback]
@@ -90,3 +90,41 @@ class _Reporter:
 def chunk_size(n: int) -> int:
     """Rows per progress step: about 1 % of the work, at least 1,024 rows."""
     return max(1024, -(-n // 100))
+
+
+def add_in_steps(
+    add_step: Callable[[int, int], None],
+    undo: Callable[[int], None],
+    n: int,
+    progress: Progress,
+    step: int,
+    unit: str = "vec",
+    noun: str = "vectors",
+) -> None:
+    """The one cancellable, reported add of every index class.
+
+    Calls ``add_step(begin, end)`` over ``[0, n)`` in ``step``-sized pieces, reporting
+    after each; when the callback cancels (or anything raises, Ctrl-C included),
+    ``undo(done)`` removes the first ``done`` items again before the error propagates,
+    so a failed or cancelled add adds nothing. ``progress`` None or False: no reports.
+    """
+    quiet = progress is None or progress is False
+    reporter = None if quiet else _Reporter(progress, n, "add", unit)
+    done = 0
+    try:
+        while done < n:
+            end = min(n, done + step)
+            add_step(done, end)
+            done = end
+            if reporter is not None and not reporter.update(done):
+                raise CancelledError(
+                    f"add cancelled by its progress callback after {done:,} of {n:,} "
+                    f"{noun}; they were removed again"
+                )
+    except BaseException:
+        if done:
+            undo(done)
+        raise
+    finally:
+        if reporter is not None:
+            reporter.close()

@@ -13,7 +13,7 @@ import numpy as np
 from . import _core
 from ._bits import CHUNK_ROWS, as_codes, unpack_signs
 from ._errors import CancelledError, InvalidArgumentError, NotTrainedError
-from ._progress import Progress, _Reporter, chunk_size
+from ._progress import Progress, _Reporter, add_in_steps, chunk_size
 from ._surface import IndexSurface, add_lock, register_kind
 from ._surface import from_bytes as from_bytes  # old home of these names (and of pickles)
 from ._surface import load as load
@@ -313,27 +313,16 @@ class Index(IndexSurface):
                 if id_arr is None:
                     return np.arange(first, first + n, dtype=np.int64)
                 return id_arr.copy()
-            reporter = _Reporter(progress, n, "add")
             if id_arr is None:
                 first = self.next_id
                 id_arr = np.arange(first, first + n, dtype=np.int64)
-            step, done = chunk_size(n), 0
-            try:
-                while done < n:
-                    end = min(n, done + step)
-                    self._impl.add(x[done:end], id_arr[done:end], nthreads)
-                    done = end
-                    if not reporter.update(done):
-                        raise CancelledError(
-                            f"add cancelled by its progress callback after {done:,} of {n:,} "
-                            "vectors; they were removed again"
-                        )
-            except BaseException:
-                if done:
-                    self._impl.remove(id_arr[:done])
-                raise
-            finally:
-                reporter.close()
+            add_in_steps(
+                lambda b, e: self._impl.add(x[b:e], id_arr[b:e], nthreads),
+                lambda done: self._impl.remove(id_arr[:done]),
+                n,
+                progress,
+                chunk_size(n),
+            )
             return id_arr
 
     def add_codes(
@@ -369,9 +358,9 @@ class Index(IndexSurface):
         c = as_codes(codes, self.d // 8)
         n = c.shape[0]
         id_arr = None if ids is None else as_ids(ids, n)
-        reporter = None if progress is None or progress is False else _Reporter(progress, n, "add")
         with self._lock:
-            if n <= CHUNK_ROWS and reporter is None:  # one add: the core checks the ids itself
+            if n <= CHUNK_ROWS and (progress is None or progress is False):
+                # One add: the core checks the ids itself.
                 return self.add(unpack_signs(c, self.d), ids=id_arr, threads=threads)
             if id_arr is None:
                 id_arr = np.arange(self.next_id, self.next_id + n, dtype=np.int64)
@@ -380,25 +369,19 @@ class Index(IndexSurface):
             present = np.isin(id_arr, self.ids()) if self.ntotal else np.zeros(n, bool)
             if present.any():
                 raise InvalidArgumentError(f"id {int(id_arr[present][0])} is already in the index")
-            step = CHUNK_ROWS if reporter is None else min(CHUNK_ROWS, chunk_size(n))
-            done = 0
-            try:
-                for lo in range(0, n, step):
-                    hi = min(n, lo + step)
-                    self.add(unpack_signs(c[lo:hi], self.d), ids=id_arr[lo:hi], threads=threads)
-                    done = hi
-                    if reporter is not None and not reporter.update(done):
-                        raise CancelledError(
-                            f"add cancelled by its progress callback after {done:,} of {n:,} "
-                            "codes; they were removed again"
-                        )
-            except BaseException:
-                if done:
-                    self.remove(id_arr[:done])
-                raise
-            finally:
-                if reporter is not None:
-                    reporter.close()
+            reported = not (progress is None or progress is False)
+
+            def add_step(b: int, e: int) -> None:
+                self.add(unpack_signs(c[b:e], self.d), ids=id_arr[b:e], threads=threads)
+
+            add_in_steps(
+                add_step,
+                lambda done: self.remove(id_arr[:done]),
+                n,
+                progress,
+                min(CHUNK_ROWS, chunk_size(n)) if reported else CHUNK_ROWS,
+                noun="codes",
+            )
             return id_arr
 
     def remove(self, ids: Any) -> int:

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._errors import CancelledError, InvalidArgumentError
-from ._progress import Progress, _Reporter, chunk_size
+from ._errors import InvalidArgumentError
+from ._progress import Progress, _Reporter, add_in_steps, chunk_size
 from ._surface import IndexSurface, register_kind
 from ._validate import as_ids, as_k, as_matrix, as_threads
 
@@ -330,29 +330,15 @@ class MultiTenantIndex(IndexSurface):
         if id_arr is None:
             first = self.next_id
             id_arr = np.arange(first, first + n, dtype=np.int64)
-        reporter = _Reporter(progress, n, "add")
-        step, done = chunk_size(n), 0
-        try:
-            while done < n:
-                end = min(n, done + step)
-                if flat is None:
-                    f = o = None
-                else:
-                    f = flat[offsets[done] : offsets[end]]
-                    o = offsets[done : end + 1] - offsets[done]
-                self._impl.add(x[done:end], id_arr[done:end], f, o, nthreads)
-                done = end
-                if not reporter.update(done):
-                    raise CancelledError(
-                        f"add cancelled by its progress callback after {done:,} of {n:,} "
-                        "vectors; they were removed again"
-                    )
-        except BaseException:
-            if done:
-                self._impl.remove(id_arr[:done])
-            raise
-        finally:
-            reporter.close()
+
+        def add_step(b: int, e: int) -> None:
+            f = None if flat is None else flat[offsets[b] : offsets[e]]
+            o = None if flat is None else offsets[b : e + 1] - offsets[b]
+            self._impl.add(x[b:e], id_arr[b:e], f, o, nthreads)
+
+        add_in_steps(
+            add_step, lambda done: self._impl.remove(id_arr[:done]), n, progress, chunk_size(n)
+        )
         return id_arr
 
     def grant(self, ids: Any, tenant: int) -> None:

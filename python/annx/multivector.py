@@ -23,8 +23,8 @@ from typing import Any, Union
 import numpy as np
 
 from . import _core
-from ._errors import CancelledError, FormatError, InvalidArgumentError
-from ._progress import Progress, _Reporter
+from ._errors import FormatError, InvalidArgumentError
+from ._progress import Progress, _Reporter, add_in_steps
 from ._surface import IndexSurface, add_lock, deprecated, register_kind
 from ._surface import from_bytes as _from_bytes_any
 from ._surface import load as _load_any
@@ -422,27 +422,20 @@ class MultiVectorIndex(IndexSurface):
             present = np.isin(id_arr, self.ids()) if self.ntotal else np.zeros(n, bool)
             if present.any():
                 raise InvalidArgumentError(f"id {int(id_arr[present][0])} is already in the index")
-            reporter = _Reporter(progress, n, "add", unit="doc")
-            step, done = max(1, -(-n // 100)), 0
-            try:
-                while done < n:
-                    end = min(n, done + step)
-                    lo, hi = int(offsets[done]), int(offsets[end])
-                    self._impl.add(
-                        tokens[lo:hi], offsets[done : end + 1] - lo, id_arr[done:end], nthreads
-                    )
-                    done = end
-                    if not reporter.update(done):
-                        raise CancelledError(
-                            f"add cancelled by its progress callback after {done:,} of {n:,} "
-                            "documents; they were removed again"
-                        )
-            except BaseException:
-                if done:
-                    self._impl.remove(id_arr[:done])
-                raise
-            finally:
-                reporter.close()
+
+            def add_step(b: int, e: int) -> None:
+                lo, hi = int(offsets[b]), int(offsets[e])
+                self._impl.add(tokens[lo:hi], offsets[b : e + 1] - lo, id_arr[b:e], nthreads)
+
+            add_in_steps(
+                add_step,
+                lambda done: self._impl.remove(id_arr[:done]),
+                n,
+                progress,
+                max(1, -(-n // 100)),
+                unit="doc",
+                noun="documents",
+            )
             return id_arr
 
     def remove(self, ids: Any) -> int:
