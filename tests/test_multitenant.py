@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pickle
-import struct
 import threading
 from pathlib import Path
 from typing import Any
 
+import annx_fuzz  # tests/ helper module
 import numpy as np
 import pytest
 from conftest import METRICS, brute_force, make_clustered, make_data, pad_value, recall, scores
@@ -396,46 +396,9 @@ def test_round_trips(tmp_path: Path, metric: str) -> None:
     assert annx.MultiTenantIndex.from_bytes(empty.to_bytes()).is_trained is False
 
 
-# A minimal annx container writer, to build files whose checksums are right but whose
-# contents are not (the layout is in cpp/include/annx/io/container.h).
-_HEADER = struct.Struct("<8sIIQQQII12sI")
-_TOC = struct.Struct("<8sQQII")
-
-
-def _crc32c(data: bytes) -> int:
-    c = 0xFFFFFFFF
-    for b in data:
-        c ^= b
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-    return c ^ 0xFFFFFFFF
-
-
-def _sections(data: bytes) -> list[tuple[str, bytes]]:
-    h = _HEADER.unpack_from(data, 0)
-    toc, count = h[5], h[6]
-    out = []
-    for i in range(count):
-        tag, off, n, _, _ = _TOC.unpack_from(data, toc + 32 * i)
-        out.append((tag.rstrip(b"\0").decode(), data[off : off + n]))
-    return out
-
-
-def _container(sections: list[tuple[str, bytes]]) -> bytes:
-    out = bytearray(64)
-    entries = []
-    for tag, payload in sections:
-        off = len(out)
-        out += payload + b"\0" * (-len(payload) % 64)
-        entries.append(_TOC.pack(tag.encode(), off, len(payload), _crc32c(payload), 0))
-    toc = len(out)
-    toc_bytes = b"".join(entries)
-    out += toc_bytes
-    head = _HEADER.pack(
-        b"ANNXIDX\0", 1, 0, 0, len(out), toc, len(entries), _crc32c(toc_bytes), b"\0" * 12, 0
-    )
-    out[:64] = head[:60] + struct.pack("<I", _crc32c(head[:60]))
-    return bytes(out)
+# Files whose checksums are right but whose contents are not: the fuzzer's container
+# reader and writer (tests/annx_fuzz.py).
+_sections, _container = annx_fuzz.parse, annx_fuzz.build
 
 
 def _patched(data: bytes, tag: str, fn: Any) -> bytes:
