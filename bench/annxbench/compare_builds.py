@@ -82,7 +82,8 @@ def _prepare(data_dir: Path, work: Path) -> None:
             continue
         with h5py.File(data_dir / data, "r") as f:
             x = f["train"][:]
-        index = annx.index_factory(x.shape[1], spec, metric=metric, seed=0)
+        kw = {"seed": 0} if spec.startswith("HNSW") else {}
+        index = annx.index_factory(x.shape[1], spec, metric=metric, **kw)
         index.add(x)
         index.save(str(path))
 
