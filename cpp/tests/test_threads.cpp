@@ -86,8 +86,8 @@ void stress(const std::string& spec, bool train) {
   for (auto& t : readers) t.join();
   const size_t removed = ((n - batch) / batch) * ((batch + 2) / 3);
   CHECK(index->ntotal() == n - removed);
-  std::printf("%-28s ok (%d concurrent search rounds, %zu vectors)\n", spec.c_str(),
-              rounds.load(), index->ntotal());
+  std::printf("%-28s ok (%d concurrent search rounds, %zu vectors)\n", spec.c_str(), rounds.load(),
+              index->ntotal());
 }
 
 }  // namespace

@@ -354,8 +354,8 @@ void bind_index(py::module_& m) {
         // The manifest of an in-memory annx file (contiguous bytes are borrowed, not
         // copied; a strided buffer is gathered as from_bytes does).
         py::buffer_info info = data.request();
-        const bool contiguous = info.ndim == 1 && info.itemsize == 1 &&
-                                (info.strides.empty() || info.strides[0] == 1);
+        const bool contiguous =
+            info.ndim == 1 && info.itemsize == 1 && (info.strides.empty() || info.strides[0] == 1);
         auto blob = contiguous ? io::Blob::borrow(info.ptr, static_cast<size_t>(info.size), nullptr)
                                : blob_from_buffer(data);
         io::ContainerReader r(blob, /*verify_checksums=*/false);

@@ -276,8 +276,7 @@ void FlatIndex::search_blocked_f32(const float* q, size_t nq, size_t k, int thre
           top.drain_sorted(cs.data(), ci.data());
           TopK exact(k);
           for (size_t j = 0; j < kc && ci[j] >= 0; ++j) {
-            const float v =
-                K.one[exact_kind](qi, x + static_cast<size_t>(ci[j]) * d, d, nullptr);
+            const float v = K.one[exact_kind](qi, x + static_cast<size_t>(ci[j]) * d, d, nullptr);
             exact.push(l2 ? v : -v, ci[j]);
           }
           float* Di = D + i * k;
@@ -368,7 +367,7 @@ void FlatIndex::read_impl(const io::ContainerReader& r, const io::Manifest& m, s
              "corrupt index file: ntotal = ", ntotal, " does not fit in the file");
   load_section_array(r, "CODES", ntotal * codec_.code_size(), codes_);
   if (!use_norms()) {
-    check_codes_finite(codec_, codes_.data(), ntotal, codec_.code_size(), "CODES");
+    check_loaded_codes(codec_, codes_.data(), ntotal, codec_.code_size(), "CODES");
     return;
   }
   // The norms are derived data: recomputed (as add does) rather than trusted, since the

@@ -966,9 +966,9 @@ void HnswIndex::read_impl(const io::ContainerReader& r, const io::Manifest& m, s
   load_section_array(r, "HNSWUP", up_bytes / 4, upper_);
   load_section_array(r, "HNSWDEL", n, deleted_);
   if (refine_) load_section_array(r, "REFINE", n * refine_->code_size(), refine_codes_);
-  check_codes_finite(codec_, level0_.data() + code_off_, n, block_, "HNSWL0");
+  check_loaded_codes(codec_, level0_.data() + code_off_, n, block_, "HNSWL0");
   if (refine_)
-    check_codes_finite(*refine_, refine_codes_.data(), n, refine_->code_size(), "REFINE");
+    check_loaded_codes(*refine_, refine_codes_.data(), n, refine_->code_size(), "REFINE");
   entry_.store(entry);
   max_level_.store(static_cast<int>(maxl));
   for (size_t s = 0; s < n; ++s)

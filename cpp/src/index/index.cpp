@@ -223,7 +223,7 @@ void Index::read_codec_sections(const io::ContainerReader& r, const io::Manifest
   codec.set_sq_params(std::move(vlo), std::move(vsc));
 }
 
-void Index::check_codes_finite(const VectorCodec& codec, const uint8_t* codes, size_t n,
+void Index::check_loaded_codes(const VectorCodec& codec, const uint8_t* codes, size_t n,
                                size_t stride, const char* tag) {
   const size_t bad = codec.first_invalid_code(codes, n, stride);
   ANNX_CHECK(FormatError, bad == n, "corrupt index file: section ", tag, " row ", bad,
@@ -341,8 +341,9 @@ std::unique_ptr<Index> load_index_from(const io::ContainerReader& r, const io::M
       throw FormatError(std::string("corrupt manifest: ") + e.what());
     }
   }
-  ANNX_CHECK(FormatError, nslots == ntotal || index->has_holes(), "corrupt index file: ",
-             nslots - ntotal, " free slots in a '", spec, "' index, which has none");
+  ANNX_CHECK(FormatError, nslots == ntotal || index->has_holes(),
+             "corrupt index file: ", nslots - ntotal, " free slots in a '", spec,
+             "' index, which has none");
   // IDS first: its size (8 bytes a slot) bounds nslots by the file before read_impl sizes
   // anything from it.
   SharedArray<idx_t> ids;

@@ -1,11 +1,11 @@
 #include "annx/index/ivf.h"
 
 #include <algorithm>
-#include <numeric>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <mutex>
+#include <numeric>
 
 #include "annx/common/error.h"
 #include "annx/common/finite.h"
@@ -1119,11 +1119,11 @@ void IvfIndex::read_impl(const io::ContainerReader& r, const io::Manifest& m, si
                "corrupt index file: section REFINE has ", rb.size(), " bytes, expected ",
                nslots * refine_->code_size());
     refine_codes_.assign(rb.begin(), rb.end());
-    check_codes_finite(*refine_, refine_codes_.data(), nslots, refine_->code_size(), "REFINE");
+    check_loaded_codes(*refine_, refine_codes_.data(), nslots, refine_->code_size(), "REFINE");
   }
   if (opt_.codec == IvfCodec::Vector)
     for (const List& L : lists_)
-      check_codes_finite(vcodec_, L.codes.data(), L.size(), vcodec_.code_size(), "IVFCODES");
+      check_loaded_codes(vcodec_, L.codes.data(), L.size(), vcodec_.code_size(), "IVFCODES");
   slot_list_.assign(nslots, kNoList);
   slot_pos_.assign(nslots, 0);
   for (size_t l = 0; l < lists_.size(); ++l)

@@ -364,7 +364,7 @@ void LeanVecIndex::read_impl(const io::ContainerReader& r, const io::Manifest& m
   inner_ = std::move(inner);
   SharedArray<uint8_t> sec;
   load_section_array(r, "LVSECOND", nslots * secondary_.code_size(), sec);
-  check_codes_finite(secondary_, sec.data(), nslots, secondary_.code_size(), "LVSECOND");
+  check_loaded_codes(secondary_, sec.data(), nslots, secondary_.code_size(), "LVSECOND");
   secondary_codes_ = std::move(sec);
 }
 

@@ -363,8 +363,8 @@ std::unique_ptr<MultiVectorIndex> MultiVectorIndex::load(std::shared_ptr<const i
                  bounded.output_dim() <= (size_t{1} << 24),
              "corrupt multi-vector manifest: FDE settings ", bounded.describe(), " (", d,
              "-d tokens) need ", bounded.encoder_bytes(), " bytes of tables and ",
-             bounded.output_dim(), " dimensions, out of proportion to a file of ",
-             r.blob()->size(), " bytes");
+             bounded.output_dim(), " dimensions, out of proportion to a file of ", r.blob()->size(),
+             " bytes");
   std::unique_ptr<Index> inner = load_nested_index(
       r, "MVINNER", {m.str("inner_spec"), Metric::IP, int(bounded.output_dim()), size_t(n)});
   std::unique_ptr<MultiVectorIndex> mv;
@@ -409,12 +409,11 @@ std::unique_ptr<MultiVectorIndex> MultiVectorIndex::load(std::shared_ptr<const i
   }
   // Stored floats must be finite (they were checked on add).
   const size_t nval = ntok * size_t(d);
-  const bool finite = codec == CodecKind::F32
-                          ? first_non_finite(reinterpret_cast<const float*>(mv->arena_.data()),
-                                             nval) == nval
-                          : first_non_finite_half(reinterpret_cast<const uint16_t*>(
-                                                      mv->arena_.data()),
-                                                  nval, kF16ExpMask) == nval;
+  const bool finite =
+      codec == CodecKind::F32
+          ? first_non_finite(reinterpret_cast<const float*>(mv->arena_.data()), nval) == nval
+          : first_non_finite_half(reinterpret_cast<const uint16_t*>(mv->arena_.data()), nval,
+                                  kF16ExpMask) == nval;
   ANNX_CHECK(FormatError, finite, "corrupt multi-vector file: non-finite token in MVTOKENS");
   return mv;
 }

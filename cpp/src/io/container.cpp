@@ -475,7 +475,8 @@ std::shared_ptr<const Blob> read_open_file(
     // Grow geometrically, never past what the header declares: memory follows the data
     // actually delivered, not the declared size.
     if (bytes.size() == used)
-      bytes.resize(static_cast<size_t>(std::min<uint64_t>(want, std::max<size_t>(used * 2, 65536))));
+      bytes.resize(
+          static_cast<size_t>(std::min<uint64_t>(want, std::max<size_t>(used * 2, 65536))));
     got = read_full(fd, bytes.data() + used, bytes.size() - used);
     if (got < 0) throw_io("cannot read", path, errno);
     if (got == 0) break;

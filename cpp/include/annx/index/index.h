@@ -192,7 +192,7 @@ class Index {
 
   /// Throws FormatError naming `tag` if any of n loaded codes (`stride` bytes apart) holds
   /// a non-finite value or decodes to a norm beyond kMaxNorm2 (finite.h).
-  static void check_codes_finite(const VectorCodec& codec, const uint8_t* codes, size_t n,
+  static void check_loaded_codes(const VectorCodec& codec, const uint8_t* codes, size_t n,
                                  size_t stride, const char* tag);
 
   /// Fills a container writer with the whole index; requires the shared lock.
@@ -208,7 +208,7 @@ class Index {
   int d_;
   Metric metric_;
   IdMap idmap_;
-  std::string file_kind_;  // guarded by writer_mu_
+  std::string file_kind_;         // guarded by writer_mu_
   mutable std::mutex writer_mu_;  // taken before mu_, never after
   mutable RwLock mu_;             // writer-preferring (see rw_lock.h)
 };
