@@ -112,6 +112,35 @@ def test_exact_small_tenants(metric: str) -> None:
 
 
 @pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("shape", ["plain", "offset", "scaled", "duplicated"])
+def test_block_scans_are_exact(metric: str, shape: str) -> None:
+    # Batches of >= 8 queries for a tenant of >= 64 Ki floats are scanned together (one
+    # packed dot tile per chunk of the tenant's rows); L2 ranks by |x|^2 - 2<q,x> and
+    # must fall back to direct scans where that cancels (data far from the origin).
+    g = np.random.default_rng(11)
+    n, d = 2600, 64
+    x = make_clustered(n, d, seed=4)
+    if shape == "offset":
+        x = x + np.float32(1000.0)
+    elif shape == "scaled":
+        x = x * np.float32(1e4)
+    elif shape == "duplicated":
+        x[1::2] = x[::2][: len(x[1::2])]
+    tenants = [[0, 1] if i % 5 else [0] for i in range(n)]  # 0: all rows, 1: 80 %
+    mt, model = build(x, tenants, metric, exact_threshold=100)  # blocks up to 400 rows: walks
+    mt2, _ = build(x, tenants, metric, exact_threshold=4000)
+    q = x[g.choice(n, 40, replace=False)] + g.standard_normal((40, d)).astype(np.float32)
+    for index in (mt2,):
+        for t in (0, 1):
+            for nq in (1, 8, 33, 40):
+                D, I = index.search(q[:nq], 10, tenant=t)
+                check_exact(model, q[:nq], 10, t, D, I)
+    # Above kBlockFactor x the exact size, batches take the tree walk: still valid.
+    D, I = mt.search(q, 10, tenant=0, ef_search=64)
+    check_valid(mt, model, q, 10, 0, D, I)
+
+
+@pytest.mark.parametrize("metric", METRICS)
 def test_tree_walk_is_valid_and_near_exact(metric: str) -> None:
     x = make_clustered(3000, 24, seed=4, clusters=20)
     tenants = layout(3000, 8, seed=5, max_per=4)

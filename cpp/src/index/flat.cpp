@@ -6,6 +6,7 @@
 
 #include "annx/common/error.h"
 #include "annx/common/finite.h"
+#include "annx/common/l2_bound.h"
 #include "annx/common/thread_pool.h"
 #include "annx/common/topk.h"
 #include "annx/index/section_array.h"
@@ -174,20 +175,6 @@ void FlatIndex::search_intra_query(const float* q, size_t nq, size_t k, int thre
   }
 }
 
-namespace {
-
-// Rounding-error bound for the blocked L2 candidate scores |x|^2 - 2<q,x> in float32:
-// each dot product of length d is off by at most about d * 2^-24 times the sum of
-// |terms| (any summation order), so with N = max |x|^2 the score of any row is within
-// E of its exact value. A factor 4 covers the norms' own rounding and the subtraction.
-float blocked_l2_error_bound(size_t d, float max_norm2, float q_norm2) {
-  const double gamma = 4.0 * static_cast<double>(d + 4) * 0x1p-24;
-  const double n = max_norm2, qn = q_norm2;
-  return static_cast<float>(gamma * (n + 2.0 * std::sqrt(n * qn) + qn));
-}
-
-}  // namespace
-
 void FlatIndex::search_blocked_f32(const float* q, size_t nq, size_t k, int threads, bool packed,
                                    float* D, idx_t* I) const {
   // Threads split the base (each packs its rows once and runs every query against
@@ -288,7 +275,7 @@ void FlatIndex::search_blocked_f32(const float* q, size_t nq, size_t k, int thre
             const float qn = K.one[static_cast<int>(simd::DistKind::IP_F32)](qi, qi, d, nullptr);
             const float err = blocked_l2_error_bound(d, max_norm2, qn);
             const double kth = Di[k - 1];
-            if (!(kth + err <= static_cast<double>(worst_kept) + qn - err)) unproven[i] = 1;
+            if (!blocked_l2_proven(kth, worst_kept, qn, err)) unproven[i] = 1;
           }
         }
       },

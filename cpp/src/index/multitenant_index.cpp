@@ -11,6 +11,7 @@
 #include "annx/cluster/kmeans.h"
 #include "annx/common/error.h"
 #include "annx/common/finite.h"
+#include "annx/common/l2_bound.h"
 #include "annx/common/thread_pool.h"
 #include "annx/common/topk.h"
 #include "annx/simd/kernels.h"
@@ -25,6 +26,13 @@ constexpr float kCosRadiusWeight = 0.2f;  // |q| = 1 (minilm: 0.861 -> 0.875 at 
 constexpr size_t kRouteBeam = 4;
 constexpr size_t kExactFactor = 1;
 constexpr size_t kBlock = 32;  // queries of one tenant scanned exactly together
+// A block scan pays per row once for all its queries (gather, pack) and per query for
+// its candidates: it beats per-query gather scans from about 8 queries and 256 KiB of
+// rows, and stays cheaper than a walk per query up to kBlockFactor times the size
+// scanned exactly for one query (GloVe-100k l2 and MiniLM-50k, bench/annxbench/multitenant).
+constexpr size_t kMinBlockQueries = 8;
+constexpr size_t kMinBlockFloats = size_t{64} << 10;
+constexpr size_t kBlockFactor = 4;
 
 simd::DistKind kind_of(Metric m) {
   return m == Metric::L2 ? simd::DistKind::L2_F32 : simd::DistKind::IP_F32;
@@ -39,6 +47,47 @@ simd::DistKind route_kind(Metric m) {
 
 }  // namespace
 
+std::vector<float> MultiTenantIndex::squared_norms(const float* x, size_t n, size_t d) {
+  const auto one = simd::kernels().one[int(simd::DistKind::IP_F32)];
+  std::vector<float> out(n);
+  for (size_t i = 0; i < n; ++i) out[i] = one(x + i * d, x + i * d, d, nullptr);
+  return out;
+}
+
+namespace {
+
+// Rows slots[0..n) of `base` (d floats each), n <= P, packed column-major into one panel
+// of P rows as the kernels' pack_f32_panel lays it out (zero rows n..P): the gather and
+// the pack in one pass, in tiles of 16 dimensions so each row's bytes are read once.
+void pack_panel_gathered(const float* base, const uint32_t* slots, size_t n, size_t d, size_t P,
+                         float* panel) {
+  for (size_t k0 = 0; k0 < d; k0 += 16) {
+    const size_t k1 = std::min(d, k0 + 16);
+    for (size_t r = 0; r < n; ++r) {
+      const float* row = base + size_t(slots[r]) * d;
+      for (size_t k = k0; k < k1; ++k) panel[k * P + r] = row[k];
+    }
+    for (size_t k = k0; k < k1; ++k)
+      for (size_t r = n; r < P; ++r) panel[k * P + r] = 0.f;
+  }
+}
+
+// Pushes the scores v[0..n) that pass top's threshold, as (v[i], id_of(i)). Selected in
+// slices so that the threshold tightens early: a scan's first rows would otherwise all
+// pass the initial infinite threshold, and a reservoir that takes them all keeps
+// shrinking (most of the time of a scan of a few hundred rows).
+template <class Top, class IdOf>
+void push_selected(const simd::KernelTable& K, const float* v, size_t n, Top& top, uint32_t* sel,
+                   IdOf id_of) {
+  constexpr size_t kSlice = 64;
+  for (size_t r0 = 0; r0 < n; r0 += kSlice) {
+    const size_t ns = K.select_le(v + r0, std::min(kSlice, n - r0), top.threshold(), sel);
+    for (size_t r = 0; r < ns; ++r) top.push(v[r0 + sel[r]], id_of(r0 + sel[r]));
+  }
+}
+
+}  // namespace
+
 struct MultiTenantIndex::Scratch {
   struct Item {
     float score;
@@ -49,9 +98,20 @@ struct MultiTenantIndex::Scratch {
   std::vector<uint32_t> sel = std::vector<uint32_t>(kChunk), rows, bounds, pending;
   std::vector<Item> heap;
   std::vector<idx_t> cand_ids;
-  std::vector<float> block, qblock, tile;
-  ReservoirTopK top{1}, cand{1};
+  std::vector<float> panel, qblock, tile;
+  // Exact scans push few rows once the threshold is set: a heap (TopK). The walk's SQ8
+  // candidate list takes many: a reservoir.
+  TopK top{1};
+  ReservoirTopK cand{1};
+  std::vector<TopK> block_cands;  // scan_block's L2 candidates per query
 };
+
+// Per thread and reused across calls: a fresh panel and tile (hundreds of KiB) per call
+// would be mmap'ed, faulted in and unmapped every time. Every user sizes what it needs.
+MultiTenantIndex::Scratch& MultiTenantIndex::thread_scratch() {
+  thread_local Scratch s;
+  return s;
+}
 
 MultiTenantIndex::MultiTenantIndex(int d, Metric metric, const MultiTenantConfig& c)
     : d_(d), metric_(metric), cfg_(c), sq_(CodecKind::SQ8, d) {
@@ -455,9 +515,12 @@ std::vector<idx_t> MultiTenantIndex::add(const float* x, size_t n, const idx_t* 
     }
     tl.resize(w);
   }
+  std::vector<float> norms2;
+  if (metric_ == Metric::L2) norms2 = squared_norms(xs, n, d);
   std::unique_lock lk(mu_);
   const uint32_t base = uint32_t(idmap_.size());
   vectors_.insert(vectors_.end(), xs, xs + n * d);
+  norms2_.insert(norms2_.end(), norms2.begin(), norms2.end());
   codes_.insert(codes_.end(), codes.begin(), codes.end());
   leaf_of_.insert(leaf_of_.end(), leaves.begin(), leaves.end());
   idmap_.append(assigned.data(), n);
@@ -562,6 +625,7 @@ size_t MultiTenantIndex::remove(const idx_t* ids, size_t n) {
                   d * sizeof(float));
       std::memcpy(codes_.data() + size_t(s) * d, codes_.data() + size_t(last) * d, d);
       leaf_of_[s] = leaf_of_[last];
+      if (!norms2_.empty()) norms2_[s] = norms2_[last];
       slot_tenants_[s] = std::move(slot_tenants_[last]);
       for (uint32_t ti : slot_tenants_[s]) {
         Tenant& t = tenants_[ti];
@@ -574,6 +638,7 @@ size_t MultiTenantIndex::remove(const idx_t* ids, size_t n) {
     vectors_.resize(size_t(last) * d);
     codes_.resize(size_t(last) * d);
     leaf_of_.pop_back();
+    if (!norms2_.empty()) norms2_.pop_back();
     slot_tenants_.pop_back();
   }
   return n;
@@ -584,6 +649,7 @@ void MultiTenantIndex::reset() {
   std::unique_lock lk(mu_);
   vectors_ = {};
   codes_ = {};
+  norms2_ = {};
   idmap_ = IdMap();
   leaf_of_ = {};
   slot_tenants_ = {};
@@ -648,11 +714,8 @@ void MultiTenantIndex::scan(const float* q, const uint32_t* slots, size_t n, Scr
     gather(q, vectors_.data(), slots + off, cnt, d * sizeof(float), d, nullptr, s.buf.data());
     if (neg)
       for (size_t i = 0; i < cnt; ++i) s.buf[i] = -s.buf[i];
-    const size_t m = K.select_le(s.buf.data(), cnt, s.top.threshold(), s.sel.data());
-    for (size_t i = 0; i < m; ++i) {
-      const uint32_t j = s.sel[i];
-      s.top.push(s.buf[j], idmap_.id(slots[off + j]));
-    }
+    push_selected(K, s.buf.data(), cnt, s.top, s.sel.data(),
+                  [&](size_t j) { return idmap_.id(slots[off + j]); });
   }
 }
 
@@ -665,11 +728,8 @@ void MultiTenantIndex::scan_codes(const PreparedQuery& pq, const uint32_t* slots
     const size_t cnt = std::min(kChunk, n - off);
     gather(pq.q.data(), codes_.data(), slots + off, cnt, d, d, pq.aux, s.buf.data());
     pq.finish_all(s.buf.data(), cnt);
-    const size_t m = K.select_le(s.buf.data(), cnt, s.cand.threshold(), s.sel.data());
-    for (size_t i = 0; i < m; ++i) {
-      const uint32_t j = s.sel[i];
-      s.cand.push(s.buf[j], idx_t(slots[off + j]));  // slots: re-ranked below
-    }
+    push_selected(K, s.buf.data(), cnt, s.cand, s.sel.data(),
+                  [&](size_t j) { return idx_t(slots[off + j]); });  // slots: re-ranked below
   }
 }
 
@@ -732,11 +792,10 @@ void MultiTenantIndex::search_one(const float* q, size_t k, const Tenant& t, siz
     }
     // The tenant's run under each child (children cover consecutive leaf ranges), then
     // the centroid scores of the non-empty children only.
-    if (s.cs.size() < nd.nchild) {
-      s.cs.resize(nd.nchild);
-      s.rows.resize(nd.nchild);
-      s.bounds.resize(nd.nchild + 1);
-    }
+    // (Each buffer sized on its own: the scratch is reused by other scans and indexes.)
+    if (s.cs.size() < nd.nchild) s.cs.resize(nd.nchild);
+    if (s.rows.size() < nd.nchild) s.rows.resize(nd.nchild);
+    if (s.bounds.size() < nd.nchild + 1) s.bounds.resize(nd.nchild + 1);
     uint32_t pos = it.lo, nonempty = 0;
     for (uint32_t j = 0; j < nd.nchild; ++j) {
       uint32_t end = it.hi;
@@ -776,46 +835,92 @@ void MultiTenantIndex::search_one(const float* q, size_t k, const Tenant& t, siz
 }
 
 void MultiTenantIndex::scan_block(const float* qs, const uint32_t* qidx, size_t nb, const Tenant& t,
-                                  Scratch& s, std::vector<ReservoirTopK>& tops) const {
-  // Several queries of one tenant scanned exactly: the tenant's rows are copied once
-  // per chunk into a contiguous, cache-resident block that every query then streams.
+                                  Scratch& s, std::vector<TopK>& tops) const {
+  // Several queries of one tenant scanned exactly: the tenant's rows are copied once per
+  // chunk into a contiguous, cache-resident block, and one register-blocked dot tile
+  // scores every query of the block against it.
+  //
+  // L2 ranks by |x|^2 - 2<q,x>, which cancels for data far from the origin (as in Flat's
+  // batched search): each query keeps k + slack candidates, re-scores them in direct
+  // form, and is answered from them only when the rounding-error bound
+  // (common/l2_bound.h) proves no other row can beat the k-th; otherwise that query is
+  // re-scanned in direct form.
   const auto& K = simd::kernels();
-  const auto many = K.many[int(kind_of(metric_))];
-  const size_t d = size_t(d_), m = t.size();
-  const bool neg = ip_scores();
-  const size_t rows = std::clamp<size_t>((size_t{256} << 10) / (d * sizeof(float)), 16, 1024);
-  s.block.resize(rows * d);
-  if (s.buf.size() < rows) s.buf.resize(rows);
+  const size_t d = size_t(d_), m = t.size(), k = tops[0].k();
+  const bool l2 = metric_ == Metric::L2;
+  const size_t kc = l2 ? k + std::max<size_t>(k, 8) : k;
+  const int ip_kind = int(simd::DistKind::IP_F32);
+  // Chunks of whole panels (~256 KiB of rows); the rows are packed column-major so the
+  // panel kernel needs no horizontal sums (those dominate at small d).
+  const size_t P = K.panel_rows;
+  const size_t rows = P * std::min((m + P - 1) / P,
+                                   std::clamp<size_t>((size_t{256} << 10) / (d * sizeof(float) * P),
+                                                      1, 1024 / P + 1));
+  s.panel.resize(rows * d);
+  s.qblock.resize(nb * d);
+  if (s.tile.size() < nb * rows) s.tile.resize(nb * rows);
   if (s.sel.size() < rows) s.sel.resize(rows);
-  if (neg) {
-    s.qblock.resize(nb * d);
-    for (size_t j = 0; j < nb; ++j)
-      std::memcpy(s.qblock.data() + j * d, qs + size_t(qidx[j]) * d, d * sizeof(float));
-  }
+  if (s.buf.size() < rows) s.buf.resize(rows);
+  for (size_t j = 0; j < nb; ++j)
+    std::memcpy(s.qblock.data() + j * d, qs + size_t(qidx[j]) * d, d * sizeof(float));
+  // L2 candidates hold positions in the tenant's list (re-scored below); others hold ids.
+  std::vector<TopK>& cand = l2 ? s.block_cands : tops;
+  if (l2) cand.assign(nb, TopK(kc));
+  float max_norm2 = 0.f;
+  if (l2)
+    for (size_t i = 0; i < m; ++i) max_norm2 = std::max(max_norm2, norms2_[t.slot[i]]);
   for (size_t off = 0; off < m; off += rows) {
     const size_t cnt = std::min(rows, m - off);
-    for (size_t r = 0; r < cnt; ++r)
-      std::memcpy(s.block.data() + r * d, vectors_.data() + size_t(t.slot[off + r]) * d,
-                  d * sizeof(float));
-    if (neg) {
-      // Inner products: one register-blocked tile for all queries of the block.
-      if (s.tile.size() < nb * rows) s.tile.resize(nb * rows);
-      K.dot_f32_tile(s.qblock.data(), nb, s.block.data(), cnt, d, s.tile.data(), rows);
+    if (l2)
+      for (size_t r = 0; r < cnt; ++r) s.buf[r] = norms2_[t.slot[off + r]];
+    for (size_t r0 = 0; r0 < cnt; r0 += P) {
+      pack_panel_gathered(vectors_.data(), t.slot.data() + off + r0, std::min(P, cnt - r0), d, P,
+                          s.panel.data() + r0 * d);
+      K.dot_f32_panel(s.qblock.data(), nb, d, s.panel.data() + r0 * d, s.tile.data() + r0, rows);
     }
     for (size_t j = 0; j < nb; ++j) {
-      ReservoirTopK& top = tops[j];
-      float* v = s.buf.data();
-      if (neg) {
-        v = s.tile.data() + j * rows;
-        for (size_t r = 0; r < cnt; ++r) v[r] = -v[r];
+      TopK& top = cand[j];
+      float* v = s.tile.data() + j * rows;
+      if (l2) {
+        const float* nr = s.buf.data();
+        for (size_t r = 0; r < cnt; ++r) v[r] = nr[r] - 2.f * v[r];
       } else {
-        many(qs + size_t(qidx[j]) * d, s.block.data(), cnt, d, nullptr, v);
+        for (size_t r = 0; r < cnt; ++r) v[r] = -v[r];
       }
-      const size_t ns = K.select_le(v, cnt, top.threshold(), s.sel.data());
-      for (size_t r = 0; r < ns; ++r) {
-        const uint32_t x = s.sel[r];
-        top.push(v[x], idmap_.id(t.slot[off + x]));
-      }
+      push_selected(K, v, cnt, top, s.sel.data(),
+                    [&](size_t x) { return l2 ? idx_t(off + x) : idmap_.id(t.slot[off + x]); });
+    }
+  }
+  if (!l2) return;
+  const int l2_kind = int(simd::DistKind::L2_F32);
+  s.cs.resize(std::max(s.cs.size(), kc));
+  s.cand_ids.resize(std::max(s.cand_ids.size(), kc));
+  std::vector<std::pair<float, idx_t>> exact;
+  for (size_t j = 0; j < nb; ++j) {
+    const float* q = s.qblock.data() + j * d;
+    const bool complete = cand[j].size() < kc;  // every row is a candidate
+    cand[j].drain_sorted(s.cs.data(), s.cand_ids.data());
+    const float worst_kept = s.cs[kc - 1];
+    exact.clear();
+    for (size_t c = 0; c < kc && s.cand_ids[c] >= 0; ++c) {
+      const uint32_t slot = t.slot[size_t(s.cand_ids[c])];
+      exact.emplace_back(K.one[l2_kind](q, vectors_.data() + size_t(slot) * d, d, nullptr),
+                         idmap_.id(slot));
+    }
+    const size_t kk = std::min(k, exact.size());
+    std::partial_sort(exact.begin(), exact.begin() + kk, exact.end());
+    bool proven = complete;
+    if (!proven) {
+      const float qn = K.one[ip_kind](q, q, d, nullptr);
+      proven = blocked_l2_proven(exact[kk - 1].first, worst_kept, qn,
+                                 blocked_l2_error_bound(d, max_norm2, qn));
+    }
+    if (proven) {
+      for (size_t c = 0; c < kk; ++c) tops[j].push(exact[c].first, exact[c].second);
+    } else {
+      s.top = TopK(k);
+      scan(q, t.slot.data(), m, s);
+      tops[j] = std::move(s.top);
     }
   }
 }
@@ -843,13 +948,15 @@ void MultiTenantIndex::search(const float* q, size_t nq, size_t k, const int64_t
     size_t e = b + 1;
     while (e < nq && tenants[order[e]] == tenants[order[b]]) ++e;
     const Tenant* t = find_tenant(tenants[order[b]]);
-    const bool exact =
-        t && t->size() <= std::max(kExactFactor * budget, size_t(cfg_.exact_threshold));
-    for (size_t i = b; i < e; i += exact ? kBlock : 1)
-      items.emplace_back(i, std::min(e, i + (exact ? kBlock : 1)));
+    const size_t m = t ? t->size() : 0;
+    const bool block =
+        e - b >= kMinBlockQueries && m * size_t(d_) >= kMinBlockFloats &&
+        m <= kBlockFactor * std::max(kExactFactor * budget, size_t(cfg_.exact_threshold));
+    for (size_t i = b; i < e; i += block ? kBlock : 1)
+      items.emplace_back(i, std::min(e, i + (block ? kBlock : 1)));
     b = e;
   }
-  auto finish = [&](size_t i, ReservoirTopK& top) {
+  auto finish = [&](size_t i, TopK& top) {
     float* Di = D + i * k;
     idx_t* Ii = I + i * k;
     const size_t got = top.size();
@@ -864,20 +971,20 @@ void MultiTenantIndex::search(const float* q, size_t nq, size_t k, const int64_t
   parallel_for(
       items.size(), 1,
       [&](size_t b, size_t e) {
-        Scratch s;
-        std::vector<ReservoirTopK> tops;
+        Scratch& s = thread_scratch();
+        std::vector<TopK> tops;
         for (size_t w = b; w < e; ++w) {
           const auto [ib, ie] = items[w];
           const Tenant* t = find_tenant(tenants[order[ib]]);
           const size_t kk = t ? std::min(k, t->size()) : 0;
           if (ie - ib > 1 && kk > 0) {
-            tops.assign(ie - ib, ReservoirTopK(kk));
+            tops.assign(ie - ib, TopK(kk));
             scan_block(qs, order.data() + ib, ie - ib, *t, s, tops);
             for (size_t j = ib; j < ie; ++j) finish(order[j], tops[j - ib]);
             continue;
           }
           for (size_t j = ib; j < ie; ++j) {
-            s.top = ReservoirTopK(std::max<size_t>(kk, 1));
+            s.top = TopK(std::max<size_t>(kk, 1));
             if (kk > 0) search_one(qs + size_t(order[j]) * size_t(d_), kk, *t, budget, s);
             finish(order[j], s.top);
           }
@@ -890,7 +997,7 @@ void MultiTenantIndex::search(const float* q, size_t nq, size_t k, const int64_t
 
 size_t MultiTenantIndex::memory_bytes() const {
   std::shared_lock lk(mu_);
-  size_t b = vectors_.capacity() * sizeof(float) + codes_.capacity() +
+  size_t b = (vectors_.capacity() + norms2_.capacity()) * sizeof(float) + codes_.capacity() +
              idmap_.size() * sizeof(idx_t) + leaf_of_.capacity() * sizeof(uint32_t) +
              slot_tenants_.capacity() * sizeof(std::vector<uint32_t>);
   bool identity = true;

@@ -233,6 +233,7 @@ std::unique_ptr<MultiTenantIndex> MultiTenantIndex::load(std::shared_ptr<const i
   mt->tree_ = std::move(t);
   mt->trained_ = trained;
   mt->vectors_.assign(vecs.begin(), vecs.end());
+  if (mt->metric_ == Metric::L2) mt->norms2_ = squared_norms(vecs.data(), n, D);
   mt->leaf_of_.assign(leaf.begin(), leaf.end());
   mt->slot_tenants_.resize(n);
   std::vector<std::pair<uint32_t, uint32_t>> pairs;

@@ -143,6 +143,7 @@ class MultiTenantIndex {
     void number_leaves();
   };
   struct Scratch;
+  [[gnu::noinline]] static Scratch& thread_scratch();
   struct Snapshot;
   Snapshot snapshot() const;
 
@@ -156,9 +157,10 @@ class MultiTenantIndex {
   void search_one(const float* q, size_t k, const Tenant& t, size_t budget, Scratch& s) const;
   void scan(const float* q, const uint32_t* slots, size_t n, Scratch& s) const;
   void scan_block(const float* qs, const uint32_t* qidx, size_t nb, const Tenant& t, Scratch& s,
-                  std::vector<ReservoirTopK>& tops) const;
+                  std::vector<TopK>& tops) const;
   void scan_codes(const PreparedQuery& pq, const uint32_t* slots, size_t n, Scratch& s) const;
   void check_tenant(int64_t tenant) const;
+  static std::vector<float> squared_norms(const float* x, size_t n, size_t d);
 
   int d_;
   Metric metric_;
@@ -168,6 +170,7 @@ class MultiTenantIndex {
   std::vector<float> vectors_;  // slot-major
   VectorCodec sq_;              // SQ8, trained with the tree
   std::vector<uint8_t> codes_;  // slot-major SQ8 codes of vectors_
+  std::vector<float> norms2_;   // L2 only: |x|^2 per slot (exact tenant scans)
   IdMap idmap_;
   std::vector<uint32_t> leaf_of_;                    // per slot
   std::vector<std::vector<uint32_t>> slot_tenants_;  // per slot: tenant indexes, ascending
