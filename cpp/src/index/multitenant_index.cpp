@@ -27,11 +27,11 @@ constexpr size_t kRouteBeam = 4;
 constexpr size_t kExactFactor = 1;
 constexpr size_t kBlock = 32;  // queries of one tenant scanned exactly together
 // A block scan pays per row once for all its queries (gather, pack) and per query for
-// its candidates: it beats per-query gather scans from about 8 queries and 256 KiB of
-// rows, and stays cheaper than a walk per query up to kBlockFactor times the size
-// scanned exactly for one query (GloVe-100k l2 and MiniLM-50k, bench/annxbench/multitenant).
+// its candidates: it beats per-query gather scans from about 8 queries and 32 KiB of
+// rows (GloVe l2: 200 rows), and stays cheaper than a walk per query up to kBlockFactor times the
+// size scanned exactly for one query (GloVe-100k l2 and MiniLM-50k, bench/annxbench/multitenant).
 constexpr size_t kMinBlockQueries = 8;
-constexpr size_t kMinBlockFloats = size_t{64} << 10;
+constexpr size_t kMinBlockFloats = 8192;
 constexpr size_t kBlockFactor = 4;
 
 simd::DistKind kind_of(Metric m) {
@@ -836,9 +836,9 @@ void MultiTenantIndex::search_one(const float* q, size_t k, const Tenant& t, siz
 
 void MultiTenantIndex::scan_block(const float* qs, const uint32_t* qidx, size_t nb, const Tenant& t,
                                   Scratch& s, std::vector<TopK>& tops) const {
-  // Several queries of one tenant scanned exactly: the tenant's rows are copied once per
-  // chunk into a contiguous, cache-resident block, and one register-blocked dot tile
-  // scores every query of the block against it.
+  // Several queries of one tenant scanned exactly: the tenant's rows are gathered once per
+  // chunk into cache-resident packed panels, and the panel kernel scores every query of
+  // the block against them.
   //
   // L2 ranks by |x|^2 - 2<q,x>, which cancels for data far from the origin (as in Flat's
   // batched search): each query keeps k + slack candidates, re-scores them in direct
@@ -850,8 +850,9 @@ void MultiTenantIndex::scan_block(const float* qs, const uint32_t* qidx, size_t 
   const bool l2 = metric_ == Metric::L2;
   const size_t kc = l2 ? k + std::max<size_t>(k, 8) : k;
   const int ip_kind = int(simd::DistKind::IP_F32);
-  // Chunks of whole panels (~256 KiB of rows); the rows are packed column-major so the
-  // panel kernel needs no horizontal sums (those dominate at small d).
+  // Chunks of ~256 KiB of rows, whole panels. The rows are gathered into panels
+  // (column-major), so the kernel needs no horizontal sums: those dominate a row-major
+  // tile at small d, and packing measured faster than row-major tiles at d = 384 too.
   const size_t P = K.panel_rows;
   const size_t rows = P * std::min((m + P - 1) / P,
                                    std::clamp<size_t>((size_t{256} << 10) / (d * sizeof(float) * P),
