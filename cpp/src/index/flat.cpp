@@ -314,26 +314,26 @@ void FlatIndex::search_blocked_f32(const float* q, size_t nq, size_t k, int thre
   }
 }
 
-void FlatIndex::search_blocked_binary(const float* q, size_t nq, size_t k, int threads, float* D,
-                                      idx_t* I) const {
-  // Threads split the base; each runs tiles of queries over blocks of kBaseBlock codes
-  // (the block is read, and transposed, once per tile), then the per-thread top-k lists
-  // are merged per query. Scores are those of the per-query scan, bit for bit (the
-  // kernel's contract), and TopK breaks ties by id, so the answers are the same.
+std::vector<TopK> scan_binary_tiles(const VectorCodec& codec, Metric metric, const float* q,
+                                    size_t nq, const uint8_t* codes, size_t n, size_t k,
+                                    int threads) {
+  // Each thread runs tiles of queries over blocks of kBaseBlock codes (the block is read,
+  // and transposed, once per tile); the per-thread top-k lists are merged per query.
+  // Scores are those of the one-query scan, bit for bit (the kernel's contract), and
+  // TopK breaks ties by row, so the answers are the same.
   const auto& K = simd::kernels();
-  const size_t d = static_cast<size_t>(d_), cs = codec_.code_size(), n = count();
-  const uint8_t* codes = codes_.data();
+  const size_t d = static_cast<size_t>(codec.d()), cs = codec.code_size();
   std::vector<PreparedQuery> pqs(nq);
   std::vector<const float*> qp(nq);
   for (size_t i = 0; i < nq; ++i) {
-    pqs[i] = codec_.prepare(q + i * d, metric_);
+    pqs[i] = codec.prepare(q + i * d, metric);
     qp[i] = pqs[i].q.data();
   }
   const size_t XB = kBaseBlock;
   // Chunks of about 2^22 code-query pairs keep Ctrl-C prompt for any nq.
-  const size_t rows = std::clamp<size_t>((size_t{1} << 22) / (nq + 1), XB, kBlockedChunkRows * 4);
+  const size_t rows = std::clamp<size_t>((size_t{1} << 22) / (nq + 1), XB, 4 * kBlockedChunkRows);
   const size_t grain = XB * std::max<size_t>(1, rows / XB);
-  const int nthreads = std::max(1, threads);
+  const int nthreads = std::max(1, threads > 0 ? threads : get_num_threads());
   std::vector<std::vector<TopK>> thread_tops(static_cast<size_t>(nthreads));
   parallel_for(
       n, grain,
@@ -361,12 +361,18 @@ void FlatIndex::search_blocked_binary(const float* q, size_t nq, size_t k, int t
         }
       },
       threads);
-  for (size_t i = 0; i < nq; ++i) {
-    TopK top(k);
-    for (const auto& tops : thread_tops)
-      if (!tops.empty()) top.merge(tops[i]);
-    top.drain_sorted(D + i * k, I + i * k);
-  }
+  std::vector<TopK> out(nq, TopK(k));
+  for (auto& tops : thread_tops)
+    if (!tops.empty())
+      for (size_t i = 0; i < nq; ++i) out[i].merge(tops[i]);
+  return out;
+}
+
+void FlatIndex::search_blocked_binary(const float* q, size_t nq, size_t k, int threads, float* D,
+                                      idx_t* I) const {
+  std::vector<TopK> tops =
+      scan_binary_tiles(codec_, metric_, q, nq, codes_.data(), count(), k, threads);
+  for (size_t i = 0; i < nq; ++i) tops[i].drain_sorted(D + i * k, I + i * k);
 }
 
 void FlatIndex::range_impl(const float* q, size_t nq, float score_radius,
