@@ -358,6 +358,7 @@ inline void pair_counts8(const uint64_t* qw, const uint64_t* xt, size_t Lrt, siz
 /// sx[i] = sqrt(xn2[i]) (precomputed per block for the cosine).
 typedef float v8f __attribute__((vector_size(32)));
 typedef int32_t v8i __attribute__((vector_size(32)));
+typedef double v8d __attribute__((vector_size(64)));
 
 // Macros, not functions: a vector argument or return value would change the ABI where
 // the baseline lacks AVX (-Wpsabi); everything here is inlined anyway.
@@ -386,8 +387,17 @@ inline void finish8(const int32_t* pcs, const float* q, size_t Lrt, const float*
       const v8f r = h * (1.f / fd);
       std::memcpy(dst, &r, sizeof r);
     } else {
-      for (size_t i = 0; i < kLanes; ++i)
-        dst[i] = finish(double{qa[0]} * xa[i] * h[i], qn2, xn2[i], metric);
+      // finish(double{qa} * xa * h, ...) of bin_sdc_rows, on double vectors.
+      v8f xv, xn;
+      ANNX_LOAD8F(xv, xa);
+      ANNX_LOAD8F(xn, xn2);
+      const v8d dot =
+          double{qa[0]} * __builtin_convertvector(xv, v8d) * __builtin_convertvector(h, v8d);
+      const v8f r = metric == 1
+                        ? __builtin_convertvector(
+                              double{qn2} + __builtin_convertvector(xn, v8d) - 2.0 * dot, v8f)
+                        : __builtin_convertvector(dot, v8f);
+      std::memcpy(dst, &r, sizeof r);
     }
   } else if (L == 2 || L == 4) {
     v8f dot = {};
@@ -411,7 +421,8 @@ inline void finish8(const int32_t* pcs, const float* q, size_t Lrt, const float*
       v8f sv;
       ANNX_LOAD8F(sv, sx);
       const v8f v = dot * inv_qn / sv;
-      for (size_t i = 0; i < kLanes; ++i) r[i] = xn2[i] > 0 ? v[i] : 0.f;
+      const v8f zero = {};
+      r = xn > 0.f ? v : zero;
     } else {
       r = dot;
     }
