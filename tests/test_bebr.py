@@ -318,3 +318,21 @@ def test_batched_binary_search_with_filter_and_removal():
     keep = ids[100:200]
     Df, If = idx.search(q, 5, filter=keep)
     assert np.isin(If, keep).all()
+
+
+@pytest.mark.parametrize("d", [64, 1985, 2100])
+def test_sdc_tile_kernel_long_codes(d):
+    """Past 31 words per plane (the AVX2 / NEON byte counters are flushed in chunks)."""
+    rng = np.random.default_rng(d)
+    x = rng.standard_normal((11, d)).astype(np.float32)
+    q = rng.standard_normal((3, d)).astype(np.float32)
+    before = annx.get_isa()
+    try:
+        for isa in annx.available_isas():
+            annx.set_isa(isa)
+            for name in ("BIN", "BEBR2", "BEBR3"):
+                one = annx._core.kernel_bebr_sdc(name, "l2", q, x, False)
+                tiled = annx._core.kernel_bebr_sdc(name, "l2", q, x, True, tile=2)
+                np.testing.assert_array_equal(tiled, one, err_msg=f"{isa} {name}")
+    finally:
+        annx.set_isa(before)

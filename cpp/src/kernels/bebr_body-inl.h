@@ -469,7 +469,7 @@ void sdc_tile_l(const float* const* qs, size_t nq, const uint8_t* x, size_t n, s
         xn2[i] = 0.f;
         for (size_t j = 0; j < LW; ++j) xt.p[j * kLanes + i] = 0;
       }
-      sx[i] = std::sqrt(xn2[i]);
+      sx[i] = xn2[i] > 0 ? std::sqrt(xn2[i]) : 1.f;  // lanes with xn2 == 0 score 0
     }
     for (size_t a = 0; a < nq; ++a) {
       pair_counts8<LC>(qw.p + a * LW, xt.p, L, W, pcs);
