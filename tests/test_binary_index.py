@@ -151,3 +151,26 @@ def test_hamming_hdf5_dataset(tmp_path):
     idx.add(ds.train)
     D, _ = idx.search(ds.test, 10)
     np.testing.assert_array_equal(D, np.take_along_axis(H, nn, axis=1))
+
+
+def test_batched_hamming_scan_on_every_isa_ties_by_id():
+    """The tiled scan (query batches) equals numpy Hamming on every ISA level, batch
+    sizes 1..40, with equal distances ordered by id."""
+    x = codes(600, 17, 3)  # 136 bits: not a multiple of 64
+    x[200:260] = x[7]  # ties
+    q = codes(40, 17, 4)
+    q[3] = x[7]
+    H = hamming(q, x)
+    want_i = np.argsort(H, axis=1, kind="stable")[:, :25]
+    before = annx.get_isa()
+    try:
+        for isa in annx.available_isas():
+            annx.set_isa(isa)
+            idx = annx.index_factory(136, "BIN", metric="hamming")
+            idx.add(x)
+            for nq in (1, 2, 40):
+                D, I = idx.search(q[:nq], 25)
+                np.testing.assert_array_equal(I, want_i[:nq], err_msg=isa)
+                np.testing.assert_array_equal(D, np.take_along_axis(H[:nq], want_i[:nq], 1))
+    finally:
+        annx.set_isa(before)

@@ -146,6 +146,8 @@ def _configs() -> list[Config]:
           lambda ds: H(ds) or (None if ds.learn is not None else "no 'learn' queries")),
         C("annx-bin", "binary", annx("Flat,BIN"), one, S),
         C("faiss-bin", "binary", lambda ds: fx.FaissBinary(ds.metric), one, S),
+        C("annx-bebr2", "binary", annx("Flat,BEBR2"), one, S),
+        C("annx-bebr4", "binary", annx("Flat,BEBR4"), one, S),
         C("annx-bin-refine", "binary", annx("Flat,BIN,Refine(F32)"), reranks, S),
         C("annx-bebr2-refine", "binary", annx("Flat,BEBR2,Refine(F32)"), reranks, S),
         C("annx-bebr4-refine", "binary", annx("Flat,BEBR4,Refine(F32)"), reranks, S),

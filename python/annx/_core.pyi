@@ -193,6 +193,15 @@ def kernel_hamming_many(
     q: npt.NDArray[np.uint8], x: npt.NDArray[np.uint8]
 ) -> npt.NDArray[np.uint32]: ...
 def convert(op: str, x: npt.NDArray[Any]) -> npt.NDArray[Any]: ...
+def kernel_bebr_sdc(
+    codec: str,
+    metric: str,
+    q: npt.NDArray[np.float32],
+    x: npt.NDArray[np.float32],
+    tiled: bool,
+    tile: int = 32,
+    repeat: int = 1,
+) -> npt.NDArray[np.float32]: ...
 def kernel_pq4_accumulate(
     blocks: npt.NDArray[np.uint8], nblocks: int, npairs: int, lut: npt.NDArray[np.uint8]
 ) -> npt.NDArray[np.uint16]: ...

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "annx/common/thread_pool.h"
+#include "annx/index/vector_codec.h"
 #include "annx/quant/pq4_layout.h"
 #include "annx/quant/pq8_layout.h"
 #include "annx/simd/kernels.h"
@@ -417,6 +418,54 @@ void bind_kernels(py::module_& m) {
         throw InvalidArgument("convert: unknown op '" + op + "'");
       },
       py::arg("op"), py::arg("x"));
+
+  // Binary codecs' symmetric scores through the batched tile kernel or the one-query
+  // kernel (tests compare both with each other and with a float64 reference).
+  m.def(
+      "kernel_bebr_sdc",
+      [](const std::string& codec, const std::string& metric, const CArray<float>& q,
+         const CArray<float>& x, bool tiled, size_t tile, size_t repeat) {
+        CodecKind kind = CodecKind::F32;
+        for (CodecKind c : all_codec_kinds())
+          if (codec == codec_name(c)) kind = c;
+        ANNX_CHECK(InvalidArgument, binary_levels(kind) > 0 && !binary_adc(kind),
+                   "kernel_bebr_sdc: '", codec, "' is not a symmetric binary codec");
+        ANNX_CHECK(InvalidArgument, q.ndim() == 2 && x.ndim() == 2 && q.shape(1) == x.shape(1),
+                   "kernel_bebr_sdc: q and x must be 2-D with the same number of columns");
+        const size_t nq = static_cast<size_t>(q.shape(0)), n = static_cast<size_t>(x.shape(0));
+        const int d = static_cast<int>(q.shape(1));
+        const VectorCodec vc(kind, d);
+        const size_t cs = vc.code_size();
+        std::vector<uint8_t> codes(n * cs);
+        vc.encode(x.data(), n, codes.data());
+        std::vector<PreparedQuery> pq;
+        std::vector<const float*> qp;
+        pq.reserve(nq);
+        for (size_t i = 0; i < nq; ++i) {
+          pq.push_back(vc.prepare(q.data() + i * static_cast<size_t>(d), parse_metric(metric)));
+          qp.push_back(pq.back().q.data());
+        }
+        CArray<float> out(std::vector<ssize_t>{static_cast<ssize_t>(nq), static_cast<ssize_t>(n)});
+        float* o = out.mutable_data();
+        const auto& K = simd::kernels();
+        const size_t D = static_cast<size_t>(d);
+        tile = std::max<size_t>(1, tile);
+        // repeat > 1: timing loops (bench/micro) scan the same codes again.
+        for (size_t r = 0; r < std::max<size_t>(1, repeat); ++r) {
+          if (tiled) {
+            for (size_t a = 0; a < nq; a += tile)
+              K.bebr_sdc_tile(qp.data() + a, std::min(tile, nq - a), codes.data(), n, cs, D,
+                              o + a * n, n);
+          } else {
+            for (size_t i = 0; i < nq; ++i)
+              K.many[static_cast<int>(DistKind::BEBR_SDC)](qp[i], codes.data(), n, D, nullptr,
+                                                           o + i * n);
+          }
+        }
+        return out;
+      },
+      py::arg("codec"), py::arg("metric"), py::arg("q"), py::arg("x"), py::arg("tiled"),
+      py::arg("tile") = 32, py::arg("repeat") = 1);
 }
 
 }  // namespace annx::py_glue

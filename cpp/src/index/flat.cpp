@@ -23,6 +23,8 @@ constexpr size_t kBaseBlock = 256;          // rows packed at once in the blocke
 constexpr size_t kBlockedMinQueries = 8;
 constexpr size_t kPackedMinQueries = 48;    // below: unpacked tiles (packing does not pay)
 constexpr size_t kBlockedChunkRows = 4096;  // base rows per thread chunk
+constexpr size_t kBinaryMinQueries = 2;     // binary codes: a tile pays from 2 queries
+constexpr size_t kBinaryQueryBlock = 32;    // queries per binary tile
 
 /// Scans rows [b, e) (or allowed[b..e) when `allowed`) for one prepared query.
 void scan_range(const simd::KernelTable& K, const PreparedQuery& pq, const uint8_t* codes, size_t d,
@@ -126,6 +128,9 @@ void FlatIndex::search_impl(const float* q, size_t nq, size_t k, const SearchPar
   const size_t n = allowed ? allowed->size() : count();
   if (!allowed && codec_.kind() == CodecKind::F32 && nq >= kBlockedMinQueries && n >= kBaseBlock) {
     search_blocked_f32(q, nq, k, threads, nq >= kPackedMinQueries, D, I);
+  } else if (!allowed && codec_.levels() > 0 && !binary_adc(codec_.kind()) &&
+             nq >= kBinaryMinQueries && n >= kBaseBlock) {
+    search_blocked_binary(q, nq, k, threads, D, I);
   } else if (nq < static_cast<size_t>(threads) && n >= 2 * kIntraQueryBlock) {
     search_intra_query(q, nq, k, threads, allowed, D, I);
   } else {
@@ -294,6 +299,67 @@ void FlatIndex::search_blocked_f32(const float* q, size_t nq, size_t k, int thre
     std::memcpy(D + redo[r] * k, rD.data() + r * k, k * sizeof(float));
     std::memcpy(I + redo[r] * k, rI.data() + r * k, k * sizeof(idx_t));
   }
+}
+
+std::vector<TopK> scan_binary_tiles(const VectorCodec& codec, Metric metric, const float* q,
+                                    size_t nq, const uint8_t* codes, size_t n, size_t k,
+                                    int threads) {
+  // Each thread runs tiles of queries over blocks of kBaseBlock codes (the block is read,
+  // and transposed, once per tile); the per-thread top-k lists are merged per query.
+  // Scores are those of the one-query scan, bit for bit (the kernel's contract), and
+  // TopK breaks ties by row, so the answers are the same.
+  const auto& K = simd::kernels();
+  const size_t d = static_cast<size_t>(codec.d()), cs = codec.code_size();
+  std::vector<PreparedQuery> pqs(nq);
+  std::vector<const float*> qp(nq);
+  for (size_t i = 0; i < nq; ++i) {
+    pqs[i] = codec.prepare(q + i * d, metric);
+    qp[i] = pqs[i].q.data();
+  }
+  const size_t XB = kBaseBlock;
+  // Chunks of about 2^22 code-query pairs keep Ctrl-C prompt for any nq.
+  const size_t rows = std::clamp<size_t>((size_t{1} << 22) / (nq + 1), XB, 4 * kBlockedChunkRows);
+  const size_t grain = XB * std::max<size_t>(1, rows / XB);
+  const int nthreads = std::max(1, threads > 0 ? threads : get_num_threads());
+  std::vector<std::vector<TopK>> thread_tops(static_cast<size_t>(nthreads));
+  parallel_for(
+      n, grain,
+      [&](size_t b, size_t e) {
+        std::vector<TopK>& tops = thread_tops[static_cast<size_t>(worker_index())];
+        if (tops.empty()) tops.assign(nq, TopK(k));
+        std::vector<float> tile(kBinaryQueryBlock * XB);
+        std::vector<uint32_t> sel(XB);
+        for (size_t xb = b; xb < e; xb += XB) {
+          const size_t nx = std::min(XB, e - xb);
+          for (size_t a0 = 0; a0 < nq; a0 += kBinaryQueryBlock) {
+            const size_t mq = std::min(kBinaryQueryBlock, nq - a0);
+            K.bebr_sdc_tile(qp.data() + a0, mq, codes + xb * cs, nx, cs, d, tile.data(), XB);
+            for (size_t a = 0; a < mq; ++a) {
+              float* row = tile.data() + a * XB;
+              pqs[a0 + a].finish_all(row, nx);
+              TopK& top = tops[a0 + a];
+              const size_t hits = K.select_le(row, nx, top.threshold(), sel.data());
+              for (size_t h = 0; h < hits; ++h) {
+                const uint32_t j = sel[h];
+                if (row[j] <= top.threshold()) top.push(row[j], static_cast<idx_t>(xb + j));
+              }
+            }
+          }
+        }
+      },
+      threads);
+  std::vector<TopK> out(nq, TopK(k));
+  for (auto& tops : thread_tops)
+    if (!tops.empty())
+      for (size_t i = 0; i < nq; ++i) out[i].merge(tops[i]);
+  return out;
+}
+
+void FlatIndex::search_blocked_binary(const float* q, size_t nq, size_t k, int threads, float* D,
+                                      idx_t* I) const {
+  std::vector<TopK> tops =
+      scan_binary_tiles(codec_, metric_, q, nq, codes_.data(), count(), k, threads);
+  for (size_t i = 0; i < nq; ++i) tops[i].drain_sorted(D + i * k, I + i * k);
 }
 
 void FlatIndex::range_impl(const float* q, size_t nq, float score_radius,

@@ -11,6 +11,7 @@
 #include "annx/common/finite.h"
 #include "annx/common/thread_pool.h"
 #include "annx/common/topk.h"
+#include "annx/index/flat.h"
 #include "annx/index/hnsw.h"
 #include "annx/index/section_array.h"
 #include "annx/io/container.h"
@@ -675,6 +676,29 @@ void IvfIndex::search_impl(const float* q, size_t nq, size_t k, const SearchPara
   if (opt_.codec == IvfCodec::PQ4FastScan && nq >= kGroupMinQueries) {
     search_grouped(q, nq, k, kc, nprobe, cd.data(), ci.data(), allowed ? &bits : nullptr, threads,
                    D, I);
+    return;
+  }
+  if (flat_pq() && !allowed && opt_.codec == IvfCodec::Vector && vcodec_.levels() > 0 &&
+      !binary_adc(vcodec_.kind()) && nq >= 2 && lists_.size() == 1) {
+    // Flat,<BIN|BEBR<L>>,Refine: tiles of queries per pass over the one list
+    // (scan_binary_tiles, the Flat scan), then each query's candidates are re-ranked.
+    const List& L = lists_[0];
+    std::vector<TopK> cand =
+        scan_binary_tiles(vcodec_, metric_, q, nq, L.codes.data(), L.size(), kc, threads);
+    parallel_for(
+        nq, 1,
+        [&](size_t b, size_t e) {
+          std::vector<float> cs(kc);
+          std::vector<idx_t> cj(kc);
+          for (size_t i = b; i < e; ++i) {
+            cand[i].drain_sorted(cs.data(), cj.data());
+            ReservoirTopK top(kc);
+            for (size_t j = 0; j < kc && cj[j] >= 0; ++j)
+              top.push(cs[j], static_cast<idx_t>(L.slots[static_cast<size_t>(cj[j])]));
+            rerank(q + i * d, top, k, D + i * k, I + i * k);
+          }
+        },
+        threads);
     return;
   }
   auto one_query = [&](size_t i) {

@@ -18,6 +18,8 @@
 
 namespace bebr {
 
+constexpr size_t kMaxL = 8;  // levels of BEBR8, the most a code has
+
 inline size_t header_bytes(size_t L) { return ((L + 1) * 4 + 7) / 8 * 8; }
 inline size_t words(size_t d) { return (d + 63) / 64; }
 inline size_t code_bytes(size_t L, size_t d) { return header_bytes(L) + 8 * L * words(d); }
@@ -234,6 +236,269 @@ inline void score_rows(const float* q, const uint8_t* base, const uint32_t* rows
 
 }  // namespace bebr
 
+// ---- Batched symmetric scan: several queries per pass over the codes ----------------
+//
+// Rows are taken 8 at a time and transposed into plane-word-major order
+// (xt[(u * W + w) * 8 + lane]), so one SIMD register holds word w of plane u of 8 codes
+// and each query word is broadcast against it: the popcounts of all L x L level pairs of
+// 8 codes come out lane-wise with no horizontal sums. The transposed block is reused by
+// every query of the tile. The integer pair counts are then turned into scores by the
+// same float (or double) expressions, in the same order, as the one-query loops above,
+// so the results are bit-identical to many[BEBR_SDC] on every ISA level (-ffp-contract=off).
+
+namespace bebr {
+
+constexpr size_t kLanes = 8;
+
+/// pcs[(t * L + u) * 8 + lane] = popcount(q plane t XOR x plane u of row `lane`).
+/// SIMD translation units (simd_body-inl.h defines ANNX_BEBR_SIMD) use their popcount
+/// instructions; the scalar reference (which may be built for a baseline that has them)
+/// keeps the portable loop.
+template <size_t LC>
+inline void pair_counts8(const uint64_t* qw, const uint64_t* xt, size_t Lrt, size_t W,
+                         int32_t* pcs) {
+  const size_t L = LC ? LC : Lrt;
+#if defined(ANNX_BEBR_SIMD) && defined(__AVX512VPOPCNTDQ__) && defined(__AVX512F__)
+  // VPOPCNTQ: 8 codes' words per instruction; L accumulators per query level.
+  for (size_t t = 0; t < L; ++t) {
+    __m512i acc[LC ? LC : kMaxL];
+    for (size_t u = 0; u < L; ++u) acc[u] = _mm512_setzero_si512();
+    for (size_t w = 0; w < W; ++w) {
+      const __m512i qb = _mm512_set1_epi64(static_cast<long long>(qw[t * W + w]));
+      for (size_t u = 0; u < L; ++u) {
+        const __m512i xv = _mm512_loadu_si512(xt + (u * W + w) * kLanes);
+        acc[u] = _mm512_add_epi64(acc[u], _mm512_popcnt_epi64(_mm512_xor_si512(qb, xv)));
+      }
+    }
+    for (size_t u = 0; u < L; ++u)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(pcs + (t * L + u) * kLanes),
+                          _mm512_cvtepi64_epi32(acc[u]));
+  }
+#elif defined(ANNX_BEBR_SIMD) && defined(__AVX2__)
+  // Nibble-table popcount (VPSHUFB) on 4 codes per register, byte counts summed with
+  // VPSADBW; bytes are flushed every 31 words (8 bits per word, 255 per byte lane).
+  const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2,
+                                       1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+  const __m256i low = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
+  for (size_t t = 0; t < L; ++t)
+    for (size_t u = 0; u < L; ++u) {
+      __m256i s0 = zero, s1 = zero;
+      for (size_t w0 = 0; w0 < W; w0 += 31) {
+        __m256i b0 = zero, b1 = zero;
+        const size_t we = W - w0 < 31 ? W : w0 + 31;
+        for (size_t w = w0; w < we; ++w) {
+          const __m256i qb = _mm256_set1_epi64x(static_cast<long long>(qw[t * W + w]));
+          const uint64_t* xv = xt + (u * W + w) * kLanes;
+          const __m256i v0 =
+              _mm256_xor_si256(qb, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xv)));
+          const __m256i v1 =
+              _mm256_xor_si256(qb, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xv + 4)));
+          b0 = _mm256_add_epi8(
+              b0, _mm256_add_epi8(
+                      _mm256_shuffle_epi8(lut, _mm256_and_si256(v0, low)),
+                      _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v0, 4), low))));
+          b1 = _mm256_add_epi8(
+              b1, _mm256_add_epi8(
+                      _mm256_shuffle_epi8(lut, _mm256_and_si256(v1, low)),
+                      _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v1, 4), low))));
+        }
+        s0 = _mm256_add_epi64(s0, _mm256_sad_epu8(b0, zero));
+        s1 = _mm256_add_epi64(s1, _mm256_sad_epu8(b1, zero));
+      }
+      // The low 32 bits of each 64-bit sum, lanes 0..7.
+      const __m256i idx = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+      const __m128i lo = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(s0, idx));
+      const __m128i hi = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(s1, idx));
+      int32_t* p = pcs + (t * L + u) * kLanes;
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(p), lo);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(p + 4), hi);
+    }
+#elif defined(ANNX_BEBR_SIMD) && defined(__aarch64__)
+  // CNT (vcntq_u8) on 2 codes per register; byte counts widened every 31 words.
+  for (size_t t = 0; t < L; ++t)
+    for (size_t u = 0; u < L; ++u) {
+      uint64x2_t s[4] = {vdupq_n_u64(0), vdupq_n_u64(0), vdupq_n_u64(0), vdupq_n_u64(0)};
+      for (size_t w0 = 0; w0 < W; w0 += 31) {
+        uint8x16_t b[4] = {vdupq_n_u8(0), vdupq_n_u8(0), vdupq_n_u8(0), vdupq_n_u8(0)};
+        const size_t we = W - w0 < 31 ? W : w0 + 31;
+        for (size_t w = w0; w < we; ++w) {
+          const uint64x2_t qb = vdupq_n_u64(qw[t * W + w]);
+          const uint64_t* xv = xt + (u * W + w) * kLanes;
+          for (int g = 0; g < 4; ++g)
+            b[g] = vaddq_u8(b[g],
+                            vcntq_u8(vreinterpretq_u8_u64(veorq_u64(qb, vld1q_u64(xv + 2 * g)))));
+        }
+        for (int g = 0; g < 4; ++g)
+          s[g] = vaddq_u64(s[g], vpaddlq_u32(vpaddlq_u16(vpaddlq_u8(b[g]))));
+      }
+      int32_t* p = pcs + (t * L + u) * kLanes;
+      for (int g = 0; g < 4; ++g) {
+        p[2 * g] = static_cast<int32_t>(vgetq_lane_u64(s[g], 0));
+        p[2 * g + 1] = static_cast<int32_t>(vgetq_lane_u64(s[g], 1));
+      }
+    }
+#else
+  for (size_t t = 0; t < L; ++t)
+    for (size_t u = 0; u < L; ++u) {
+      int32_t acc[kLanes] = {};
+      for (size_t w = 0; w < W; ++w) {
+        const uint64_t qv = qw[t * W + w];
+        const uint64_t* xv = xt + (u * W + w) * kLanes;
+        for (size_t lane = 0; lane < kLanes; ++lane)
+          acc[lane] += static_cast<int32_t>(popcount64(qv ^ xv[lane]));
+      }
+      std::memcpy(pcs + (t * L + u) * kLanes, acc, sizeof acc);
+    }
+#endif
+}
+
+/// Scores of one query against a transposed block, from its pair counts: the expressions
+/// of bin_sdc_rows (L = 1), sdc_rows (L = 2, 4) and sdc_dot + finish (other L), per lane,
+/// on 8-lane vectors (GCC vector extensions: the same element-wise IEEE operations).
+/// sx[i] = sqrt(xn2[i]) (precomputed per block for the cosine).
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+typedef double v8d __attribute__((vector_size(64)));
+
+// Macros, not functions: a vector argument or return value would change the ABI where
+// the baseline lacks AVX (-Wpsabi); everything here is inlined anyway.
+#define ANNX_LOAD8F(v, p) std::memcpy(&(v), (p), sizeof(v8f))
+#define ANNX_COUNTS8(v, p)                  \
+  do {                                      \
+    v8i c_;                                 \
+    std::memcpy(&c_, (p), sizeof c_);       \
+    (v) = __builtin_convertvector(c_, v8f); \
+  } while (0)
+
+template <size_t LC>
+inline void finish8(const int32_t* pcs, const float* q, size_t Lrt, const float* xa,
+                    const float* xn2, const float* sx, size_t d, float* dst) {
+  const size_t L = LC ? LC : Lrt;
+  const int metric = static_cast<int>(q[1]);
+  const float qn2 = q[2];
+  float qa[kMaxL];
+  std::memcpy(qa, q + 4, 4 * L);
+  const float fd = static_cast<float>(d);
+  if (L == 1) {
+    v8f h;
+    ANNX_COUNTS8(h, pcs);
+    h = fd - 2.f * h;
+    if (metric == 2) {
+      const v8f r = h * (1.f / fd);
+      std::memcpy(dst, &r, sizeof r);
+    } else {
+      // finish(double{qa} * xa * h, ...) of bin_sdc_rows, on double vectors.
+      v8f xv, xn;
+      ANNX_LOAD8F(xv, xa);
+      ANNX_LOAD8F(xn, xn2);
+      const v8d dot =
+          double{qa[0]} * __builtin_convertvector(xv, v8d) * __builtin_convertvector(h, v8d);
+      const v8f r = metric == 1
+                        ? __builtin_convertvector(
+                              double{qn2} + __builtin_convertvector(xn, v8d) - 2.0 * dot, v8f)
+                        : __builtin_convertvector(dot, v8f);
+      std::memcpy(dst, &r, sizeof r);
+    }
+  } else if (L == 2 || L == 4) {
+    v8f dot = {};
+    for (size_t u = 0; u < L; ++u) {
+      v8f row = {};
+      for (size_t t = 0; t < L; ++t) {
+        v8f c;
+        ANNX_COUNTS8(c, pcs + (t * L + u) * kLanes);
+        row += qa[t] * (fd - 2.f * c);
+      }
+      v8f a;
+      ANNX_LOAD8F(a, xa + u * kLanes);
+      dot += row * a;
+    }
+    v8f r, xn;
+    ANNX_LOAD8F(xn, xn2);
+    if (metric == 1) {
+      r = qn2 + xn - 2.f * dot;
+    } else if (metric == 2) {
+      const float inv_qn = qn2 > 0 ? 1.f / std::sqrt(qn2) : 0.f;
+      v8f sv;
+      ANNX_LOAD8F(sv, sx);
+      const v8f v = dot * inv_qn / sv;
+      const v8f zero = {};
+      r = xn > 0.f ? v : zero;
+    } else {
+      r = dot;
+    }
+    std::memcpy(dst, &r, sizeof r);
+  } else {
+    for (size_t i = 0; i < kLanes; ++i) {
+      double dot = 0;
+      for (size_t t = 0; t < L; ++t)
+        for (size_t u = 0; u < L; ++u)
+          dot += double{qa[t]} * xa[u * kLanes + i] *
+                 (static_cast<double>(d) - 2.0 * pcs[(t * L + u) * kLanes + i]);
+      dst[i] = finish(dot, qn2, xn2[i], metric);
+    }
+  }
+}
+
+#undef ANNX_LOAD8F
+#undef ANNX_COUNTS8
+
+template <size_t LC>
+void sdc_tile_l(const float* const* qs, size_t nq, const uint8_t* x, size_t n, size_t stride,
+                size_t d, size_t Lrt, float* out, size_t out_stride) {
+  const size_t L = LC ? LC : Lrt, W = words(d), H = header_bytes(L), LW = L * W;
+  struct Buf {  // no <vector> here (see the top of the file)
+    uint64_t* p;
+    ~Buf() { delete[] p; }
+  } qw{new uint64_t[nq * LW]}, xt{new uint64_t[LW * kLanes]};
+  for (size_t a = 0; a < nq; ++a) {
+    const uint8_t* qc = reinterpret_cast<const uint8_t*>(qs[a] + 4) + H;
+    for (size_t j = 0; j < LW; ++j) qw.p[a * LW + j] = load64(qc + 8 * j);
+  }
+  int32_t pcs[kMaxL * kMaxL * kLanes];
+  float xa[kMaxL * kLanes], xn2[kLanes], sx[kLanes], dst[kLanes];
+  for (size_t r0 = 0; r0 < n; r0 += kLanes) {
+    const size_t m = n - r0 < kLanes ? n - r0 : kLanes;
+    for (size_t i = 0; i < kLanes; ++i) {
+      if (i < m) {
+        const uint8_t* c = x + (r0 + i) * stride;
+        for (size_t u = 0; u < L; ++u) std::memcpy(xa + u * kLanes + i, c + 4 * u, 4);
+        std::memcpy(xn2 + i, c + 4 * L, 4);
+        for (size_t j = 0; j < LW; ++j) xt.p[j * kLanes + i] = load64(c + H + 8 * j);
+      } else {
+        for (size_t u = 0; u < L; ++u) xa[u * kLanes + i] = 0.f;
+        xn2[i] = 0.f;
+        for (size_t j = 0; j < LW; ++j) xt.p[j * kLanes + i] = 0;
+      }
+      sx[i] = xn2[i] > 0 ? std::sqrt(xn2[i]) : 1.f;  // lanes with xn2 == 0 score 0
+    }
+    for (size_t a = 0; a < nq; ++a) {
+      pair_counts8<LC>(qw.p + a * LW, xt.p, L, W, pcs);
+      float* o = out + a * out_stride + r0;
+      if (m == kLanes) {
+        finish8<LC>(pcs, qs[a], L, xa, xn2, sx, d, o);  // straight to the output (no reload)
+      } else {
+        finish8<LC>(pcs, qs[a], L, xa, xn2, sx, d, dst);
+        for (size_t i = 0; i < m; ++i) o[i] = dst[i];
+      }
+    }
+  }
+}
+
+inline void sdc_tile(const float* const* qs, size_t nq, const void* x, size_t n, size_t stride,
+                     size_t d, float* out, size_t out_stride) {
+  if (nq == 0 || n == 0) return;
+  const auto* xc = static_cast<const uint8_t*>(x);
+  switch (const size_t L = static_cast<size_t>(qs[0][0])) {
+    case 1: return sdc_tile_l<1>(qs, nq, xc, n, stride, d, L, out, out_stride);
+    case 2: return sdc_tile_l<2>(qs, nq, xc, n, stride, d, L, out, out_stride);
+    case 3: return sdc_tile_l<3>(qs, nq, xc, n, stride, d, L, out, out_stride);
+    case 4: return sdc_tile_l<4>(qs, nq, xc, n, stride, d, L, out, out_stride);
+    default: return sdc_tile_l<0>(qs, nq, xc, n, stride, d, L, out, out_stride);
+  }
+}
+
+}  // namespace bebr
+
 template <bool ADC>
 void bebr_many(const float* q, const void* x, size_t n, size_t d, const float* /*aux*/,
                float* out) {
@@ -256,4 +521,5 @@ inline void fill_bebr_kinds(simd::KernelTable& t) {
   t.one[adc] = &bebr_one<true>;
   t.many[adc] = &bebr_many<true>;
   t.gather[adc] = &bebr_gather<true>;
+  t.bebr_sdc_tile = &bebr::sdc_tile;
 }

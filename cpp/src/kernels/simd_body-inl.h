@@ -460,6 +460,7 @@ void fill_kind(simd::KernelTable& t) {
 // Every SIMD level is compiled with POPCNT.
 inline int popcount64(uint64_t v) { return static_cast<int>(__builtin_popcountll(v)); }
 
+#define ANNX_BEBR_SIMD 1  // bebr_body-inl.h: use this level's popcount instructions
 #include "bebr_body-inl.h"
 
 inline void fill_float_kinds(simd::KernelTable& t) {

@@ -13,6 +13,7 @@
 #pragma once
 
 #include "annx/common/shared_array.h"
+#include "annx/common/topk.h"
 #include "annx/index/index.h"
 #include "annx/index/vector_codec.h"
 
@@ -48,6 +49,10 @@ class FlatIndex final : public Index {
                           idx_t* I) const;
   void search_intra_query(const float* q, size_t nq, size_t k, int threads,
                           const std::vector<slot_t>* allowed, float* D, idx_t* I) const;
+  /// Batched scan of symmetric binary codes (BIN / BEBR<L>): tiles of queries per pass
+  /// over blocks of codes (KernelTable::bebr_sdc_tile); same results as the per-query scan.
+  void search_blocked_binary(const float* q, size_t nq, size_t k, int threads, float* D,
+                             idx_t* I) const;
   void search_per_query(const float* q, size_t nq, size_t k, int threads,
                         const std::vector<slot_t>* allowed, float* D, idx_t* I) const;
 
@@ -55,5 +60,14 @@ class FlatIndex final : public Index {
   SharedArray<uint8_t> codes_;  // count() x code_size
   SharedArray<float> norms_;    // squared norms, F32 + L2 only (blocked search)
 };
+
+/// The batched scan of symmetric binary codes (BIN / BEBR<L>, not _adc) shared by Flat and
+/// by Flat,<binary>,Refine (a one-list IVF): the k best (score, row) of rows 0..n-1 of
+/// `codes` (code_size apart) for each of nq queries, scores as the one-query scan computes
+/// them (negated similarities), ties to the lower row. Tiles of queries run over blocks of
+/// codes (KernelTable::bebr_sdc_tile); threads split the rows.
+std::vector<TopK> scan_binary_tiles(const VectorCodec& codec, Metric metric, const float* q,
+                                    size_t nq, const uint8_t* codes, size_t n, size_t k,
+                                    int threads);
 
 }  // namespace annx

@@ -137,6 +137,15 @@ struct KernelTable {
   /// row is accumulated in registers and stored once.
   void (*signed_segment_sum)(const float* src, size_t ld, size_t len, const uint32_t* idx,
                              const float* signs, const uint32_t* seg_end, size_t nseg, float* dst);
+
+  // ---- Binary codes (BIN / BEBR<L>, kernels/bebr_body-inl.h) ----
+  /// Symmetric scores of a tile of queries against rows 0..n-1 of x (`stride` bytes
+  /// apart): out[a * out_stride + i] = many[BEBR_SDC](qs[a], row i) for a < nq, bit for
+  /// bit. qs[a] are BEBR_SDC prepared queries (VectorCodec::prepare) of one codec and
+  /// metric. Rows are read once per call for all nq queries (level-pair popcounts of 8
+  /// rows at a time; scales applied once per level pair).
+  void (*bebr_sdc_tile)(const float* const* qs, size_t nq, const void* x, size_t n, size_t stride,
+                        size_t d, float* out, size_t out_stride);
 };
 
 /// The table of the active ISA (see isa.h). The reference is stable for the life of
