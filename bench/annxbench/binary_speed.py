@@ -2,8 +2,8 @@
 against annx Flat F32 and faiss ``IndexBinaryFlat``, timed point by point back to back.
 
 Usage:
-    python bench/binary_speed.py [--data minilm-100000-384-angular.hdf5] [--nq 1000]
-        [--repeats 5] [--threads 1] [--out bench/results/binary-speed-minilm-100k.md]
+    cd bench && python -m annxbench.binary_speed [--data minilm-100000-384-angular.hdf5] [--nq 1000]
+        [--repeats 5] [--threads 1] [--out results/binary-speed-minilm-100k.md]
 
 Every configuration runs at every sweep position (one-point configurations repeat their
 point), so each ratio against Flat F32 compares searches that ran back to back in the
@@ -27,10 +27,9 @@ from typing import Any
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from annxbench import datasets, timing
 
-from annxbench import datasets, timing  # noqa: E402
+HERE = Path(__file__).resolve().parents[1]  # bench/
 
 ONE_POINT = ["Flat", "Flat,BIN", "Flat,BEBR2", "Flat,BEBR4", "hamming BIN", "faiss IndexBinaryFlat"]
 REFINE = {
@@ -171,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
             )
         else:
             lines.append(f"- {name}: recall 0.95 not reached on this sweep")
-    cmd = "python bench/binary_speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = "python -m annxbench.binary_speed " + " ".join(argv if argv is not None else sys.argv[1:])
     lines += ["", f"Command: `PYTHONPATH=python {cmd.strip()}`", ""]
     text = "\n".join(lines)
     print(text)
