@@ -12,19 +12,23 @@ namespace {
 struct Tables {
   std::array<KernelTable, 5> t{};
   Tables() {
+    // A level's fill_table is compiled for that level and may itself use its
+    // instructions (the compiler vectorises the stores): call it only where the CPU has
+    // them, or an AVX2-only CPU dies of SIGILL at the first kernel lookup. Levels the CPU
+    // lacks keep the scalar table (never selected: kernels(isa) refuses them).
     kernels::scalar::fill_table(t[0]);
     for (auto& x : t) x = t[0];
 #ifdef ANNX_HAVE_AVX2
-    kernels::avx2::fill_table(t[1]);
+    if (cpu_supports(Isa::Avx2)) kernels::avx2::fill_table(t[1]);
 #endif
 #ifdef ANNX_HAVE_AVX512
-    kernels::avx512::fill_table(t[2]);
+    if (cpu_supports(Isa::Avx512)) kernels::avx512::fill_table(t[2]);
 #endif
 #ifdef ANNX_HAVE_AVX512_ICL
-    kernels::avx512_icl::fill_table(t[3]);
+    if (cpu_supports(Isa::Avx512Icl)) kernels::avx512_icl::fill_table(t[3]);
 #endif
 #ifdef ANNX_HAVE_NEON
-    kernels::neon::fill_table(t[4]);
+    if (cpu_supports(Isa::Neon)) kernels::neon::fill_table(t[4]);
 #endif
   }
 };
