@@ -142,8 +142,9 @@ class HnswIndex final : public Index {
   float pair_score(const float* a, uint32_t sa, const float* b, uint32_t sb,
                    const Scratch& sc) const;
   /// Construction score of the Mobius graph: squared L2 between x / |x|^2 and
-  /// y / |y|^2, from |x - y|^2 and the squared norms.
-  static float mobius_score(float l2, float na2, float nb2);
+  /// y / |y|^2, from |x - y|^2 and the inverse squared norms (inv_norm_of).
+  static float mobius_score(float l2, float inv_a, float inv_b);
+  static float inv_norm_of(float n2);
   bool mobius() const { return ip_graph_ == IpGraph::Mobius; }
   void update_norms(const uint32_t* slots, size_t n, size_t old);
   void select_neighbors(const std::vector<Candidate>& cand, size_t m, Scratch& sc,
@@ -183,7 +184,7 @@ class HnswIndex final : public Index {
   // before the Mobius graph have no "hnsw_ip_graph" key and keep the Ip rule.
   enum class IpGraph : uint8_t { None, Ip, Mobius };
   IpGraph ip_graph_ = IpGraph::None;
-  std::vector<float> norm2_;  // Mobius: |x|^2 of each slot's stored (decoded) vector
+  std::vector<float> inv_norm2_;  // Mobius: 1 / |x|^2 of each slot's stored (decoded) vector
 };
 
 }  // namespace annx
