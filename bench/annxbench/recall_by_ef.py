@@ -11,6 +11,7 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -28,8 +29,9 @@ def main() -> None:
     ap.add_argument("--spec", default="HNSW32")
     ap.add_argument("--ef-construction", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2, help="build threads (search: 1)")
-    ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2].parent
-                                              / "shared" / "data"))  # fmt: skip
+    here = Path(__file__).resolve().parents[2]
+    data = os.environ.get("ANNX_SHARED_DATA") or str(here.parent / "shared" / "data")
+    ap.add_argument("--data-dir", default=data)
     a = ap.parse_args()
     with h5py.File(Path(a.data_dir) / f"{a.set}.hdf5", "r") as f:
         xb, xq, gt = f["train"][:], f["test"][:], f["neighbors"][:, :10]
