@@ -56,6 +56,14 @@ struct HnswIndex::Query {
   PreparedQuery pq;          // against the traversal codes
   PreparedQuery rq;          // against the refine store
   const simd::KernelTable* K = nullptr;
+  // Inserting into a Mobius graph: the kernels give squared L2 and scores are divided
+  // by the two squared norms (inv_norm2 non-null: 1 / |y|^2 per slot).
+  const float* inv_norm2 = nullptr;
+  float q_inv = 0.f;
+  void transform(float* dist, const uint32_t* ids, size_t n) const {
+    if (inv_norm2)
+      for (size_t i = 0; i < n; ++i) dist[i] = mobius_score(dist[i], q_inv, inv_norm2[ids[i]]);
+  }
 };
 
 struct HnswIndex::Scratch {
@@ -91,6 +99,7 @@ HnswIndex::HnswIndex(int d, Metric metric, CodecKind codec, std::optional<CodecK
   if (refine) refine_.emplace(*refine, d);
   code_off_ = sizeof(uint32_t) * (1 + 2 * static_cast<size_t>(opt_.M));
   block_ = (code_off_ + codec_.code_size() + 63) / 64 * 64;
+  if (metric == Metric::IP) ip_graph_ = IpGraph::Mobius;
 }
 
 HnswIndex::~HnswIndex() = default;
@@ -112,7 +121,8 @@ std::string HnswIndex::spec() const {
 size_t HnswIndex::memory_bytes_impl() const {
   return level0_.size() + levels_.size() + upper_off_.size() * 4 + upper_.size() * 4 +
          deleted_.size() + refine_codes_.size() + idmap_.size() * sizeof(idx_t) +
-         free_slots_.capacity() * 4 + (codec_.sq_min().size() + codec_.sq_scale().size()) * 4;
+         free_slots_.capacity() * 4 + (codec_.sq_min().size() + codec_.sq_scale().size()) * 4 +
+         inv_norm2_.capacity() * 4;
 }
 
 double HnswIndex::bytes_per_vector_impl() const {
@@ -120,8 +130,9 @@ double HnswIndex::bytes_per_vector_impl() const {
   // lists' share (measured; the expected (M+1)*4/(M-1) bytes when empty).
   const double upper = nslots() ? 4.0 * static_cast<double>(upper_.size()) / nslots()
                                 : 4.0 * (opt_.M + 1) / (opt_.M - 1);
+  // Mobius (ip) graphs also keep |x|^2 per slot for adds (after a load: from the first add).
   return static_cast<double>(block_ + (refine_ ? refine_->code_size() : 0) + sizeof(idx_t) + 1 + 4 +
-                             1) +
+                             1 + (mobius() ? 4 : 0)) +
          upper;
 }
 
@@ -224,7 +235,9 @@ std::string HnswIndex::check_graph_locked() const {
 
 float HnswIndex::score_to(const Query& q, uint32_t s) const {
   const int kind = static_cast<int>(q.pq.kind);
-  return q.pq.finish(q.K->one[kind](q.pq.q.data(), code(s), static_cast<size_t>(d_), q.pq.aux));
+  float v = q.pq.finish(q.K->one[kind](q.pq.q.data(), code(s), static_cast<size_t>(d_), q.pq.aux));
+  q.transform(&v, &s, 1);
+  return v;
 }
 
 uint32_t HnswIndex::greedy_descent(const Query& q, uint32_t cur, float& cur_score, int from_level,
@@ -242,6 +255,7 @@ uint32_t HnswIndex::greedy_descent(const Query& q, uint32_t cur, float& cur_scor
       q.K->gather[kind](q.pq.q.data(), codes, sc.batch.data(), cnt, block_, d, q.pq.aux,
                         sc.dist.data());
       q.pq.finish_all(sc.dist.data(), cnt);
+      q.transform(sc.dist.data(), sc.batch.data(), cnt);
       for (uint32_t j = 0; j < cnt; ++j)
         if (sc.dist[j] < cur_score) {
           cur_score = sc.dist[j];
@@ -299,6 +313,7 @@ void HnswIndex::score_batch(const Query& q, Scratch& sc) const {
   q.K->gather[kind](q.pq.q.data(), codes, batch, m, block_, static_cast<size_t>(d_), q.pq.aux,
                     dist);
   q.pq.finish_all(dist, m);
+  q.transform(dist, batch, m);
   graph::Pool& pool = sc.pool;
   if (sc.results) {
     for (uint32_t j = 0; j < m; ++j) {
@@ -567,12 +582,47 @@ const float* HnswIndex::vector_of(uint32_t s, float* buf) const {
   return buf;
 }
 
-float HnswIndex::pair_score(const float* a, const float* b, const Scratch& sc) const {
+float HnswIndex::pair_score(const float* a, uint32_t sa, const float* b, uint32_t sb,
+                            const Scratch& sc) const {
   const auto& K = *sc.K;
   const size_t d = static_cast<size_t>(d_);
-  if (metric_ == Metric::L2)
-    return K.one[static_cast<int>(simd::DistKind::L2_F32)](a, b, d, nullptr);
+  if (metric_ == Metric::L2 || mobius()) {
+    const float l2 = K.one[static_cast<int>(simd::DistKind::L2_F32)](a, b, d, nullptr);
+    return mobius() ? mobius_score(l2, inv_norm2_[sa], inv_norm2_[sb]) : l2;
+  }
   return -K.one[static_cast<int>(simd::DistKind::IP_F32)](a, b, d, nullptr);
+}
+
+float HnswIndex::mobius_score(float l2, float inv_a, float inv_b) {
+  // Multiplications only (a double division per candidate cost 3-4 % of a d = 50 build);
+  // the inverses are finite (see inv_norm_of), so a product overflows to +inf at worst
+  // (never 0 * inf), clamped to the largest float.
+  return std::min(std::max(l2, 0.f) * inv_a * inv_b, std::numeric_limits<float>::max());
+}
+
+float HnswIndex::inv_norm_of(float n2) {
+  // A zero vector (mapped to infinity) is scored as if |x|^2 were FLT_MIN: far from all.
+  return static_cast<float>(1.0 / std::max<double>(n2, std::numeric_limits<float>::min()));
+}
+
+void HnswIndex::update_norms(const uint32_t* slots, size_t n, size_t old) {
+  // |x|^2 of stored vectors (decoded, as the construction scores them). The array is
+  // not saved: after a load (or any gap) it is recomputed for every slot. The caller
+  // holds the exclusive lock.
+  const auto& K = simd::kernels();
+  const size_t d = static_cast<size_t>(d_);
+  std::vector<float> buf(d);
+  const auto one = [&](uint32_t s) {
+    const float* v = vector_of(s, buf.data());
+    inv_norm2_[s] = inv_norm_of(K.one[static_cast<int>(simd::DistKind::IP_F32)](v, v, d, nullptr));
+  };
+  const bool complete = inv_norm2_.size() == old;
+  inv_norm2_.resize(nslots());
+  if (complete) {
+    for (size_t i = 0; i < n; ++i) one(slots[i]);
+  } else {
+    for (size_t s = 0; s < nslots(); ++s) one(static_cast<uint32_t>(s));
+  }
 }
 
 void HnswIndex::select_neighbors(const std::vector<Candidate>& cand, size_t m, Scratch& sc,
@@ -595,11 +645,12 @@ void HnswIndex::select_neighbors(const std::vector<Candidate>& cand, size_t m, S
       // alpha applies to Euclidean distances: squared L2 for "l2", and 2 - 2 cos for
       // unit vectors ("cos"); inner products over arbitrary norms keep alpha = 1.
       const float a2 = alpha * alpha;
-      if (alpha == 1.f || metric_ == Metric::IP) {
-        if (pair_score(cv, rv, sc) < c.score) keep = false;
-      } else if (metric_ == Metric::L2) {
-        if (a2 * pair_score(cv, rv, sc) < c.score) keep = false;
-      } else if (a2 * (2.f + 2.f * pair_score(cv, rv, sc)) < 2.f + 2.f * c.score) {
+      const float ps = pair_score(cv, c.slot, rv, out[i], sc);
+      if (alpha == 1.f || (metric_ == Metric::IP && !mobius())) {
+        if (ps < c.score) keep = false;
+      } else if (metric_ == Metric::L2 || mobius()) {  // squared Euclidean distances
+        if (a2 * ps < c.score) keep = false;
+      } else if (a2 * (2.f + 2.f * ps) < 2.f + 2.f * c.score) {
         keep = false;
       }
     }
@@ -632,14 +683,14 @@ void HnswIndex::link_back(uint32_t e, uint32_t s, int level, Scratch& sc) {
   sc.ids.push_back(s);
   const size_t target =
       std::max<size_t>(1, static_cast<size_t>(static_cast<float>(maxl) * kPruneTarget));
-  reselect(base, target, sc, l);
+  reselect(base, e, target, sc, l);
 }
 
-void HnswIndex::reselect(const float* base, size_t m, Scratch& sc, uint32_t* l) const {
+void HnswIndex::reselect(const float* base, uint32_t bs, size_t m, Scratch& sc, uint32_t* l) const {
   sc.vbuf.resize(static_cast<size_t>(d_));
   sc.cand2.clear();
   for (uint32_t v : sc.ids)
-    sc.cand2.push_back({pair_score(base, vector_of(v, sc.vbuf.data()), sc), v});
+    sc.cand2.push_back({pair_score(base, bs, vector_of(v, sc.vbuf.data()), v, sc), v});
   std::sort(sc.cand2.begin(), sc.cand2.end(), by_score);
   select_neighbors(sc.cand2, m, sc, sc.nbrs2, kPruneAlpha);
   write_links(l, sc.nbrs2.data(), sc.nbrs2.size());
@@ -673,7 +724,7 @@ void HnswIndex::repair_around(uint32_t s, Scratch& sc) {
       sc.ids.clear();
       for (uint32_t v : sc.nbrs)
         if (v != s && v != nb && !is_deleted(v) && level_of(v) >= lev) sc.ids.push_back(v);
-      reselect(base, static_cast<size_t>(max_links(lev)), sc, l);
+      reselect(base, nb, static_cast<size_t>(max_links(lev)), sc, l);
     }
   }
 }
@@ -682,7 +733,11 @@ void HnswIndex::insert(uint32_t s, const float* x, Scratch& sc, bool reused) {
   Query q;
   q.x = x;
   q.K = &simd::kernels();
-  q.pq = codec_.prepare(x, metric_);
+  q.pq = codec_.prepare(x, mobius() ? Metric::L2 : metric_);
+  if (mobius()) {
+    q.inv_norm2 = inv_norm2_.data();
+    q.q_inv = inv_norm2_[s];
+  }
   const int L = level_of(s);
   std::unique_lock glk(entry_mu_);
   const int64_t ep = entry_.load();
@@ -741,7 +796,7 @@ void HnswIndex::insert(uint32_t s, const float* x, Scratch& sc, bool reused) {
           if (std::find(sc.nbrs.begin(), sc.nbrs.end(), v) == sc.nbrs.end() && !is_deleted(v))
             sc.ids.push_back(v);
         }
-        reselect(x, static_cast<size_t>(max_links(lev)), sc, l);
+        reselect(x, s, static_cast<size_t>(max_links(lev)), sc, l);
         sc.nbrs = sc.nbrs2;
       }
     }
@@ -874,6 +929,7 @@ void HnswIndex::add_prepared(const float* x, size_t n, const idx_t* ids, int thr
     }
     for (size_t i = 0; i < n_reused; ++i) idmap_.assign_slot(slots[i], id_vec[i]);
     idmap_.append(id_vec.data() + n_reused, n - n_reused);
+    if (mobius()) update_norms(slots.data(), n, old);
   }
   // Link the new nodes while searches go on (see the concurrency notes in hnsw.h).
   std::vector<uint32_t> order(n);
@@ -928,6 +984,7 @@ void HnswIndex::write_impl(io::Manifest& m, std::vector<Section>& sections,
   m.set("hnsw_inserted", static_cast<uint64_t>(n_inserted_));
   m.set("hnsw_batches", static_cast<uint64_t>(n_batches_));
   m.set("hnsw_block", static_cast<uint64_t>(block_));
+  if (metric_ == Metric::IP) m.set("hnsw_ip_graph", mobius() ? "mobius" : "ip");
   sections.push_back({"HNSWL0", level0_.data(), level0_.size()});
   sections.push_back({"HNSWLVL", levels_.data(), levels_.size()});
   sections.push_back({"HNSWUOFF", upper_off_.data(), upper_off_.size() * 4});
@@ -950,6 +1007,22 @@ void HnswIndex::read_impl(const io::ContainerReader& r, const io::Manifest& m, s
   opt_.seed = m.u64("hnsw_seed");
   opt_.shuffle = m.boolean("hnsw_shuffle");
   if (m.u64("hnsw_block") != block_) bad("block size does not match");
+  // Inner-product graphs: files from before the Mobius graph have no key and keep
+  // the inner-product rule for later adds; a value this build does not know is refused.
+  if (const auto g = m.get("hnsw_ip_graph")) {
+    if (metric_ != Metric::IP) bad("hnsw_ip_graph on an index whose metric is not ip");
+    if (*g == "ip") {
+      ip_graph_ = IpGraph::Ip;
+    } else if (*g == "mobius") {
+      ip_graph_ = IpGraph::Mobius;
+    } else {
+      bad("hnsw_ip_graph '" + std::string(*g) +
+          "' is not known to this version of annx (written by a newer one?)");
+    }
+  } else if (metric_ == Metric::IP) {
+    ip_graph_ = IpGraph::Ip;
+  }
+  inv_norm2_.clear();
   n_inserted_ = m.u64("hnsw_inserted");
   n_batches_ = m.u64("hnsw_batches");
   const int64_t entry = m.i64("hnsw_entry", -1, static_cast<int64_t>(n) - 1);

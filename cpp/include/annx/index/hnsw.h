@@ -8,6 +8,17 @@
 // An optional Refine store (F32 or F16, one dense row per slot) re-scores the best
 // candidates of a walk done on compressed codes.
 //
+// Inner product. A graph built with the inner product itself links every node to the
+// few large-norm vectors (hubs) and walks poorly. For metric "ip" the graph is built
+// instead as an l2 graph over the Mobius transform x -> x / |x|^2 (Zhou et al.,
+// NeurIPS 2019): insertion walks and neighbour selection (alpha included) score pairs
+// by |x/|x|^2 - y/|y|^2|^2 = |x - y|^2 / (|x|^2 |y|^2). Searches walk that graph with
+// the inner product, so the scores returned are the true inner products. Nothing
+// depends on a maximum norm (unlike the augmentation x -> [x, sqrt(M^2 - |x|^2)]),
+// so later adds of any norm are linked the same way. On raw GloVe-100k (d = 50)
+// recall@10 at ef_search 32 rose from 0.904 to 0.952. The squared norms are kept in
+// memory for adds only (recomputed from the codes after a load, at the first add).
+//
 // Deletion. remove() tombstones slots: they are still walked through but never
 // returned. A later add reuses tombstoned slots first; before the new vector is
 // linked, every neighbour that pointed to the old one gets its links recomputed by
@@ -128,14 +139,21 @@ class HnswIndex final : public Index {
 
   // Construction.
   const float* vector_of(uint32_t s, float* buf) const;
-  float pair_score(const float* a, const float* b, const Scratch& sc) const;
+  float pair_score(const float* a, uint32_t sa, const float* b, uint32_t sb,
+                   const Scratch& sc) const;
+  /// Construction score of the Mobius graph: squared L2 between x / |x|^2 and
+  /// y / |y|^2, from |x - y|^2 and the inverse squared norms (inv_norm_of).
+  static float mobius_score(float l2, float inv_a, float inv_b);
+  static float inv_norm_of(float n2);
+  bool mobius() const { return ip_graph_ == IpGraph::Mobius; }
+  void update_norms(const uint32_t* slots, size_t n, size_t old);
   void select_neighbors(const std::vector<Candidate>& cand, size_t m, Scratch& sc,
                         std::vector<uint32_t>& out, float alpha = 1.f) const;
   void insert(uint32_t s, const float* x, Scratch& sc, bool reused);
   void link_back(uint32_t e, uint32_t s, int level, Scratch& sc);
   /// Scores sc.ids against `base`, selects at most m and writes them into list `l`
   /// (result also left in sc.nbrs2). The caller holds the list's node lock.
-  void reselect(const float* base, size_t m, Scratch& sc, uint32_t* l) const;
+  void reselect(const float* base, uint32_t bs, size_t m, Scratch& sc, uint32_t* l) const;
   void repair_around(uint32_t s, Scratch& sc);
   int draw_level(uint64_t counter) const;
   std::mutex& node_lock(uint32_t s) const { return node_locks_[s & (kNodeLocks - 1)]; }
@@ -162,6 +180,11 @@ class HnswIndex final : public Index {
   uint64_t n_batches_ = 0;   // add() calls (insertion-order RNG counter)
   mutable std::mutex entry_mu_;
   std::unique_ptr<std::mutex[]> node_locks_;
+  // Inner product: how the graph is built (see "Inner product" above). Files written
+  // before the Mobius graph have no "hnsw_ip_graph" key and keep the Ip rule.
+  enum class IpGraph : uint8_t { None, Ip, Mobius };
+  IpGraph ip_graph_ = IpGraph::None;
+  std::vector<float> inv_norm2_;  // Mobius: 1 / |x|^2 of each slot's stored (decoded) vector
 };
 
 }  // namespace annx
