@@ -58,7 +58,9 @@ def index_factory(
         shuffle: HNSW: insert each batch in a seeded random order (default True);
             insertion order moves recall by several points on ordered data.
         by_residual: IVF with a PQ codec: encode each vector's residual to its
-            centroid (default True, as faiss's IVFPQ); False encodes the vector itself.
+            centroid (True) or the vector itself (False). Default: True, as faiss's
+            IVFPQ, except 4-bit fast-scan (``x4fs``) with ``"ip"`` or ``"cos"``: False,
+            as faiss's IVFPQFastScan (residual codes rank worse across lists there).
 
     A bad spec raises :class:`annx.InvalidArgumentError` naming the bad token.
 
