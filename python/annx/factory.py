@@ -59,8 +59,10 @@ def index_factory(
             insertion order moves recall by several points on ordered data.
         by_residual: IVF with a PQ codec: encode each vector's residual to its
             centroid (True) or the vector itself (False). Default: True, as faiss's
-            IVFPQ, except 4-bit fast-scan (``x4fs``) with ``"ip"`` or ``"cos"``: False,
-            as faiss's IVFPQFastScan (residual codes rank worse across lists there).
+            IVFPQ, except 4-bit fast-scan (``x4fs``) with ``"ip"`` or ``"cos"`` at
+            ``d >= 128``: False, as faiss's IVFPQFastScan (measured on MiniLM-384:
+            residual codes rank worse across lists there; on GloVe-50 and clustered
+            low-d data residuals rank better). See docs/choosing-a-codec.md.
 
     A bad spec raises :class:`annx.InvalidArgumentError` naming the bad token.
 
