@@ -74,8 +74,9 @@ def run_cell(ds: datasets.Dataset, nl: int, m: int, bits: int, args: argparse.Na
         rows = [{"recall": p.recall, "qps": p.qps, "qps_runs": [p.nq / t for t in p.times],
                  "params": p.params} for p in ps]  # fmt: skip
         runs[name] = report.Run(name, rows)
+    res = bool(a.index._impl.by_residual)
     cell: dict[str, Any] = {"set": ds.name, "metric": ds.metric, "nlist": nl, "M": m,
-                            "bits": bits, "by_residual": bool(a.index._impl.by_residual)}  # fmt: skip
+                            "bits": bits, "by_residual": res}  # fmt: skip
     for t in TARGETS:
         cell[f"annx_qps@{t}"] = report.qps_at(runs["annx"].points(), t)
         cell[f"faiss_qps@{t}"] = report.qps_at(runs["faiss"].points(), t)

@@ -198,14 +198,9 @@ std::unique_ptr<Index> make_ivf(int d, const std::string& spec, const std::vecto
     throw InvalidArgument("ef_construction and shuffle apply to HNSW specs only, not '" + spec +
                           "'");
   if (opt.seed) o.seed = *opt.seed;
-  // Default encoding: residuals (faiss's IVFPQ), except 4-bit fast-scan with inner
-  // products or cosine at d >= 128, which encodes the vectors themselves (as faiss's
-  // IVFPQFastScan does at every d). Measured (10-recall@50 at nprobe 16 / 64):
-  // MiniLM-384 IVF256 PQ96x4fs residual 0.857 / 0.898, vectors 0.872 / 0.939; PQ48x4fs
-  // 0.715 / 0.721 vs 0.773 / 0.813; PQ192x4fs equal; but GloVe-50 angular PQ25x4fs
-  // 0.838 / 0.914 vs 0.799 / 0.855, GloVe-50 dot 0.543 / 0.653 vs 0.528 / 0.630, raw
-  // GloVe l2 PQ10x4fs 0.56 vs 0.41, and clustered low-d data favour residuals.
-  o.by_residual = !(o.codec == IvfCodec::PQ4FastScan && is_similarity(metric) && d >= 128);
+  // Fast-scan IVF without an explicit by_residual picks its encoding when trained
+  // (IvfOptions::auto_residual); other PQ codecs encode residuals, as faiss's IVFPQ.
+  o.auto_residual = o.codec == IvfCodec::PQ4FastScan && o.nlist > 0 && !opt.by_residual;
   if (opt.by_residual) {
     if (o.codec == IvfCodec::Vector || o.nlist == 0)
       throw InvalidArgument("by_residual applies to IVF specs with a PQ codec only, not '" + spec +

@@ -58,11 +58,12 @@ def index_factory(
         shuffle: HNSW: insert each batch in a seeded random order (default True);
             insertion order moves recall by several points on ordered data.
         by_residual: IVF with a PQ codec: encode each vector's residual to its
-            centroid (True) or the vector itself (False). Default: True, as faiss's
-            IVFPQ, except 4-bit fast-scan (``x4fs``) with ``"ip"`` or ``"cos"`` at
-            ``d >= 128``: False, as faiss's IVFPQFastScan (measured on MiniLM-384:
-            residual codes rank worse across lists there; on GloVe-50 and clustered
-            low-d data residuals rank better). See docs/choosing-a-codec.md.
+            centroid (True) or the vector itself (False). Default: True for 8-bit PQ
+            (as faiss's IVFPQ); 4-bit fast-scan (``x4fs``) chooses when trained:
+            residuals only where they cut the training sample's reconstruction error
+            by at least 17 % (GloVe-50, raw GloVe l2, clustered data), else the vectors
+            themselves, as faiss's IVFPQFastScan (MiniLM-384: residual codes rank worse
+            across lists). ``index._impl.by_residual`` tells which after training.
 
     A bad spec raises :class:`annx.InvalidArgumentError` naming the bad token.
 
