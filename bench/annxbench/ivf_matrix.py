@@ -26,6 +26,7 @@ import datetime
 import json
 import os
 import platform
+import shlex
 import statistics
 import sys
 from pathlib import Path
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     args, _ = ap.parse_known_args(argv)
     paths = (args.data.split(",") if args.data else
              [str(p) for p in datasets.files(args.data_dir)])  # fmt: skip
-    cmd = "python bench/run.py --families ivfpq-matrix " + " ".join(argv or sys.argv[1:])
+    cmd = "python bench/run.py --families ivfpq-matrix " + shlex.join(argv or sys.argv[1:])
     now = datetime.datetime.now(datetime.timezone.utc)
     head = [f"- Command: `{cmd}` ({now:%Y-%m-%d %H:%M} UTC)",
             f"- Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
