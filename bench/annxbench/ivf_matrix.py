@@ -43,12 +43,18 @@ LADDER_QUICK = ((4, 40), (16, 100), (32, 200), (64, 400), (128, 800))
 TARGETS = (0.90, 0.95)
 
 
-def cells(ds: datasets.Dataset, quick: bool) -> list[tuple[int, int, int]]:
-    """(nlist, M, bits) of one data set."""
+def cells(ds: datasets.Dataset, quick: bool, bits_only: list[int] | None = None,
+          fracs: list[float] | None = None, nlists_only: list[int] | None = None,
+          ) -> list[tuple[int, int, int]]:  # fmt: skip
+    """(nlist, M, bits) of one data set (``bits_only``/``fracs``/``nlists_only``: a
+    subset of bits, of M as fractions of d, of nlist)."""
     nlists = [256, 1024] + ([4096] if ds.n >= 200_000 and not quick else [])
+    nlists = [n for n in nlists if not nlists_only or n in nlists_only]
     ms = [ds.d / 4] if quick else [ds.d / 8, ds.d / 4, ds.d / 2]
+    if fracs:
+        ms = [ds.d * f for f in fracs]
     out = []
-    for bits in (4,) if quick else (4, 8):
+    for bits in bits_only or ((4,) if quick else (4, 8)):
         for nl in nlists:
             for m in dict.fromkeys(divisor(ds.d, x) for x in ms):
                 out.append((nl, m, bits))
@@ -132,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--build-threads", type=int, default=2)
     ap.add_argument("--out", default=None, help="markdown table (default: none)")
     ap.add_argument("--note", default="")
+    ap.add_argument("--bits", default=None, help="comma list, e.g. 8 (default: 4 and 8)")
+    ap.add_argument("--m-fracs", default=None, help="M as fractions of d, e.g. 0.25,0.5")
+    ap.add_argument("--nlists", default=None, help="comma list, e.g. 256")
     args, _ = ap.parse_known_args(argv)
     paths = (args.data.split(",") if args.data else
              [str(p) for p in datasets.files(args.data_dir)])  # fmt: skip
@@ -151,7 +160,12 @@ def main(argv: list[str] | None = None) -> int:
         ds = datasets.load(path, nq=args.nq)
         if ds.multivector:
             continue
-        for nl, m, bits in cells(ds, args.quick):
+        sub = (
+            [int(b) for b in args.bits.split(",")] if args.bits else None,
+            [float(f) for f in args.m_fracs.split(",")] if args.m_fracs else None,
+            [int(n) for n in args.nlists.split(",")] if args.nlists else None,
+        )
+        for nl, m, bits in cells(ds, args.quick, *sub):
             if nl * 39 > ds.n:
                 continue
             print(f"{ds.name} IVF{nl} M={m} {bits}-bit", flush=True)
