@@ -256,6 +256,11 @@ def main(argv: list[str] | None = None) -> int:
                 "the multitenant family needs bench/annxbench/multitenant.py"
             ) from None
         return int(multitenant.main(argv) or 0)
+    if "ivfpq-matrix" in fams:  # annx vs faiss IVF-PQ cell by cell (annxbench/ivf_matrix.py)
+        from annxbench import ivf_matrix
+
+        return int(ivf_matrix.main([a for a in argv if not a.startswith("--families")
+                                    and a != "ivfpq-matrix"]) or 0)  # fmt: skip
     if rest:
         ap.error(f"unrecognized arguments: {' '.join(rest)}")
     if min(args.repeats, args.k, args.threads, args.build_threads) < 1:

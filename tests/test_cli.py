@@ -52,7 +52,7 @@ def test_build_search_info_end_to_end(tmp_path: Path, data_file: Path, spec: str
     assert f"{spec} (cos), 4,000 x 24" in r.stdout
     assert "add" in r.stderr  # the progress bar (tqdm) or its text fallback
     if spec.startswith("IVF"):
-        assert "train" in r.stderr and "310/310" in r.stderr  # 10 + 12 x 25 iterations
+        assert "train" in r.stderr and "610/610" in r.stderr  # 10 + 2 x 12 x 25 (both encodings)
     index = annx.load(out)
     assert index.ntotal == 4000 and index.metric == "cos" and index.spec == spec
 

@@ -361,6 +361,36 @@ def test_by_residual_both_work(residual: bool) -> None:
     assert recall(I, gt) >= 0.5
 
 
+@pytest.mark.parametrize("metric", ["cos", "ip", "l2"])
+def test_fastscan_auto_residual(metric: str) -> None:
+    """IVF fast-scan without by_residual picks its encoding at training: residuals where
+    they cut the sample's reconstruction error clearly (clustered data with l2 or cos),
+    the vectors themselves where not (raw inner products: the spherical centroids are
+    unit vectors, residuals to them barely differ from the vectors). Recall floors
+    against float64 brute force on offset, scaled, anisotropic data; a saved copy keeps
+    the encoding and answers identically; an explicit by_residual is kept as given."""
+    g = np.random.default_rng(61)
+    scale = np.exp(g.normal(0, 0.7, 128)).astype(np.float32)  # anisotropic
+    x = make_clustered(2000, 128, seed=62) * scale + 5.0  # offset
+    q = make_clustered(30, 128, seed=63) * scale + 5.0
+    _, gt = brute_force(x, q, 10, metric)
+    for asked in (None, metric == "ip"):
+        kw = {} if asked is None else {"by_residual": asked}
+        index = build("IVF16,PQ32x4fs,Refine(F32)", metric, x, **kw)
+        chosen = index._impl.by_residual
+        assert chosen is ({"ip": False}.get(metric, True) if asked is None else asked)
+        D, I = index.search(q, 10, nprobe=8, rerank=100)
+        r = recall(I, gt)
+        assert r >= (0.80 if asked is False else 0.90), f"recall {r:.3f} ({asked})"
+        copy = annx.from_bytes(index.to_bytes())
+        assert copy._impl.by_residual is chosen
+        D2, I2 = copy.search(q, 10, nprobe=8, rerank=100)
+        np.testing.assert_array_equal(I, I2)
+        np.testing.assert_array_equal(D, D2)
+    # 8-bit PQ keeps faiss's residual default.
+    assert annx.index_factory(128, "IVF16,PQ32", metric)._impl.by_residual is True
+
+
 def test_default_rerank_is_four_k() -> None:
     x = make_clustered(3000, 16, seed=19)
     q = make_data(20, 16, seed=20)

@@ -22,7 +22,7 @@ D = 16
 # spec -> progress units (k-means iterations; 1 without k-means)
 UNITS = {
     "IVF16,PQ8": 10 + 8 * 25,
-    "IVF16,PQ8x4fs": 10 + 8 * 25,
+    "IVF16,PQ8x4fs": 10 + 2 * 8 * 25,  # trains both encodings to choose one
     "IVF16,Flat": 10,
     "IVF16,SQ8": 10,
     "IVF16_HNSW8,Flat": 10,

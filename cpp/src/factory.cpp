@@ -198,6 +198,9 @@ std::unique_ptr<Index> make_ivf(int d, const std::string& spec, const std::vecto
     throw InvalidArgument("ef_construction and shuffle apply to HNSW specs only, not '" + spec +
                           "'");
   if (opt.seed) o.seed = *opt.seed;
+  // Fast-scan IVF without an explicit by_residual picks its encoding when trained
+  // (IvfOptions::auto_residual); other PQ codecs encode residuals, as faiss's IVFPQ.
+  o.auto_residual = o.codec == IvfCodec::PQ4FastScan && o.nlist > 0 && !opt.by_residual;
   if (opt.by_residual) {
     if (o.codec == IvfCodec::Vector || o.nlist == 0)
       throw InvalidArgument("by_residual applies to IVF specs with a PQ codec only, not '" + spec +

@@ -151,7 +151,8 @@ class Index(IndexSurface):
         seeded, at most 256 points per list: faiss's defaults; spherical for ``"ip"`` and
         ``"cos"``) and needs at least ``nlist`` vectors; fewer than 39 per list gives a
         ``RuntimeWarning``. PQ codecs train one 16- or 256-centroid k-means per
-        sub-quantizer (25 iterations) on the residuals to the nearest centroid. An IVF, PQ
+        sub-quantizer (25 iterations) on the residuals to the nearest centroid (or on the
+        vectors: see ``by_residual`` in :func:`annx.index_factory`). An IVF, PQ
         or SQ8 index that already holds vectors cannot be trained again (new parameters
         would invalidate the stored codes).
 
@@ -165,7 +166,9 @@ class Index(IndexSurface):
         every second); a callable is called as ``progress(done, total)`` and may return
         ``False`` to cancel. The units are k-means iterations: an IVF index counts its
         coarse quantizer's iterations plus, for PQ codecs, those of every
-        sub-quantizer (``IVF1024,PQ16``: 10 + 16 x 25 = 410), in a strictly increasing
+        sub-quantizer (``IVF1024,PQ16``: 10 + 16 x 25 = 410; IVF fast-scan without
+        ``by_residual`` trains both encodings to choose one, so twice the PQ part:
+        ``IVF1024,PQ16x4fs``: 10 + 2 x 16 x 25 = 810), in a strictly increasing
         sequence that may skip values (sub-quantizers train in parallel) and ends with
         ``(total, total)``. Indexes that run no k-means (``Flat``, ``HNSW``, SQ8
         codecs) count one unit: the callback is called once, with ``(1, 1)``, when

@@ -35,6 +35,26 @@ constexpr size_t kGroupChunk = 256;
 // A query is split across threads (when there are fewer queries than threads) once its
 // probed lists hold at least this much scan work (see scan_cost_per_vector).
 constexpr double kSplitWork = 2e6;
+// auto_residual: residual codes are kept when their reconstruction error on the training
+// sample is at most (1 - this) times that of codes of the vectors themselves. Residual
+// codes of two near vectors in different lists err independently, codes of the vectors
+// alike, so residuals must buy clearly lower error to rank better across lists. Measured
+// (4-bit, 10-recall@50 at nprobe 16, residual vs vectors; in-sample error gain):
+// MiniLM-384 PQ96 0.857 vs 0.872 (14.5 %), PQ48 0.715 vs 0.773 (14.5 %); GloVe-50
+// angular PQ25 0.838 vs 0.799 (22.8 %), GloVe-50 dot 0.543 vs 0.528 (20 %), raw GloVe l2
+// PQ10 0.561 vs 0.408 (45 %).
+constexpr double kAutoResidualGain = 0.17;
+
+/// Mean squared reconstruction error of n rows of x (d floats) under pq.
+double pq_mse(const ProductQuantizer& pq, const float* x, size_t n, size_t d) {
+  std::vector<uint8_t> codes(n * pq.M());
+  pq.encode(x, n, codes.data(), 0);
+  std::vector<float> y(n * d);
+  pq.decode(codes.data(), n, y.data());
+  double s = 0;
+  for (size_t i = 0; i < n * d; ++i) s += double{x[i] - y[i]} * (x[i] - y[i]);
+  return n ? s / static_cast<double>(n) : 0.0;
+}
 
 bool test_bit(const std::vector<uint64_t>& bits, slot_t s) {
   return (bits[s >> 6] >> (s & 63)) & 1;
@@ -223,7 +243,7 @@ std::vector<int64_t> IvfIndex::nearest_lists(const float* x, size_t n, size_t p,
 
 size_t IvfIndex::train_units() const {
   size_t units = flat_pq() ? 0 : static_cast<size_t>(opt_.coarse_iters);
-  if (is_pq()) units += pq_.train_units(opt_.pq_iters);
+  if (is_pq()) units += pq_.train_units(opt_.pq_iters) * (opt_.auto_residual ? 2 : 1);
   return units > 0 ? units : 1;
 }
 
@@ -262,9 +282,10 @@ void IvfIndex::train_impl(const float* x, size_t n, ProgressCounter& progress) {
   }
   VectorCodec vcodec(opt_.vector_codec, d_);
   ProductQuantizer pq;
+  bool use_residual = opt_.by_residual;
   if (!is_pq()) {
     vcodec.train(x, n);
-  } else if (!residual()) {
+  } else if (!residual() && !opt_.auto_residual) {
     pq = ProductQuantizer(d, pq_.M(), pq_.nbits());
     pq.train(x, n, opt_.pq_iters, opt_.seed + 1, 0, &progress);
   } else {
@@ -273,6 +294,8 @@ void IvfIndex::train_impl(const float* x, size_t n, ProgressCounter& progress) {
     const size_t step = n / ns;
     std::vector<float> r(ns * d);
     for (size_t i = 0; i < ns; ++i) std::memcpy(&r[i * d], x + i * step * d, d * sizeof(float));
+    std::vector<float> sample;
+    if (opt_.auto_residual) sample = r;
     std::vector<float> cd(ns);
     std::vector<uint32_t> ci(ns);
     coarse_search(table, graph.get(), r.data(), ns, 1, 0, 0, cd.data(), ci.data());
@@ -282,6 +305,14 @@ void IvfIndex::train_impl(const float* x, size_t n, ProgressCounter& progress) {
     }
     pq = ProductQuantizer(d, pq_.M(), pq_.nbits());
     pq.train(r.data(), ns, opt_.pq_iters, opt_.seed + 1, 0, &progress);
+    if (opt_.auto_residual) {
+      ProductQuantizer pv(d, pq_.M(), pq_.nbits());
+      pv.train(x, n, opt_.pq_iters, opt_.seed + 1, 0, &progress);
+      const double mse_r = pq_mse(pq, r.data(), ns, d);
+      const double mse_v = pq_mse(pv, sample.data(), ns, d);
+      use_residual = mse_r <= (1.0 - kAutoResidualGain) * mse_v;
+      if (!use_residual) pq = std::move(pv);
+    }
   }
   progress.finish();  // the last chance to cancel
   std::unique_lock lk(mu_);
@@ -291,6 +322,7 @@ void IvfIndex::train_impl(const float* x, size_t n, ProgressCounter& progress) {
   }
   if (is_pq()) {
     pq_ = std::move(pq);
+    if (opt_.auto_residual) opt_.by_residual = use_residual;
   } else {
     vcodec_ = std::move(vcodec);
   }

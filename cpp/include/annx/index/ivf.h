@@ -57,9 +57,13 @@ struct IvfOptions {
   size_t pq_m = 0;                          // sub-quantizers (PQ codecs)
   std::optional<CodecKind> refine;          // F32 or F16
   bool by_residual = true;                  // PQ codecs: encode x - centroid
-  uint64_t seed = 1234;                     // k-means seeds (coarse and PQ)
-  int coarse_iters = 10;                    // faiss's IVF default
-  int pq_iters = 25;                        // faiss's PQ default
+  // IVF fast-scan without an explicit by_residual: train() trains both encodings and
+  // keeps residuals only when they cut the sample's reconstruction error by at least
+  // kAutoResidualGain (ivf.cpp), then sets by_residual.
+  bool auto_residual = false;
+  uint64_t seed = 1234;   // k-means seeds (coarse and PQ)
+  int coarse_iters = 10;  // faiss's IVF default
+  int pq_iters = 25;      // faiss's PQ default
 };
 
 class IvfIndex final : public Index {
