@@ -32,6 +32,19 @@ def gray_decode(g: np.ndarray) -> np.ndarray:
     return g
 
 
+def ref_margin_fill(S: np.ndarray, k: int, B: int) -> np.ndarray:
+    """Margin fill's token for every bucket: argmax over tokens (first on ties) of
+    m_b(t) = sum_i s_bi * S[t, i], s_bi = +-1 by bucket b's bit string, summed in float32
+    with i ascending as annx does (fde.cpp margin_fill)."""
+    S = S.astype(np.float32)
+    gray = np.arange(B) ^ (np.arange(B) >> 1)
+    sg = np.where((gray[None, :] >> (k - 1 - np.arange(k))[:, None]) & 1, 1, -1).astype(np.float32)
+    m = sg[0][None, :] * S[:, :1]
+    for i in range(1, k):
+        m = m + sg[i][None, :] * S[:, i : i + 1]
+    return np.argmax(m, axis=0)
+
+
 def ref_encode(fde: annx.FDE, sets: list[np.ndarray], queries: bool) -> np.ndarray:
     """A plain numpy port of annx's FDE semantics using the encoder's own matrices."""
     dim = sets[0].shape[1]
@@ -52,6 +65,8 @@ def ref_encode(fde: annx.FDE, sets: list[np.ndarray], queries: bool) -> np.ndarr
             else:
                 bits = np.zeros(len(X), np.int64)
             bucket = gray_decode(bits)
+            if k and not queries and fde.fill == "margin":
+                fill_token = ref_margin_fill(S, k, B)
             if fde.d_proj is None:
                 P = X64
             else:
@@ -63,6 +78,8 @@ def ref_encode(fde: annx.FDE, sets: list[np.ndarray], queries: bool) -> np.ndarr
                 members = bucket == b
                 if members.any():
                     blk[:] = P[members].sum(0) if queries else P[members].mean(0)
+                elif not queries and fde.fill_empty and k and fde.fill == "margin":
+                    blk[:] = P[fill_token[b]]
                 elif not queries and fde.fill_empty and k:
                     target = b ^ (b >> 1)
                     dist = np.array([bin(int(v) ^ target).count("1") for v in bits])

@@ -227,6 +227,7 @@ class FdeEncoder:
         fill_empty: bool,
         final_dim: int,
         seed: int,
+        fill: str = "margin",
     ) -> None: ...
     @property
     def dim(self) -> int: ...
@@ -255,6 +256,7 @@ class MultiVectorIndex:
         fill_empty: bool,
         final_dim: int,
         seed: int,
+        fill: str,
         tokens: str,
     ) -> None: ...
     @property
