@@ -6,7 +6,8 @@
 //    (dot_f32_panel), then bits and buckets per (token, repetition).
 // 2. The AMS sketch on the transposed chunk: output row j of repetition r sums, with
 //    signs, the rows of the input coordinates hashed to j (signed_segment_sum, full SIMD
-//    width over tokens, accumulated in registers). This costs reps*dim/W vector FMAs
+//    width over tokens, accumulated in registers; segment_sum_pm: the added and the
+//    subtracted rows of a segment summed apart, so no sign loads). This costs reps*dim/W vector adds
 //    per W tokens, against reps*d_proj*dim for a dense projection. It runs on column
 //    blocks of 16 tokens (dim * 64 bytes, L1-resident) through every repetition: the
 //    rows are read in random order, and a whole AVX-512 panel (48 tokens, 72 KB at
@@ -113,7 +114,7 @@ size_t FdeConfig::encoder_bytes() const {
   const size_t D = size_t(dim), R = size_t(reps), K = size_t(k_sim), B = size_t{1} << k_sim;
   const size_t proj = d_proj > 0 ? size_t(d_proj) : D;
   size_t bytes = 4 * R * K * D;
-  if (d_proj > 0) bytes += 4 * (2 * R * D + R * size_t(d_proj));
+  if (d_proj > 0) bytes += 4 * (2 * R * D + 2 * R * size_t(d_proj));
   if (fill == FdeFill::Hamming && k_sim > 0 && k_sim <= kMaxTableBits) bytes += 4 * B * B;
   if (fill == FdeFill::Margin && k_sim > 0 && k_sim <= kMaxTableBits) bytes += 4 * K * B;
   if (final_dim > 0) bytes += 8 * R * B * proj;
@@ -142,6 +143,7 @@ FdeEncoder::FdeEncoder(const FdeConfig& config) : c_(config) {
     seg_idx_.resize(R * D);
     seg_signs_.resize(R * D);
     seg_end_.resize(R * dp);
+    seg_split_.resize(R * dp);
     std::vector<uint32_t> row(D), next(dp);
     std::vector<float> sign(D);
     for (size_t r = 0; r < R; ++r) {
@@ -164,6 +166,25 @@ FdeEncoder::FdeEncoder(const FdeConfig& config) : c_(config) {
         const uint32_t pos = next[row[i]]++;
         seg_idx_[r * D + pos] = uint32_t(i);
         seg_signs_[r * D + pos] = sign[i];
+      }
+      // Within a segment the added coordinates first, then the subtracted ones (each in
+      // ascending order), for segment_sum_pm; seg_split_ marks the boundary.
+      for (size_t j = 0, b0 = 0; j < dp; ++j) {
+        const size_t b1 = end[j];
+        uint32_t* ix = seg_idx_.data() + r * D;
+        float* sg = seg_signs_.data() + r * D;
+        std::vector<uint32_t> neg;
+        size_t w = b0;
+        for (size_t q = b0; q < b1; ++q) {
+          if (sg[q] > 0.f)
+            ix[w++] = ix[q];
+          else
+            neg.push_back(ix[q]);
+        }
+        seg_split_[r * dp + j] = uint32_t(w);
+        for (uint32_t v : neg) ix[w++] = v;
+        for (size_t q = b0; q < b1; ++q) sg[q] = q < seg_split_[r * dp + j] ? 1.f : -1.f;
+        b0 = b1;
       }
     }
   }
@@ -392,9 +413,9 @@ void FdeEncoder::encode_chunk(const simd::KernelTable& K, const float* tokens,
       const float* panel = panels.data() + s * P * D;
       for (size_t c0 = 0; c0 < m; c0 += cw)
         for (size_t r = 0; r < R; ++r)
-          K.signed_segment_sum(panel + c0, P, cw, seg_idx_.data() + r * D,
-                               seg_signs_.data() + r * D, seg_end_.data() + r * dp, dp,
-                               psi_panel.data() + r * dp * P + c0);
+          K.segment_sum_pm(panel + c0, P, cw, seg_idx_.data() + r * D,
+                           seg_split_.data() + r * dp, seg_end_.data() + r * dp, dp,
+                           psi_panel.data() + r * dp * P + c0);
       // Transpose in tiles of 16 output coordinates (both sides stay in L1).
       for (size_t o0 = 0; o0 < RD; o0 += 16) {
         const size_t o1 = std::min(RD, o0 + 16);
