@@ -85,8 +85,9 @@ def _timed(fn: Any) -> tuple[float, float]:
 
 def encoding(ds: Any, repeats: int) -> list[dict[str, Any]]:
     """Back-to-back timings of both encoders, documents and queries."""
-    import annx
     import muvera
+
+    import annx
 
     fde = annx.FDE(k_sim=5, d_proj=16, reps=20, fill_empty=True, seed=0)
     mv = muvera.Muvera(num_repetitions=20, num_simhash_projections=5, dimension=ds.d,
@@ -191,8 +192,9 @@ def markdown(ds: Any, enc: list[dict[str, Any]], rec: dict[str, Any], cmd: str) 
     import annx
 
     try:
-        import muvera  # noqa: F401
         from importlib.metadata import version
+
+        import muvera  # noqa: F401
 
         mver = version("muvera-python")
     except Exception:  # noqa: BLE001
@@ -209,7 +211,8 @@ def markdown(ds: Any, enc: list[dict[str, Any]], rec: dict[str, Any], cmd: str) 
         "wall times jump; the ratios use process CPU time, which leaves out other processes' "
         "time but not their effect on caches.",
         f"- Data: {n} documents ({int(ds.train_offsets[-1])} token vectors), "
-        f"{len(ds.test_offsets) - 1} queries ({int(ds.test_offsets[-1])} token vectors), d = {ds.d}.",
+        f"{len(ds.test_offsets) - 1} queries ({int(ds.test_offsets[-1])} token vectors), "
+        f"d = {ds.d}.",
         "",
         "## Encoding, single thread (k_sim 5, d_proj 16 AMS, 20 repetitions, fill_empty)",
         "",
@@ -222,7 +225,8 @@ def markdown(ds: Any, enc: list[dict[str, Any]], rec: dict[str, Any], cmd: str) 
         lines.append(
             f"| {r['what']} | {r['sets']:,} | {r['tokens']:,} | {r['annx_cpu']:.4f} | "
             f"{r['muvera_cpu']:.4f} | **{rc[0]:.1f}x** [{rc[1]:.1f}-{rc[2]:.1f}] | "
-            f"{r['annx_wall']:.4f} / {r['muvera_wall']:.4f} | {rw[0]:.1f}x [{rw[1]:.1f}-{rw[2]:.1f}] |"
+            f"{r['annx_wall']:.4f} / {r['muvera_wall']:.4f} | "
+            f"{rw[0]:.1f}x [{rw[1]:.1f}-{rw[2]:.1f}] |"
         )
     lines += [
         "",
@@ -245,7 +249,9 @@ def markdown(ds: Any, enc: list[dict[str, Any]], rec: dict[str, Any], cmd: str) 
         lines += [f"**{name}**", "", "| L | " + " | ".join(f"C={c}" for c in CANDIDATES) + " |",
                   "|---:|" + "---:|" * len(CANDIDATES)]  # fmt: skip
         for L in LENGTHS:
-            lines.append(f"| {L} | " + " | ".join(f"{per[L][c - 1]:.3f}" for c in CANDIDATES) + " |")
+            lines.append(
+                f"| {L} | " + " | ".join(f"{per[L][c - 1]:.3f}" for c in CANDIDATES) + " |"
+            )
         lines.append("")
     return "\n".join(lines) + "\n"
 
