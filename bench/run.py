@@ -16,7 +16,8 @@ Families (``--families``, aliases in brackets; the old per-family scripts are th
 presets): flat [exact], graph [hnsw], ivf, leanvec, binary [bebr], codecs, multivector
 [muvera], fde (MUVERA encoding vs muvera-python and candidate recall by query length:
 bench/annxbench/fde_encode.py), and multitenant when ``bench/annxbench/multitenant.py``
-exists (a module with ``configs()`` adds configurations; one with ``main(argv)`` is handed the command line).
+exists (a module with ``configs()`` adds configurations; one with ``main(argv)`` is handed
+the command line).
 
 Each (data set, family) runs in its own process (``--in-process``, implied by
 ``--quick``, runs them in this one): build every configuration of the family that
