@@ -155,6 +155,7 @@ def test_fde_dimensions_and_presets():
     assert annx.FDE(d_proj=None, reps=2, k_sim=3).output_dim(10) == 2 * 8 * 10
     assert annx.FDE(final_dim=100).output_dim(7) == 100
     assert annx.FDE.preset("compact").output_dim(64) == 2560
+    assert annx.FDE.preset("recall").output_dim(64) == annx.FDE().output_dim(64)
     assert annx.FDE.preset("default", seed=3).seed == 3
     with pytest.raises(annx.InvalidArgumentError, match="preset"):
         annx.FDE.preset("huge")

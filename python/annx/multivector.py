@@ -35,6 +35,7 @@ Sets = Union[Sequence[np.ndarray], tuple[np.ndarray, np.ndarray], np.ndarray]
 _PRESETS = {
     "default": dict(k_sim=5, d_proj=16, reps=20),
     "compact": dict(k_sim=4, d_proj=16, reps=10),
+    "recall": dict(k_sim=4, d_proj=16, reps=40),
 }
 
 
@@ -148,7 +149,10 @@ class FDE:
         """Return an FDE with a named parameter set (keyword overrides win).
 
         ``"default"``: k_sim 5, d_proj 16, reps 20 (10,240 dimensions, the paper's);
-        ``"compact"``: 4, 16, 10 (2,560 dimensions).
+        ``"compact"``: 4, 16, 10 (2,560 dimensions); ``"recall"``: 4, 16, 40 (10,240
+        dimensions like the default, twice the repetitions of half as many buckets: fewer
+        candidates for the same recall at every query length, most for short queries,
+        for about 1.35x the encoding time; bench/results/muvera-fde-minilm-mv-5000.md).
         """
         if name not in _PRESETS:
             raise InvalidArgumentError(
