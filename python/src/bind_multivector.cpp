@@ -65,8 +65,7 @@ void bind_multivector(py::module_& m) {
                  make_config(dim, k_sim, d_proj, reps, fill_empty, final_dim, seed, fill));
            }),
            py::arg("dim"), py::arg("k_sim"), py::arg("d_proj"), py::arg("reps"),
-           py::arg("fill_empty"), py::arg("final_dim"), py::arg("seed"),
-           py::arg("fill") = "margin")
+           py::arg("fill_empty"), py::arg("final_dim"), py::arg("seed"), py::arg("fill") = "margin")
       .def_property_readonly("dim", &FdeEncoder::dim)
       .def_property_readonly("output_dim", &FdeEncoder::output_dim)
       .def_property_readonly("block_dim", &FdeEncoder::block_dim)

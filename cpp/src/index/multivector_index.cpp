@@ -347,8 +347,8 @@ std::unique_ptr<MultiVectorIndex> MultiVectorIndex::load(std::shared_ptr<const i
   // Hamming fill, which new documents added to them keep using.
   const auto fill = m.get("fde_fill");
   ANNX_CHECK(FormatError, !fill || *fill == "margin" || *fill == "hamming",
-             "corrupt multi-vector manifest: fde_fill = '", fill ? *fill : "", "' (this annx "
-             "knows 'margin' and 'hamming'; a newer annx may have written it)");
+             "corrupt multi-vector manifest: fde_fill = '", fill ? *fill : "",
+             "' (this annx knows 'margin' and 'hamming'; a newer annx may have written it)");
   c.fill = fill && *fill == "margin" ? FdeFill::Margin : FdeFill::Hamming;
   const std::string tok = m.str("tokens");
   ANNX_CHECK(FormatError, tok == "F32" || tok == "F16", "corrupt manifest: tokens = '", tok, "'");

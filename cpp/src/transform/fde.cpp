@@ -4,14 +4,13 @@
 // step is a batched kernel call:
 // 1. SimHash scores of all tokens against all reps*k_sim hyperplanes: one blocked GEMM
 //    (dot_f32_panel), then bits and buckets per (token, repetition).
-// 2. The AMS sketch on the transposed chunk: output row j of repetition r sums, with
-//    signs, the rows of the input coordinates hashed to j (signed_segment_sum, full SIMD
-//    width over tokens, accumulated in registers; segment_sum_pm: the added and the
-//    subtracted rows of a segment summed apart, so no sign loads). This costs reps*dim/W vector adds
-//    per W tokens, against reps*d_proj*dim for a dense projection. It runs on column
-//    blocks of 16 tokens (dim * 64 bytes, L1-resident) through every repetition: the
-//    rows are read in random order, and a whole AVX-512 panel (48 tokens, 72 KB at
-//    dim 384) streamed from L2 once per repetition made this step latency-bound.
+// 2. The AMS sketch on the transposed chunk: output row j of repetition r is the sum of
+//    the rows of the input coordinates hashed to j with sign +1 minus those with sign -1
+//    (segment_sum_pm, full SIMD width over tokens, accumulated in registers, no sign
+//    loads). This costs reps*dim/W vector adds per W tokens, against reps*d_proj*dim for a
+//    dense projection. It runs on column blocks of 16 tokens (dim * 64 bytes, L1-resident)
+//    through every repetition: the rows are read in random order, and a whole AVX-512
+//    panel (48 tokens, 72 KB at dim 384) streamed from L2 once per repetition was slower.
 // 3. Per cloud: bucket sums (or means), empty-bucket filling, final count sketch.
 #include "annx/transform/fde.h"
 
@@ -413,9 +412,8 @@ void FdeEncoder::encode_chunk(const simd::KernelTable& K, const float* tokens,
       const float* panel = panels.data() + s * P * D;
       for (size_t c0 = 0; c0 < m; c0 += cw)
         for (size_t r = 0; r < R; ++r)
-          K.segment_sum_pm(panel + c0, P, cw, seg_idx_.data() + r * D,
-                           seg_split_.data() + r * dp, seg_end_.data() + r * dp, dp,
-                           psi_panel.data() + r * dp * P + c0);
+          K.segment_sum_pm(panel + c0, P, cw, seg_idx_.data() + r * D, seg_split_.data() + r * dp,
+                           seg_end_.data() + r * dp, dp, psi_panel.data() + r * dp * P + c0);
       // Transpose in tiles of 16 output coordinates (both sides stay in L1).
       for (size_t o0 = 0; o0 < RD; o0 += 16) {
         const size_t o1 = std::min(RD, o0 + 16);
@@ -468,8 +466,8 @@ void FdeEncoder::encode_chunk(const simd::KernelTable& K, const float* tokens,
         }
         if (!any_empty || !filling) continue;
         if (margin) {
-          margin_fill(sim.data() + a * H + r * ks, H, e - a, count.data() + r * B, sc.mt,
-                      sc.who, [&](size_t b, size_t t) {
+          margin_fill(sim.data() + a * H + r * ks, H, e - a, count.data() + r * B, sc.mt, sc.who,
+                      [&](size_t b, size_t t) {
                         std::memcpy(row + (r * B + b) * dp, projected(a + t, r),
                                     dp * sizeof(float));
                       });
