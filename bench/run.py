@@ -14,8 +14,10 @@ Usage:
 
 Families (``--families``, aliases in brackets; the old per-family scripts are these
 presets): flat [exact], graph [hnsw], ivf, leanvec, binary [bebr], codecs, multivector
-[muvera], and multitenant when ``bench/annxbench/multitenant.py`` exists (a module with
-``configs()`` adds configurations; one with ``main(argv)`` is handed the command line).
+[muvera], fde (MUVERA encoding vs muvera-python and candidate recall by query length:
+bench/annxbench/fde_encode.py), and multitenant when ``bench/annxbench/multitenant.py``
+exists (a module with ``configs()`` adds configurations; one with ``main(argv)`` is handed
+the command line).
 
 Each (data set, family) runs in its own process (``--in-process``, implied by
 ``--quick``, runs them in this one): build every configuration of the family that
@@ -243,6 +245,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--child", nargs=3, metavar=("FILE", "FAMILY", "NAMES"), help=argparse.SUPPRESS)
     ap.add_argument("--jsonl", default=None, help=argparse.SUPPRESS)
     args, rest = ap.parse_known_args(argv)
+    if args.families and "fde" in args.families.split(","):  # MUVERA encoding + recall by length
+        from annxbench import fde_encode
+
+        return int(fde_encode.main(argv) or 0)
     if args.families is None:
         args.families = ",".join(families.families()) if args.matrix else DEFAULT_FAMILIES
     fams = [families.family_name(f) for f in args.families.split(",")]

@@ -236,6 +236,7 @@ class FdeEncoder:
         fill_empty: bool,
         final_dim: int,
         seed: int,
+        fill: str = "margin",
     ) -> None: ...
     @property
     def dim(self) -> int: ...
@@ -264,6 +265,7 @@ class MultiVectorIndex:
         fill_empty: bool,
         final_dim: int,
         seed: int,
+        fill: str,
         tokens: str,
     ) -> None: ...
     @property

@@ -35,6 +35,7 @@ Sets = Union[Sequence[np.ndarray], tuple[np.ndarray, np.ndarray], np.ndarray]
 _PRESETS = {
     "default": dict(k_sim=5, d_proj=16, reps=20),
     "compact": dict(k_sim=4, d_proj=16, reps=10),
+    "recall": dict(k_sim=4, d_proj=16, reps=40),
 }
 
 
@@ -106,10 +107,14 @@ class FDE:
     coded, as in Google's graph-mining reference), projects each token with a sparse
     ±1 AMS sketch to ``d_proj`` dimensions (``d_proj=None``: no projection), and
     concatenates per-bucket blocks: sums of the query tokens, means of the document
-    tokens, with empty document buckets filled from the token nearest in SimHash bits
-    (``fill_empty``). ``final_dim`` adds a count-sketch projection to that many
-    dimensions. ``<encode_queries(Q), encode_docs(P)>`` approximates
-    ``reps * chamfer(Q, P)``.
+    tokens, with empty document buckets filled from one document token (``fill_empty``).
+    ``fill`` picks that token: ``"margin"`` (default) the token lying deepest on the
+    bucket's side of the SimHash hyperplanes (largest ``sum_i ±<g_i, t>``), ``"hamming"``
+    the token whose SimHash bits are nearest (graph-mining's rule, first token on ties;
+    annx's only rule before 0.2 and what index files without a fill entry use). Margin
+    raises candidate recall, most for short queries (``docs/muvera.md``). ``final_dim``
+    adds a count-sketch projection to that many dimensions.
+    ``<encode_queries(Q), encode_docs(P)>`` approximates ``reps * chamfer(Q, P)``.
 
     The random matrices come from annx's own portable generator: the same ``seed`` gives
     bit-identical encodings on every platform. Differences from the reference are listed
@@ -124,6 +129,7 @@ class FDE:
         fill_empty: bool = True,
         final_dim: int | None = None,
         seed: int = 0,
+        fill: str = "margin",
     ) -> None:
         self.k_sim = _int(k_sim, "k_sim", 0, 20)
         self.d_proj = None if d_proj is None else _int(d_proj, "d_proj", 1, 1 << 16)
@@ -133,6 +139,9 @@ class FDE:
         self.fill_empty = bool(fill_empty)
         self.final_dim = None if final_dim is None else _int(final_dim, "final_dim", 1, 1 << 24)
         self.seed = _int(seed, "seed", 0, 2**64 - 1)
+        if fill not in ("margin", "hamming"):
+            raise InvalidArgumentError(f"fill must be 'margin' or 'hamming', got {fill!r}")
+        self.fill = str(fill)
         self._encoders: dict[int, Any] = {}
 
     @classmethod
@@ -140,7 +149,10 @@ class FDE:
         """Return an FDE with a named parameter set (keyword overrides win).
 
         ``"default"``: k_sim 5, d_proj 16, reps 20 (10,240 dimensions, the paper's);
-        ``"compact"``: 4, 16, 10 (2,560 dimensions).
+        ``"compact"``: 4, 16, 10 (2,560 dimensions); ``"recall"``: 4, 16, 40 (10,240
+        dimensions like the default, twice the repetitions of half as many buckets: fewer
+        candidates for the same recall at every query length, most for short queries,
+        for about 1.35x the encoding time; bench/results/muvera-fde-minilm-mv-5000.md).
         """
         if name not in _PRESETS:
             raise InvalidArgumentError(
@@ -148,7 +160,7 @@ class FDE:
             )
         return cls(**{**_PRESETS[name], **overrides})
 
-    def _config(self) -> tuple[int, int, int, bool, int, int]:
+    def _config(self) -> tuple[int, int, int, bool, int, int, str]:
         return (
             self.k_sim,
             self.d_proj or 0,
@@ -156,6 +168,7 @@ class FDE:
             self.fill_empty,
             self.final_dim or 0,
             self.seed,
+            self.fill,
         )
 
     def _encoder(self, dim: int) -> Any:
@@ -200,7 +213,8 @@ class FDE:
     def __repr__(self) -> str:
         return (
             f"FDE(k_sim={self.k_sim}, d_proj={self.d_proj}, reps={self.reps}, "
-            f"fill_empty={self.fill_empty}, final_dim={self.final_dim}, seed={self.seed})"
+            f"fill_empty={self.fill_empty}, final_dim={self.final_dim}, seed={self.seed}, "
+            f"fill={self.fill!r})"
         )
 
 
@@ -262,6 +276,7 @@ class MultiVectorIndex(IndexSurface):
                 c["fill_empty"],
                 c["final_dim"] or None,
                 c["seed"],
+                c["fill"],
             )
             return
         dim = _int(dim, "dim", 1, 1 << 16)

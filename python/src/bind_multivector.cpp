@@ -35,9 +35,16 @@ CArray<float> matrix(size_t rows, size_t cols) {
   return CArray<float>({static_cast<ssize_t>(rows), static_cast<ssize_t>(cols)});
 }
 
+FdeFill fill_mode(const std::string& fill) {
+  ANNX_CHECK(InvalidArgument, fill == "margin" || fill == "hamming",
+             "fill must be 'margin' or 'hamming', got '", fill, "'");
+  return fill == "margin" ? FdeFill::Margin : FdeFill::Hamming;
+}
+
 FdeConfig make_config(int dim, int k_sim, int d_proj, int reps, bool fill_empty, int final_dim,
-                      uint64_t seed) {
+                      uint64_t seed, const std::string& fill) {
   FdeConfig c;
+  c.fill = fill_mode(fill);
   c.dim = dim;
   c.k_sim = k_sim;
   c.d_proj = d_proj;
@@ -53,12 +60,12 @@ FdeConfig make_config(int dim, int k_sim, int d_proj, int reps, bool fill_empty,
 void bind_multivector(py::module_& m) {
   py::class_<FdeEncoder, std::shared_ptr<FdeEncoder>>(m, "FdeEncoder")
       .def(py::init([](int dim, int k_sim, int d_proj, int reps, bool fill_empty, int final_dim,
-                       uint64_t seed) {
+                       uint64_t seed, const std::string& fill) {
              return std::make_shared<FdeEncoder>(
-                 make_config(dim, k_sim, d_proj, reps, fill_empty, final_dim, seed));
+                 make_config(dim, k_sim, d_proj, reps, fill_empty, final_dim, seed, fill));
            }),
            py::arg("dim"), py::arg("k_sim"), py::arg("d_proj"), py::arg("reps"),
-           py::arg("fill_empty"), py::arg("final_dim"), py::arg("seed"))
+           py::arg("fill_empty"), py::arg("final_dim"), py::arg("seed"), py::arg("fill") = "margin")
       .def_property_readonly("dim", &FdeEncoder::dim)
       .def_property_readonly("output_dim", &FdeEncoder::output_dim)
       .def_property_readonly("block_dim", &FdeEncoder::block_dim)
@@ -148,15 +155,18 @@ void bind_multivector(py::module_& m) {
 
   py::class_<MultiVectorIndex, MvPtr>(m, "MultiVectorIndex")
       .def(py::init([](int dim, const std::string& spec, int k_sim, int d_proj, int reps,
-                       bool fill_empty, int final_dim, uint64_t seed, const std::string& tokens) {
+                       bool fill_empty, int final_dim, uint64_t seed, const std::string& fill,
+                       const std::string& tokens) {
              ANNX_CHECK(InvalidArgument, tokens == "F32" || tokens == "F16",
                         "tokens must be 'F32' or 'F16', got '", tokens, "'");
              return std::make_shared<MultiVectorIndex>(
-                 dim, spec, make_config(dim, k_sim, d_proj, reps, fill_empty, final_dim, seed),
+                 dim, spec,
+                 make_config(dim, k_sim, d_proj, reps, fill_empty, final_dim, seed, fill),
                  tokens == "F16" ? CodecKind::F16 : CodecKind::F32);
            }),
            py::arg("dim"), py::arg("spec"), py::arg("k_sim"), py::arg("d_proj"), py::arg("reps"),
-           py::arg("fill_empty"), py::arg("final_dim"), py::arg("seed"), py::arg("tokens"))
+           py::arg("fill_empty"), py::arg("final_dim"), py::arg("seed"), py::arg("fill"),
+           py::arg("tokens"))
       .def_property_readonly("dim", &MultiVectorIndex::dim)
       .def_property_readonly("ntotal", &MultiVectorIndex::ntotal)
       .def_property_readonly("ntokens", &MultiVectorIndex::ntokens)
@@ -177,6 +187,7 @@ void bind_multivector(py::module_& m) {
                                d["fill_empty"] = c.fill_empty;
                                d["final_dim"] = c.final_dim;
                                d["seed"] = c.seed;
+                               d["fill"] = c.fill == FdeFill::Margin ? "margin" : "hamming";
                                return d;
                              })
       .def_property_readonly("output_dim",

@@ -291,6 +291,7 @@ MultiVectorIndex::Snapshot MultiVectorIndex::snapshot() const {
   m.set("fde_fill_empty", c.fill_empty);
   m.set("fde_final_dim", c.final_dim);
   m.set("fde_seed", c.seed);
+  m.set("fde_fill", c.fill == FdeFill::Margin ? "margin" : "hamming");
   m.set("tokens", codec_name(token_codec_));
   m.set("inner_spec", inner_->spec());
   m.set("ntotal", static_cast<uint64_t>(docs_.size()));
@@ -342,6 +343,13 @@ std::unique_ptr<MultiVectorIndex> MultiVectorIndex::load(std::shared_ptr<const i
   c.fill_empty = m.boolean("fde_fill_empty");
   c.final_dim = static_cast<int>(m.i64("fde_final_dim", 0, 1 << 24));
   c.seed = m.u64("fde_seed");
+  // Files written before the margin fill have no fde_fill: their FDEs were made with the
+  // Hamming fill, which new documents added to them keep using.
+  const auto fill = m.get("fde_fill");
+  ANNX_CHECK(FormatError, !fill || *fill == "margin" || *fill == "hamming",
+             "corrupt multi-vector manifest: fde_fill = '", fill ? *fill : "",
+             "' (this annx knows 'margin' and 'hamming'; a newer annx may have written it)");
+  c.fill = fill && *fill == "margin" ? FdeFill::Margin : FdeFill::Hamming;
   const std::string tok = m.str("tokens");
   ANNX_CHECK(FormatError, tok == "F32" || tok == "F16", "corrupt manifest: tokens = '", tok, "'");
   const CodecKind codec = tok == "F16" ? CodecKind::F16 : CodecKind::F32;

@@ -116,6 +116,21 @@ void signed_segment_sum(const float* src, size_t ld, size_t len, const uint32_t*
   }
 }
 
+void segment_sum_pm(const float* src, size_t ld, size_t len, const uint32_t* idx,
+                    const uint32_t* seg_split, const uint32_t* seg_end, size_t nseg, float* dst) {
+  size_t i0 = 0;
+  for (size_t j = 0; j < nseg; ++j) {
+    float* out = dst + j * ld;
+    for (size_t c = 0; c < len; ++c) {
+      float p = 0.f, n = 0.f;
+      for (size_t i = i0; i < seg_split[j]; ++i) p += src[size_t{idx[i]} * ld + c];
+      for (size_t i = seg_split[j]; i < seg_end[j]; ++i) n += src[size_t{idx[i]} * ld + c];
+      out[c] = p - n;
+    }
+    i0 = seg_end[j];
+  }
+}
+
 constexpr size_t kScalarPanel = 8;
 
 void pack_f32_panel(const float* x, size_t nrows, size_t d, float* panel) {
@@ -315,6 +330,7 @@ void fill_table(simd::KernelTable& t) {
   t.pq4_accumulate_nq = &pq4_accumulate_nq;
   t.maxsim_f32 = &maxsim_f32;
   t.signed_segment_sum = &signed_segment_sum;
+  t.segment_sum_pm = &segment_sum_pm;
 }
 
 }  // namespace annx::kernels::scalar

@@ -523,6 +523,61 @@ void signed_segment_sum(const float* src, size_t ld, size_t len, const uint32_t*
   }
 }
 
+/// One output row of segment_sum_pm over NB column vectors: CH chains for the added
+/// rows and CH for the subtracted ones.
+template <int NB, int CH>
+inline void segment_sum_pm_row(const float* src, size_t ld, const uint32_t* idx, size_t i0,
+                               size_t im, size_t i1, float* out) {
+  F acc[CH][NB], neg[CH][NB];
+  for (int h = 0; h < CH; ++h)
+    for (int v = 0; v < NB; ++v) acc[h][v] = neg[h][v] = Ops::zero();
+  size_t i = i0;
+  for (; i + CH <= im; i += CH)
+    for (int h = 0; h < CH; ++h) {
+      const float* row = src + size_t{idx[i + h]} * ld;
+      for (int v = 0; v < NB; ++v) acc[h][v] = Ops::add(acc[h][v], Ops::load(row + v * W));
+    }
+  for (; i < im; ++i) {
+    const float* row = src + size_t{idx[i]} * ld;
+    for (int v = 0; v < NB; ++v) acc[0][v] = Ops::add(acc[0][v], Ops::load(row + v * W));
+  }
+  for (; i + CH <= i1; i += CH)
+    for (int h = 0; h < CH; ++h) {
+      const float* row = src + size_t{idx[i + h]} * ld;
+      for (int v = 0; v < NB; ++v) neg[h][v] = Ops::add(neg[h][v], Ops::load(row + v * W));
+    }
+  for (; i < i1; ++i) {
+    const float* row = src + size_t{idx[i]} * ld;
+    for (int v = 0; v < NB; ++v) neg[0][v] = Ops::add(neg[0][v], Ops::load(row + v * W));
+  }
+  for (int v = 0; v < NB; ++v) {
+    F p = acc[0][v], n = neg[0][v];
+    for (int h = 1; h < CH; ++h) {
+      p = Ops::add(p, acc[h][v]);
+      n = Ops::add(n, neg[h][v]);
+    }
+    Ops::store(out + v * W, Ops::sub(p, n));
+  }
+}
+
+void segment_sum_pm(const float* src, size_t ld, size_t len, const uint32_t* idx,
+                    const uint32_t* seg_split, const uint32_t* seg_end, size_t nseg, float* dst) {
+  size_t i0 = 0;
+  for (size_t j = 0; j < nseg; ++j) {
+    const size_t im = seg_split[j], i1 = seg_end[j];
+    for (size_t c = 0; c < len;) {
+      const size_t nb = std::min<size_t>(2, (len - c) / W);
+      float* out = dst + j * ld + c;
+      if (nb == 2)
+        segment_sum_pm_row<2, 2>(src + c, ld, idx, i0, im, i1, out);
+      else
+        segment_sum_pm_row<1, 4>(src + c, ld, idx, i0, im, i1, out);
+      c += nb * W;
+    }
+    i0 = i1;
+  }
+}
+
 #if defined(__AVX2__)  // the NEON level (arm_neon.cpp) has its own, without gathers
 /// 8-bit PQ over blocked codes (pq8_layout.h): per sub-quantizer, 32 codes index its
 /// 1 KB table (L1-resident) with four 8-lane gathers. Shared by the AVX2 and AVX-512
@@ -576,6 +631,7 @@ inline void fill_float_kinds(simd::KernelTable& t) {
   t.dot_f32_panel = &dot_f32_panel;
   t.maxsim_f32 = &maxsim_f32;
   t.signed_segment_sum = &signed_segment_sum;
+  t.segment_sum_pm = &segment_sum_pm;
 }
 
 // ---- 4-bit PQ fast-scan, 256-bit (pq4 layout, see annx/quant/pq4_layout.h) -----------

@@ -380,6 +380,49 @@ void nearest_l2_small(const float* x, size_t n, size_t d, const float* ct, size_
   }
 }
 
+/// In-register transpose of a 16 x 16 float block (r[i] = row i -> r[j] = column j).
+inline void transpose16(__m512 (&r)[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
+    const __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
+    r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+    r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+  }
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 4; ++j) {
+      t[8 * i + j] = _mm512_shuffle_f32x4(r[8 * i + j], r[8 * i + 4 + j], 0x88);
+      t[8 * i + 4 + j] = _mm512_shuffle_f32x4(r[8 * i + j], r[8 * i + 4 + j], 0xdd);
+    }
+  for (int j = 0; j < 8; ++j) {
+    r[j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88);
+    r[8 + j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0xdd);
+  }
+}
+
+/// pack_f32_panel (same layout and result as the generic one) by 16 x 16 register
+/// transposes: the scalar copy was 15-17 % of FDE encoding (72 KB per panel).
+void pack_f32_panel_t16(const float* x, size_t nrows, size_t d, float* panel) {
+  for (size_t r0 = 0; r0 < kPanel; r0 += 16) {
+    const size_t m = r0 < nrows ? std::min<size_t>(16, nrows - r0) : 0;
+    for (size_t k0 = 0; k0 < d; k0 += 16) {
+      const size_t w = std::min<size_t>(16, d - k0);
+      const __mmask16 cols = w == 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << w) - 1u);
+      __m512 v[16];
+      for (size_t i = 0; i < 16; ++i)
+        v[i] = i < m ? _mm512_maskz_loadu_ps(cols, x + (r0 + i) * d + k0) : _mm512_setzero_ps();
+      transpose16(v);
+      for (size_t j = 0; j < w; ++j) _mm512_storeu_ps(panel + (k0 + j) * kPanel + r0, v[j]);
+    }
+  }
+}
+
 void fill_table(simd::KernelTable& t) {
   t.isa = ANNX_AVX512_ICL ? simd::Isa::Avx512Icl : simd::Isa::Avx512;
   fill_float_kinds(t);
@@ -395,6 +438,8 @@ void fill_table(simd::KernelTable& t) {
   t.nearest_l2_small = &nearest_l2_small;
   t.pq8_adc_blocks = &pq8_adc_blocks;
   t.pq4_accumulate_nq = &pq4_accumulate_nq;
+  static_assert(kPanel % 16 == 0, "pack_f32_panel_t16 packs 16-row blocks");
+  t.pack_f32_panel = &pack_f32_panel_t16;
 }
 
 }  // namespace annx::kernels::ANNX_AVX512_NS

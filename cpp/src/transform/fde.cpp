@@ -4,16 +4,22 @@
 // step is a batched kernel call:
 // 1. SimHash scores of all tokens against all reps*k_sim hyperplanes: one blocked GEMM
 //    (dot_f32_panel), then bits and buckets per (token, repetition).
-// 2. The AMS sketch on the transposed chunk: output row j of repetition r sums, with
-//    signs, the rows of the input coordinates hashed to j (signed_segment_sum, full SIMD
-//    width over tokens, accumulated in registers). This costs reps*dim/W vector FMAs
-//    per W tokens, against reps*d_proj*dim for a dense projection.
+// 2. The AMS sketch on the transposed chunk: output row j of repetition r is the sum of
+//    the rows of the input coordinates hashed to j with sign +1 minus those with sign -1
+//    (segment_sum_pm, full SIMD width over tokens, accumulated in registers, no sign
+//    loads). This costs reps*dim/W vector adds per W tokens, against reps*d_proj*dim for a
+//    dense projection. It runs on column blocks of 16 tokens (dim * 64 bytes, L1-resident)
+//    through every repetition: the rows are read in random order, and a whole AVX-512
+//    panel (48 tokens, 72 KB at dim 384) streamed from L2 once per repetition was slower.
 // 3. Per cloud: bucket sums (or means), empty-bucket filling, final count sketch.
 #include "annx/transform/fde.h"
 
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "annx/common/error.h"
 #include "annx/common/ragged.h"
@@ -50,6 +56,29 @@ inline int popcount32(uint32_t v) {
   return static_cast<int>((((v + (v >> 4)) & 0x0f0f0f0fu) * 0x01010101u) >> 24);
 }
 
+/// dst[0, n) = src[0, n) with non-temporal stores where the target allows (x86-64:
+/// SSE2 is baseline): the encodings are written once and not read back by the encoder,
+/// so skipping the read-for-ownership halves their memory traffic.
+inline void stream_out(float* dst, const float* src, size_t n) {
+#if defined(__SSE2__)
+  size_t i = 0;
+  while (i < n && (reinterpret_cast<uintptr_t>(dst + i) & 15) != 0) {
+    dst[i] = src[i];
+    ++i;
+  }
+  for (; i + 4 <= n; i += 4) _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
+  for (; i < n; ++i) dst[i] = src[i];
+#else
+  std::memcpy(dst, src, n * sizeof(float));
+#endif
+}
+
+inline void stream_fence() {
+#if defined(__SSE2__)
+  _mm_sfence();
+#endif
+}
+
 }  // namespace
 
 void FdeConfig::validate() const {
@@ -64,6 +93,8 @@ void FdeConfig::validate() const {
   ANNX_CHECK(InvalidArgument, final_dim >= 0 && final_dim <= (1 << 24),
              "FDE final_dim must be in [1, 16777216] (or 0/None for no final projection), got ",
              final_dim);
+  ANNX_CHECK(InvalidArgument, fill == FdeFill::Margin || fill == FdeFill::Hamming,
+             "FDE fill must be 'margin' or 'hamming', got ", static_cast<int>(fill));
   const size_t proj = d_proj > 0 ? size_t(d_proj) : size_t(dim);
   const size_t block = size_t(reps) * (size_t{1} << k_sim) * proj;
   ANNX_CHECK(InvalidArgument, block <= kMaxBlockDim,
@@ -82,8 +113,9 @@ size_t FdeConfig::encoder_bytes() const {
   const size_t D = size_t(dim), R = size_t(reps), K = size_t(k_sim), B = size_t{1} << k_sim;
   const size_t proj = d_proj > 0 ? size_t(d_proj) : D;
   size_t bytes = 4 * R * K * D;
-  if (d_proj > 0) bytes += 4 * (2 * R * D + R * size_t(d_proj));
-  if (k_sim > 0 && k_sim <= kMaxTableBits) bytes += 4 * B * B;
+  if (d_proj > 0) bytes += 4 * (2 * R * D + 2 * R * size_t(d_proj));
+  if (fill == FdeFill::Hamming && k_sim > 0 && k_sim <= kMaxTableBits) bytes += 4 * B * B;
+  if (fill == FdeFill::Margin && k_sim > 0 && k_sim <= kMaxTableBits) bytes += 4 * K * B;
   if (final_dim > 0) bytes += 8 * R * B * proj;
   return bytes;
 }
@@ -91,7 +123,8 @@ size_t FdeConfig::encoder_bytes() const {
 std::string FdeConfig::describe() const {
   return "k_sim=" + std::to_string(k_sim) + ",d_proj=" + std::to_string(d_proj) +
          ",reps=" + std::to_string(reps) + ",fill_empty=" + (fill_empty ? "1" : "0") +
-         ",final_dim=" + std::to_string(final_dim) + ",seed=" + std::to_string(seed);
+         ",final_dim=" + std::to_string(final_dim) + ",seed=" + std::to_string(seed) +
+         ",fill=" + (fill == FdeFill::Margin ? "margin" : "hamming");
 }
 
 FdeEncoder::FdeEncoder(const FdeConfig& config) : c_(config) {
@@ -109,6 +142,7 @@ FdeEncoder::FdeEncoder(const FdeConfig& config) : c_(config) {
     seg_idx_.resize(R * D);
     seg_signs_.resize(R * D);
     seg_end_.resize(R * dp);
+    seg_split_.resize(R * dp);
     std::vector<uint32_t> row(D), next(dp);
     std::vector<float> sign(D);
     for (size_t r = 0; r < R; ++r) {
@@ -132,9 +166,28 @@ FdeEncoder::FdeEncoder(const FdeConfig& config) : c_(config) {
         seg_idx_[r * D + pos] = uint32_t(i);
         seg_signs_[r * D + pos] = sign[i];
       }
+      // Within a segment the added coordinates first, then the subtracted ones (each in
+      // ascending order), for segment_sum_pm; seg_split_ marks the boundary.
+      for (size_t j = 0, b0 = 0; j < dp; ++j) {
+        const size_t b1 = end[j];
+        uint32_t* ix = seg_idx_.data() + r * D;
+        float* sg = seg_signs_.data() + r * D;
+        std::vector<uint32_t> neg;
+        size_t w = b0;
+        for (size_t q = b0; q < b1; ++q) {
+          if (sg[q] > 0.f)
+            ix[w++] = ix[q];
+          else
+            neg.push_back(ix[q]);
+        }
+        seg_split_[r * dp + j] = uint32_t(w);
+        for (uint32_t v : neg) ix[w++] = v;
+        for (size_t q = b0; q < b1; ++q) sg[q] = q < seg_split_[r * dp + j] ? 1.f : -1.f;
+        b0 = b1;
+      }
     }
   }
-  if (c_.k_sim > 0 && c_.k_sim <= kMaxTableBits) {
+  if (c_.fill == FdeFill::Hamming && c_.k_sim > 0 && c_.k_sim <= kMaxTableBits) {
     // fill_dist_[bits * B + b] = Hamming distance between a token's bit string and the
     // bit string of bucket b (its Gray encoding b ^ (b >> 1)).
     const size_t B = buckets();
@@ -142,6 +195,14 @@ FdeEncoder::FdeEncoder(const FdeConfig& config) : c_(config) {
     for (size_t v = 0; v < B; ++v)
       for (size_t b = 0; b < B; ++b)
         fill_dist_[v * B + b] = int32_t(popcount32(uint32_t(v) ^ uint32_t(b ^ (b >> 1))));
+  }
+  if (c_.fill == FdeFill::Margin && c_.k_sim > 0 && c_.k_sim <= kMaxTableBits) {
+    // margin_signs_[i * B + b] = +1 where bucket b's bit string has hyperplane i's bit.
+    const size_t B = buckets();
+    margin_signs_.resize(K * B);
+    for (size_t i = 0; i < K; ++i)
+      for (size_t b = 0; b < B; ++b)
+        margin_signs_[i * B + b] = (((b ^ (b >> 1)) >> (K - 1 - i)) & 1) != 0 ? 1.f : -1.f;
   }
   if (c_.final_dim > 0) {
     const size_t B = block_dim();
@@ -186,6 +247,81 @@ void FdeEncoder::encode(const float* tokens, const int64_t* offsets, size_t n, b
       threads);
 }
 
+template <class Fill>
+void FdeEncoder::margin_fill(const float* sim, size_t H, size_t n, const uint32_t* count,
+                             std::vector<float>& mt, std::vector<uint32_t>& whov,
+                             Fill&& fill) const {
+  // m_b(t) = s_b0 * S_t0 + s_b1 * S_t1 + ... (float, added in this order; the products
+  // by +-1 are exact, so the numpy reference in tests/test_multivector.py gets the same
+  // bits), kept per bucket as the running maximum over the tokens in order, strictly
+  // greater replacing (the first token wins ties). Token-outer and bucket-inner, so the
+  // inner loops run over contiguous buckets and vectorise (local arrays up to 64
+  // buckets, the sign table's range).
+  const size_t ks = size_t(c_.k_sim), B = buckets();
+  if (!margin_signs_.empty()) {
+    // The running maximum compares int32 keys (order-preserving images of the floats,
+    // -0 folded into +0 so that they tie as floats do): integer selects vectorise where
+    // the float compare-and-select of two arrays did not (gcc 12, SSE2 baseline).
+    float m[64];
+    int32_t key[64], best[64], who[64];
+    for (size_t t = 0; t < n; ++t) {
+      const float* S = sim + t * H;
+      const float* sg = margin_signs_.data();
+      const float s0 = S[0];
+      for (size_t b = 0; b < B; ++b) m[b] = sg[b] * s0;
+      for (size_t i = 1; i < ks; ++i) {
+        sg += B;
+        const float v = S[i];
+        for (size_t b = 0; b < B; ++b) m[b] = m[b] + sg[b] * v;
+      }
+      for (size_t b = 0; b < B; ++b) {
+        int32_t u;
+        const float z = m[b] + 0.f;
+        std::memcpy(&u, &z, sizeof u);
+        key[b] = u ^ ((u >> 31) & 0x7fffffff);
+      }
+      const int32_t tt = int32_t(t);
+      if (t == 0) {
+        for (size_t b = 0; b < B; ++b) {
+          best[b] = key[b];
+          who[b] = 0;
+        }
+        continue;
+      }
+      for (size_t b = 0; b < B; ++b) {  // branch-free: vectorises
+        const bool better = key[b] > best[b];
+        best[b] = better ? key[b] : best[b];
+        who[b] = better ? tt : who[b];
+      }
+    }
+    for (size_t b = 0; b < B; ++b)
+      if (count[b] == 0) fill(b, size_t(who[b]));
+    return;
+  }
+  // More than 64 buckets: signs on the fly, same order and tie rule.
+  mt.resize(2 * B);
+  float* m = mt.data();
+  float* best = m + B;
+  whov.resize(B);
+  uint32_t* who = whov.data();
+  for (size_t t = 0; t < n; ++t) {
+    const float* S = sim + t * H;
+    for (size_t b = 0; b < B; ++b) {
+      const size_t gb = b ^ (b >> 1);
+      float v = ((gb >> (ks - 1)) & 1) != 0 ? S[0] : -S[0];
+      for (size_t i = 1; i < ks; ++i) v = v + (((gb >> (ks - 1 - i)) & 1) != 0 ? S[i] : -S[i]);
+      m[b] = v;
+    }
+    for (size_t b = 0; b < B; ++b)
+      if (t == 0 || m[b] > best[b]) {
+        best[b] = m[b];
+        who[b] = uint32_t(t);
+      }
+  }
+  for (size_t b = 0; b < B; ++b)
+    if (count[b] == 0) fill(b, who[b]);
+}
+
 void FdeEncoder::encode_chunk(const simd::KernelTable& K, const float* tokens,
                               const int64_t* offsets, size_t s0, size_t s1, bool queries,
                               float* out) const {
@@ -194,12 +330,14 @@ void FdeEncoder::encode_chunk(const simd::KernelTable& K, const float* tokens,
   const size_t t0 = size_t(offsets[s0]), T = size_t(offsets[s1]) - t0;
   const float* x = tokens + t0 * D;
   const bool identity = c_.d_proj == 0;
+  const bool filling = !queries && c_.fill_empty && ks > 0;
+  const bool margin = filling && c_.fill == FdeFill::Margin;
 
   // Per-thread scratch, reused across chunks (pool threads are persistent); one TLS
   // lookup per chunk.
   struct Scratch {
-    std::vector<float> panels, score, psi_panel, psi;
-    std::vector<uint32_t> bits, bucket, count, rep_bits;
+    std::vector<float> panels, score, psi_panel, psi, sim, fde, mt;
+    std::vector<uint32_t> bits, bucket, count, rep_bits, who;
     std::vector<int32_t> best_d, best_t;
   };
   thread_local Scratch tls;
@@ -208,6 +346,7 @@ void FdeEncoder::encode_chunk(const simd::KernelTable& K, const float* tokens,
   auto& score = sc.score;
   auto& psi_panel = sc.psi_panel;
   auto& psi = sc.psi;
+  auto& sim = sc.sim;
   auto& bits = sc.bits;
   auto& bucket = sc.bucket;
   auto& rep_bits = sc.rep_bits;
@@ -223,15 +362,23 @@ void FdeEncoder::encode_chunk(const simd::KernelTable& K, const float* tokens,
 
   // 1. SimHash bits and buckets, [token][rep]: H hyperplanes x P tokens per panel. The
   // bits of a repetition are built token-parallel (contiguous, vectorisable), then
-  // Gray-decoded with the prefix-xor identity.
-  bits.assign(T * R, 0);
-  bucket.assign(T * R, 0);
-  if (H > 0) {
+  // Gray-decoded with the prefix-xor identity. Margin filling keeps the raw scores,
+  // token-major (sim[t * H + h]).
+  bits.resize(T * R);
+  bucket.resize(T * R);
+  if (H == 0) {
+    std::fill(bits.begin(), bits.end(), 0u);
+    std::fill(bucket.begin(), bucket.end(), 0u);
+  } else {
     score.resize(H * P);
     rep_bits.resize(P);
+    if (margin) sim.resize(T * H);
     for (size_t s = 0; s < np; ++s) {
       K.dot_f32_panel(g_.data(), H, D, panels.data() + s * P * D, score.data(), P);
       const size_t m = std::min(P, T - s * P);
+      if (margin)
+        for (size_t h = 0; h < H; ++h)
+          for (size_t c = 0; c < m; ++c) sim[(s * P + c) * H + h] = score[h * P + c];
       for (size_t r = 0; r < R; ++r) {
         uint32_t* v = rep_bits.data();
         std::fill(v, v + m, 0u);
@@ -254,16 +401,20 @@ void FdeEncoder::encode_chunk(const simd::KernelTable& K, const float* tokens,
   }
 
   // 2. AMS sketch per panel (output-coordinate major), then token-major psi[t][r][j].
+  // Column blocks of 16 tokens go through every repetition while they sit in L1 (every
+  // level's SIMD width divides 16); a panel that is not a multiple of 16 goes whole.
   if (!identity) {
     psi_panel.resize(RD * P);
     psi.resize(T * RD);
+    const size_t cw = P % 16 == 0 ? 16 : P;
     for (size_t s = 0; s < np; ++s) {
-      for (size_t r = 0; r < R; ++r)
-        K.signed_segment_sum(panels.data() + s * P * D, P, P, seg_idx_.data() + r * D,
-                             seg_signs_.data() + r * D, seg_end_.data() + r * dp, dp,
-                             psi_panel.data() + r * dp * P);
-      // Transpose in tiles of 16 output coordinates (both sides stay in L1).
       const size_t m = std::min(P, T - s * P);
+      const float* panel = panels.data() + s * P * D;
+      for (size_t c0 = 0; c0 < m; c0 += cw)
+        for (size_t r = 0; r < R; ++r)
+          K.segment_sum_pm(panel + c0, P, cw, seg_idx_.data() + r * D, seg_split_.data() + r * dp,
+                           seg_end_.data() + r * dp, dp, psi_panel.data() + r * dp * P + c0);
+      // Transpose in tiles of 16 output coordinates (both sides stay in L1).
       for (size_t o0 = 0; o0 < RD; o0 += 16) {
         const size_t o1 = std::min(RD, o0 + 16);
         for (size_t c = 0; c < m; ++c)
@@ -278,15 +429,19 @@ void FdeEncoder::encode_chunk(const simd::KernelTable& K, const float* tokens,
   // 3. Per cloud: bucket sums (queries) or means (documents), filling, final sketch.
   const size_t block = block_dim(), odim = output_dim();
   const bool final_proj = c_.final_dim > 0;
-  std::vector<float> fde(final_proj ? block : 0);
+  // Every encoding is built in an L2-resident scratch row and then written out once
+  // (stream_out): a plain fill-then-add on `out` read each output line from memory
+  // before writing it, which was 10-15 % of the encoding time.
+  auto& fde = sc.fde;
+  fde.resize(block);
   count.resize(R * B);
-  if (!fill_dist_.empty()) {
+  if (filling && !margin && !fill_dist_.empty()) {
     best_t.resize(B);
     best_d.resize(B);
   }
   for (size_t s = s0; s < s1; ++s) {
     const size_t a = size_t(offsets[s]) - t0, e = size_t(offsets[s + 1]) - t0;
-    float* row = final_proj ? fde.data() : out + s * odim;
+    float* row = fde.data();
     std::fill(row, row + block, 0.f);
     std::fill(count.begin(), count.end(), 0u);
     for (size_t t = a; t < e; ++t)
@@ -309,8 +464,16 @@ void FdeEncoder::encode_chunk(const simd::KernelTable& K, const float* tokens,
             for (size_t j = 0; j < dp; ++j) blk[j] *= inv;
           }
         }
-        if (!any_empty || !c_.fill_empty || ks == 0) continue;
-        // Nearest token (first on ties) to every bucket's bit string.
+        if (!any_empty || !filling) continue;
+        if (margin) {
+          margin_fill(sim.data() + a * H + r * ks, H, e - a, count.data() + r * B, sc.mt, sc.who,
+                      [&](size_t b, size_t t) {
+                        std::memcpy(row + (r * B + b) * dp, projected(a + t, r),
+                                    dp * sizeof(float));
+                      });
+          continue;
+        }
+        // Hamming: nearest token (first on ties) to every bucket's bit string.
         if (!fill_dist_.empty()) {
           std::fill(best_d.begin(), best_d.begin() + B, 255);
           int32_t* bd = best_d.data();
@@ -349,8 +512,11 @@ void FdeEncoder::encode_chunk(const simd::KernelTable& K, const float* tokens,
       float* o = out + s * odim;
       std::fill(o, o + odim, 0.f);
       for (size_t i = 0; i < block; ++i) o[final_rows_[i]] += final_signs_[i] * row[i];
+    } else {
+      stream_out(out + s * odim, row, block);
     }
   }
+  stream_fence();
 }
 
 }  // namespace annx

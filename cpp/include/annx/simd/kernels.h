@@ -146,6 +146,13 @@ struct KernelTable {
   /// rows at a time; scales applied once per level pair).
   void (*bebr_sdc_tile)(const float* const* qs, size_t nq, const void* x, size_t n, size_t stride,
                         size_t d, float* out, size_t out_stride);
+  /// signed_segment_sum with the signs given by order instead of values: segment j adds
+  /// the rows idx[seg_end[j-1] .. seg_split[j]) and subtracts idx[seg_split[j] ..
+  /// seg_end[j]) (sum of the added rows minus sum of the subtracted ones). No sign loads
+  /// or multiplies: two loads per vector add. len a multiple of 16.
+  void (*segment_sum_pm)(const float* src, size_t ld, size_t len, const uint32_t* idx,
+                         const uint32_t* seg_split, const uint32_t* seg_end, size_t nseg,
+                         float* dst);
 };
 
 /// The table of the active ISA (see isa.h). The reference is stable for the life of
