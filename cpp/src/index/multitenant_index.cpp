@@ -27,11 +27,13 @@ constexpr size_t kRouteBeam = 4;
 constexpr size_t kExactFactor = 1;
 constexpr size_t kBlock = 32;  // queries of one tenant scanned exactly together
 // A block scan pays per row once for all its queries (gather, pack) and per query for
-// its candidates: it beats per-query gather scans from about 8 queries and 32 KiB of
-// rows (GloVe l2: 200 rows), and stays cheaper than a walk per query up to kBlockFactor times the
-// size scanned exactly for one query (GloVe-100k l2 and MiniLM-50k, bench/annxbench/multitenant).
+// its candidates (L2: k + max(k, 8) re-scored, the bound checked). It beats per-query gather scans
+// from about 8 queries and 256 KiB of rows (1,311 rows at d = 50, 171 at d = 384; below
+// that the interleaved benchmark was a tie at best on GloVe's small tenants), and stays
+// cheaper than a walk per query up to kBlockFactor times the size scanned exactly for one
+// query (bench/annxbench/multitenant, GloVe-100k l2 and MiniLM-50k).
 constexpr size_t kMinBlockQueries = 8;
-constexpr size_t kMinBlockFloats = 8192;
+constexpr size_t kMinBlockFloats = size_t{64} << 10;
 constexpr size_t kBlockFactor = 4;
 
 simd::DistKind kind_of(Metric m) {
