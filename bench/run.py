@@ -57,6 +57,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from annxbench import datasets, families, report, timing  # noqa: E402
 from annxbench.adapters.base import Skip  # noqa: E402
+from annxbench.machine import cpu_model, git_commit  # noqa: E402
 
 DEFAULT_DATA = datasets.default_data_dir() / "minilm-100000-384-angular.hdf5"
 DEFAULT_FAMILIES = "flat,graph,ivf"
@@ -65,27 +66,6 @@ DEFAULT_FAMILIES = "flat,graph,ivf"
 def rss_mb() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
-
-
-def git_commit() -> str:
-    if os.environ.get("ANNX_BENCH_COMMIT"):  # a run from a copy of the tree
-        return os.environ["ANNX_BENCH_COMMIT"]
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, cwd=HERE)  # fmt: skip
-        return out.stdout.strip() or "?"
-    except OSError:
-        return "?"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def blas_limit(n: int) -> Any:

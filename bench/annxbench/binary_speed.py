@@ -20,7 +20,6 @@ import argparse
 import datetime
 import platform
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,8 +27,7 @@ from typing import Any
 import numpy as np
 
 from annxbench import datasets, timing
-
-HERE = Path(__file__).resolve().parents[1]  # bench/
+from annxbench.machine import cpu_model, git_commit
 
 ONE_POINT = ["Flat", "Flat,BIN", "Flat,BEBR2", "Flat,BEBR4", "hamming BIN", "faiss IndexBinaryFlat"]
 REFINE = {
@@ -122,8 +120,8 @@ def main(argv: list[str] | None = None) -> None:
         f"# Binary-code scans on {Path(args.data).name}",
         "",
         f"Date {datetime.date.today()}, annx {annx.__version__} "
-        f"(commit {_commit()}), ISA {annx.get_isa()}, {platform.processor() or platform.machine()}"
-        f" ({_cpu()}); {len(ds.train):,} x {ds.d}, {len(ds.test)} queries, k = {args.k}, "
+        f"(commit {git_commit()}), ISA {annx.get_isa()}, {platform.machine()}"
+        f" ({cpu_model()}); {len(ds.train):,} x {ds.d}, {len(ds.test)} queries, k = {args.k}, "
         f"{args.threads} search thread(s), median of {args.repeats} repeats per point. "
         "**The machine was shared with other jobs (2 cores, load average about 8) while this "
         "ran: absolute q/s are low and noisy; the ratios compare searches run back to back "
@@ -176,25 +174,6 @@ def main(argv: list[str] | None = None) -> None:
     print(text)
     if args.out:
         Path(args.out).write_text(text)
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE
-        ).stdout.strip()
-    except OSError:
-        return "?"
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "?"
 
 
 if __name__ == "__main__":

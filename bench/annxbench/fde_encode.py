@@ -31,7 +31,6 @@ import argparse
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,28 +38,12 @@ from typing import Any
 
 import numpy as np
 
+from annxbench import datasets
+from annxbench.machine import cpu_model, git_commit
+
 HERE = Path(__file__).resolve().parent
 LENGTHS = (1, 2, 3, 5, 8, 16, 32)
 CANDIDATES = (25, 50, 100, 150, 200, 250, 500)
-
-
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, cwd=HERE)  # fmt: skip
-        return out.stdout.strip() or "?"
-    except OSError:
-        return "?"
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def query_sets(qv: np.ndarray, qo: np.ndarray, length: int) -> list[np.ndarray]:
@@ -203,10 +186,10 @@ def markdown(ds: Any, enc: list[dict[str, Any]], rec: dict[str, Any], cmd: str) 
     lines = [
         f"# MUVERA FDE: encoding speed and candidate recall by query length ({ds.name})",
         "",
-        f"- Command: `{cmd}` (code at commit {_git_commit()}; annx {annx.__version__}, ISA "
+        f"- Command: `{cmd}` (code at commit {git_commit()}; annx {annx.__version__}, ISA "
         f"{annx._core.active_isa()}; muvera-python {mver}; Python {platform.python_version()}; "
         f"numpy {np.__version__}).",
-        f"- Machine: {_cpu()}, {os.cpu_count()} logical CPUs. **Shared and noisy**: other "
+        f"- Machine: {cpu_model()}, {os.cpu_count()} logical CPUs. **Shared and noisy**: other "
         "agents were compiling and benchmarking on the same 2 cores (load average 5-12), so "
         "wall times jump; the ratios use process CPU time, which leaves out other processes' "
         "time but not their effect on caches.",
@@ -268,9 +251,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-recall", action="store_true")
     ap.add_argument("--skip-encoding", action="store_true")
     args = ap.parse_args(argv)
-    sys.path.insert(0, str(HERE.parent))
-    from annxbench import datasets
-
     path = Path(args.data) if args.data else (
         datasets.default_data_dir() / "minilm-mv-5000-384-chamfer.hdf5")  # fmt: skip
     ds = datasets.load(path)
