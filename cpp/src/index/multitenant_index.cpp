@@ -58,22 +58,6 @@ std::vector<float> MultiTenantIndex::squared_norms(const float* x, size_t n, siz
 
 namespace {
 
-// Rows slots[0..n) of `base` (d floats each), n <= P, packed column-major into one panel
-// of P rows as the kernels' pack_f32_panel lays it out (zero rows n..P): the gather and
-// the pack in one pass, in tiles of 16 dimensions so each row's bytes are read once.
-void pack_panel_gathered(const float* base, const uint32_t* slots, size_t n, size_t d, size_t P,
-                         float* panel) {
-  for (size_t k0 = 0; k0 < d; k0 += 16) {
-    const size_t k1 = std::min(d, k0 + 16);
-    for (size_t r = 0; r < n; ++r) {
-      const float* row = base + size_t(slots[r]) * d;
-      for (size_t k = k0; k < k1; ++k) panel[k * P + r] = row[k];
-    }
-    for (size_t k = k0; k < k1; ++k)
-      for (size_t r = n; r < P; ++r) panel[k * P + r] = 0.f;
-  }
-}
-
 // Pushes the scores v[0..n) that pass top's threshold, as (v[i], id_of(i)). Selected in
 // slices so that the threshold tightens early: a scan's first rows would otherwise all
 // pass the initial infinite threshold, and a reservoir that takes them all keeps
@@ -100,7 +84,7 @@ struct MultiTenantIndex::Scratch {
   std::vector<uint32_t> sel = std::vector<uint32_t>(kChunk), rows, bounds, pending;
   std::vector<Item> heap;
   std::vector<idx_t> cand_ids;
-  std::vector<float> panel, qblock, tile;
+  std::vector<float> strip, panel, qblock, tile;  // scan_block
   // Exact scans push few rows once the threshold is set: a heap (TopK). The walk's SQ8
   // candidate list takes many: a reservoir.
   TopK top{1};
@@ -839,7 +823,7 @@ void MultiTenantIndex::search_one(const float* q, size_t k, const Tenant& t, siz
 void MultiTenantIndex::scan_block(const float* qs, const uint32_t* qidx, size_t nb, const Tenant& t,
                                   Scratch& s, std::vector<TopK>& tops) const {
   // Several queries of one tenant scanned exactly: the tenant's rows are gathered once per
-  // chunk into cache-resident packed panels, and the panel kernel scores every query of
+  // chunk and packed into cache-resident panels, and the panel kernel scores every query of
   // the block against them.
   //
   // L2 ranks by |x|^2 - 2<q,x>, which cancels for data far from the origin (as in Flat's
@@ -860,6 +844,7 @@ void MultiTenantIndex::scan_block(const float* qs, const uint32_t* qidx, size_t 
                                    std::clamp<size_t>((size_t{256} << 10) / (d * sizeof(float) * P),
                                                       1, 1024 / P + 1));
   s.panel.resize(rows * d);
+  s.strip.resize(P * d);
   s.qblock.resize(nb * d);
   if (s.tile.size() < nb * rows) s.tile.resize(nb * rows);
   if (s.sel.size() < rows) s.sel.resize(rows);
@@ -877,8 +862,12 @@ void MultiTenantIndex::scan_block(const float* qs, const uint32_t* qidx, size_t 
     if (l2)
       for (size_t r = 0; r < cnt; ++r) s.buf[r] = norms2_[t.slot[off + r]];
     for (size_t r0 = 0; r0 < cnt; r0 += P) {
-      pack_panel_gathered(vectors_.data(), t.slot.data() + off + r0, std::min(P, cnt - r0), d, P,
-                          s.panel.data() + r0 * d);
+      // Gather a strip (L1-resident), then the kernel's pack (register transposes).
+      const size_t nr = std::min(P, cnt - r0);
+      for (size_t r = 0; r < nr; ++r)
+        std::memcpy(s.strip.data() + r * d, vectors_.data() + size_t(t.slot[off + r0 + r]) * d,
+                    d * sizeof(float));
+      K.pack_f32_panel(s.strip.data(), nr, d, s.panel.data() + r0 * d);
       K.dot_f32_panel(s.qblock.data(), nb, d, s.panel.data() + r0 * d, s.tile.data() + r0, rows);
     }
     for (size_t j = 0; j < nb; ++j) {
@@ -898,29 +887,20 @@ void MultiTenantIndex::scan_block(const float* qs, const uint32_t* qidx, size_t 
   const int l2_kind = int(simd::DistKind::L2_F32);
   s.cs.resize(std::max(s.cs.size(), kc));
   s.cand_ids.resize(std::max(s.cand_ids.size(), kc));
-  std::vector<std::pair<float, idx_t>> exact;
   for (size_t j = 0; j < nb; ++j) {
     const float* q = s.qblock.data() + j * d;
     const bool complete = cand[j].size() < kc;  // every row is a candidate
     cand[j].drain_sorted(s.cs.data(), s.cand_ids.data());
     const float worst_kept = s.cs[kc - 1];
-    exact.clear();
     for (size_t c = 0; c < kc && s.cand_ids[c] >= 0; ++c) {
       const uint32_t slot = t.slot[size_t(s.cand_ids[c])];
-      exact.emplace_back(K.one[l2_kind](q, vectors_.data() + size_t(slot) * d, d, nullptr),
-                         idmap_.id(slot));
+      tops[j].push(K.one[l2_kind](q, vectors_.data() + size_t(slot) * d, d, nullptr),
+                   idmap_.id(slot));
     }
-    const size_t kk = std::min(k, exact.size());
-    std::partial_sort(exact.begin(), exact.begin() + kk, exact.end());
-    bool proven = complete;
-    if (!proven) {
-      const float qn = K.one[ip_kind](q, q, d, nullptr);
-      proven = blocked_l2_proven(exact[kk - 1].first, worst_kept, qn,
-                                 blocked_l2_error_bound(d, max_norm2, qn));
-    }
-    if (proven) {
-      for (size_t c = 0; c < kk; ++c) tops[j].push(exact[c].first, exact[c].second);
-    } else {
+    if (complete) continue;
+    const float qn = K.one[ip_kind](q, q, d, nullptr);
+    if (!blocked_l2_proven(tops[j].threshold(), worst_kept, qn,
+                           blocked_l2_error_bound(d, max_norm2, qn))) {
       s.top = TopK(k);
       scan(q, t.slot.data(), m, s);
       tops[j] = std::move(s.top);
