@@ -26,14 +26,17 @@ constexpr float kCosRadiusWeight = 0.2f;  // |q| = 1 (minilm: 0.861 -> 0.875 at 
 constexpr size_t kRouteBeam = 4;
 constexpr size_t kExactFactor = 1;
 constexpr size_t kBlock = 32;  // queries of one tenant scanned exactly together
-// A block scan pays per row once for all its queries (gather, pack) and per query for
-// its candidates (L2: k + max(k, 8) re-scored, the bound checked). It beats per-query gather scans
-// from about 8 queries and 256 KiB of rows (1,311 rows at d = 50, 171 at d = 384; below
-// that the interleaved benchmark was a tie at best on GloVe's small tenants), and stays
-// cheaper than a walk per query up to kBlockFactor times the size scanned exactly for one
-// query (bench/annxbench/multitenant, GloVe-100k l2 and MiniLM-50k).
+// A block scan pays per row once for all its queries (gather, pack) and, for L2, per
+// query for its candidates (k + max(k, 8) re-scored, the bound checked). With at least 8
+// queries it beats per-query gather scans from 256 KiB of rows for L2 (1,311 rows at
+// d = 50; below that it was behind on GloVe's small tenants) and from 16 KiB for inner
+// products and cosine, which have no candidate step (82 rows at d = 50, 11 at d = 384).
+// It stays cheaper than a walk per query up to kBlockFactor times the size scanned
+// exactly for one query. Measured with bench/annxbench/multitenant on GloVe-100k l2 and
+// dot, GloVe-50k and MiniLM-50k.
 constexpr size_t kMinBlockQueries = 8;
-constexpr size_t kMinBlockFloats = size_t{64} << 10;
+constexpr size_t kMinBlockFloats = size_t{64} << 10;  // L2
+constexpr size_t kMinBlockFloatsIp = 4096;            // ip, cos
 constexpr size_t kBlockFactor = 4;
 
 simd::DistKind kind_of(Metric m) {
@@ -933,7 +936,8 @@ void MultiTenantIndex::search(const float* q, size_t nq, size_t k, const int64_t
     const Tenant* t = find_tenant(tenants[order[b]]);
     const size_t m = t ? t->size() : 0;
     const bool block =
-        e - b >= kMinBlockQueries && m * size_t(d_) >= kMinBlockFloats &&
+        e - b >= kMinBlockQueries &&
+        m * size_t(d_) >= (metric_ == Metric::L2 ? kMinBlockFloats : kMinBlockFloatsIp) &&
         m <= kBlockFactor * std::max(kExactFactor * budget, size_t(cfg_.exact_threshold));
     for (size_t i = b; i < e; i += block ? kBlock : 1)
       items.emplace_back(i, std::min(e, i + (block ? kBlock : 1)));
