@@ -38,6 +38,19 @@ def codec(levels: int, adc: bool = False) -> str:
     return name + ("_adc" if adc else "")
 
 
+def adc_query(q: np.ndarray, bits: int = 6) -> np.ndarray:
+    """The query an ADC scan scores (float64): each row quantized uniformly to `bits`
+    bits over its own [min, max], in the codec's float32 arithmetic."""
+    q = q.astype(np.float32)
+    top = np.float32(2**bits - 1)
+    lo = q.min(1, keepdims=True)
+    step = (q.max(1, keepdims=True) - lo) / top
+    with np.errstate(invalid="ignore", divide="ignore"):
+        u = np.where(step > 0, np.clip(np.rint((q - lo) / step), 0, top), 0).astype(np.float64)
+    centre = (lo + step * np.float32(0.5 * top)).astype(np.float64)  # the constant level
+    return centre + step.astype(np.float64) * (u - 0.5 * float(top))
+
+
 def reconstructions(x: np.ndarray, levels: int) -> np.ndarray:
     idx = annx.index_factory(x.shape[1], "Flat," + codec(levels), metric="ip")
     idx.add(x)
@@ -68,7 +81,8 @@ def test_error_decreases_with_each_level():
 @pytest.mark.parametrize("levels", [1, 2, 3])
 @pytest.mark.parametrize("adc", [False, True])
 def test_scores_equal_reconstruction_arithmetic(metric, levels, adc):
-    """SDC: exact inner products of both reconstructions; ADC: float query vs x^."""
+    """SDC: exact inner products of both reconstructions; ADC: the 6-bit query vs x^
+    (norms of the float query)."""
     x = make_clustered(300, 70, seed=4)
     q = make_clustered(20, 70, seed=5)
     if metric == "cos":
@@ -76,7 +90,7 @@ def test_scores_equal_reconstruction_arithmetic(metric, levels, adc):
         q = q / np.linalg.norm(q, axis=1, keepdims=True)
     xr = reconstructions(x, levels).astype(np.float64)
     qr = q.astype(np.float64) if adc else reconstructions(q, levels).astype(np.float64)
-    dots = qr @ xr.T
+    dots = (adc_query(q) if adc else qr) @ xr.T
     if metric == "ip":
         want = dots
     elif metric == "l2":
@@ -139,6 +153,44 @@ def test_recall_grows_with_levels():
         _, I = idx.search(q, 10)
         recalls.append(np.mean([len(set(gt[i]) & set(I[i])) / 10 for i in range(len(q))]))
     assert recalls[0] < recalls[1] < recalls[2], recalls
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip", "cos"])
+def test_adc_keeps_float_query_recall(metric):
+    """ADC quantizes the query to 6 bits per dimension: its recall@10 must stay within a
+    point of scoring the float query against the same codes (x^), and above SDC's, on
+    offset, anisotropic data (per-dimension scales spanning 30x)."""
+    rng = np.random.default_rng(21)
+    scales = np.geomspace(0.2, 6.0, 48)
+    x = (make_clustered(4000, 48, seed=22) * scales + 2.0).astype(np.float32)
+    q = (make_clustered(200, 48, seed=23) * scales + 2.0).astype(np.float32)
+    q += 0.1 * rng.standard_normal(q.shape).astype(np.float32)
+    _, gt = brute_force(x, q, 10, metric)
+
+    def recall(ids: np.ndarray) -> float:
+        return float(np.mean([len(set(gt[i]) & set(ids[i])) / 10 for i in range(len(q))]))
+
+    for L in (1, 2, 4):
+        want = _sdc_reference(q, x, L, metric)  # the symmetric scores
+        xr = reconstructions(x, L).astype(np.float64)
+        qf = q.astype(np.float64)
+        if metric == "cos":
+            qf = qf / np.linalg.norm(qf, axis=1, keepdims=True)
+        dots = qf @ xr.T
+        if metric == "l2":
+            float_score = (xr**2).sum(1)[None, :] - 2 * dots
+        elif metric == "cos":
+            float_score = -dots / np.linalg.norm(xr, axis=1)[None, :]
+        else:
+            float_score = -dots
+        float_ids = np.argsort(float_score, axis=1, kind="stable")[:, :10]
+        sdc_ids = np.argsort(want if metric == "l2" else -want, axis=1, kind="stable")[:, :10]
+        idx = annx.index_factory(48, "Flat," + codec(L, adc=True), metric=metric)
+        idx.add(x)
+        _, I = idx.search(q, 10)
+        r_adc, r_float, r_sdc = recall(I), recall(float_ids), recall(sdc_ids)
+        assert r_adc >= r_float - 0.01, (L, r_adc, r_float)
+        assert r_adc > r_sdc, (L, r_adc, r_sdc)
 
 
 @pytest.mark.parametrize(
@@ -222,14 +274,17 @@ def test_memory_and_specs():
         annx.index_factory(64, "BIN")
 
 
-# ---- Batched symmetric scans (KernelTable::bebr_sdc_tile) ---------------------------------
+# ---- Batched scans (KernelTable::bebr_sdc_tile) ---------------------------------
 
 
-def _sdc_reference(q: np.ndarray, x: np.ndarray, levels: int, metric: str) -> np.ndarray:
-    """float64 SDC scores from both reconstructions (what the kernel returns, unnegated)."""
-    qr = reconstructions(q, levels).astype(np.float64)
+def _sdc_reference(
+    q: np.ndarray, x: np.ndarray, levels: int, metric: str, adc: bool = False
+) -> np.ndarray:
+    """float64 scores from both reconstructions (SDC) or from the 6-bit query and the
+    float query's norm (ADC): what the kernel returns, unnegated."""
+    qr = (q if adc else reconstructions(q, levels)).astype(np.float64)
     xr = reconstructions(x, levels).astype(np.float64)
-    dots = qr @ xr.T
+    dots = (adc_query(q) if adc else qr) @ xr.T
     qn, xn = (qr**2).sum(1)[:, None], (xr**2).sum(1)[None, :]
     if metric == "ip":
         return dots
@@ -249,17 +304,18 @@ def _sdc_reference(q: np.ndarray, x: np.ndarray, levels: int, metric: str) -> np
     tile=st.integers(1, 5),
     seed=st.integers(0, 2**16),
     offset=st.sampled_from([0.0, 3.0]),
+    adc=st.booleans(),
 )
-def test_sdc_tile_kernel_bit_identical_on_every_isa(d, levels, metric, nq, n, tile, seed, offset):
+def test_tile_kernel_bit_identical_on_every_isa(d, levels, metric, nq, n, tile, seed, offset, adc):
     """The batched kernel equals the one-query kernel bit for bit on every ISA level, and
-    both match the float64 reference of the symmetric score."""
+    both match the float64 reference of the symmetric or asymmetric score."""
     rng = np.random.default_rng(seed)
     x = (rng.standard_normal((n, d)) + offset).astype(np.float32)
     q = (rng.standard_normal((nq, d)) + offset).astype(np.float32)
     if seed % 5 == 0:
         x[: n // 2] = x[0]  # duplicates
-    name = codec(levels)
-    want = _sdc_reference(q, x, levels, metric if metric != "cosine" else "cos")
+    name = codec(levels, adc)
+    want = _sdc_reference(q, x, levels, metric if metric != "cosine" else "cos", adc)
     before = annx.get_isa()
     try:
         for isa in annx.available_isas():
@@ -282,11 +338,15 @@ def test_sdc_tile_kernel_bit_identical_on_every_isa(d, levels, metric, nq, n, ti
         ("Flat,BEBR4", {}),
         ("Flat,BEBR2,Refine(F32)", {"rerank": 30}),
         ("Flat,BIN,Refine(F32)", {"rerank": 40}),
+        ("Flat,BIN_adc", {}),
+        ("Flat,BEBR2_adc", {}),
+        ("Flat,BEBR3_adc", {}),
+        ("Flat,BEBR4_adc,Refine(F32)", {"rerank": 30}),
     ],
 )
 @pytest.mark.parametrize("metric", ["l2", "cos"])
 def test_batched_search_equals_one_query_search(spec, params, metric):
-    """Flat over symmetric binary codes answers a batch (the tiled scan) exactly as it
+    """Flat over binary codes answers a batch (the tiled scan) exactly as it
     answers each query alone (the one-query scan): d not a multiple of 64, k edge cases,
     duplicated rows (ties broken by id)."""
     x = mixture(700, 97, seed=11)
@@ -330,7 +390,7 @@ def test_sdc_tile_kernel_long_codes(d):
     try:
         for isa in annx.available_isas():
             annx.set_isa(isa)
-            for name in ("BIN", "BEBR2", "BEBR3"):
+            for name in ("BIN", "BEBR2", "BEBR3", "BIN_adc", "BEBR4_adc"):
                 one = annx._core.kernel_bebr_sdc(name, "l2", q, x, False)
                 tiled = annx._core.kernel_bebr_sdc(name, "l2", q, x, True, tile=2)
                 np.testing.assert_array_equal(tiled, one, err_msg=f"{isa} {name}")

@@ -175,43 +175,59 @@ void test_float_kinds(const KernelTable& ref, const KernelTable& t) {
   }
 }
 
-/// BIN / BEBR<L> codes (layout in bebr_body-inl.h): random scales, norms and bits.
+/// BIN / BEBR<L> codes (layout in bebr_body-inl.h): random scales, norms and bits; the
+/// symmetric query is a code of L levels, the asymmetric one a code of
+/// kBebrAdcQueryBits + 1 levels (signed scales, as VectorCodec::prepare writes them).
 void test_bebr(const KernelTable& ref, const KernelTable& t) {
   const size_t dims[] = {1, 7, 63, 64, 65, 128, 200, 256, 384, 511, 512, 513, 1000};
+  const size_t LQa = static_cast<size_t>(annx::simd::kBebrAdcQueryBits) + 1;
   for (size_t L : {size_t{1}, size_t{2}, size_t{3}, size_t{4}})
     for (size_t d : dims)
       for (int metric = 0; metric < 3; ++metric) {
         g_ctx = std::string(annx::simd::isa_name(t.isa)) + " bebr L=" + std::to_string(L) +
                 " d=" + std::to_string(d) + " metric=" + std::to_string(metric);
-        const size_t W = (d + 63) / 64, H = ((L + 1) * 4 + 7) / 8 * 8, cs = H + 8 * L * W;
+        const size_t W = (d + 63) / 64;
+        auto header = [](size_t levels) { return ((levels + 1) * 4 + 7) / 8 * 8; };
+        auto bytes = [&](size_t levels) { return header(levels) + 8 * levels * W; };
+        const size_t cs = bytes(L);
         constexpr size_t n = 7;
-        auto fill_code = [&](uint8_t* c) {
-          std::memset(c, 0, cs);
+        auto fill_code = [&](uint8_t* c, size_t levels, bool signed_scales) {
+          std::memset(c, 0, bytes(levels));
           float a[8];
-          for (size_t l = 0; l < L; ++l) a[l] = 0.1f + static_cast<float>(urand(100)) / 100.f;
+          for (size_t l = 0; l < levels; ++l) {
+            a[l] = 0.1f + static_cast<float>(urand(100)) / 100.f;
+            if (signed_scales && (g_rng() & 1)) a[l] = -a[l];
+          }
           const float n2 = 1.f + static_cast<float>(urand(1000));
-          std::memcpy(c, a, 4 * L);
-          std::memcpy(c + 4 * L, &n2, 4);
-          for (size_t l = 0; l < L; ++l)
+          std::memcpy(c, a, 4 * levels);
+          std::memcpy(c + 4 * levels, &n2, 4);
+          for (size_t l = 0; l < levels; ++l)
             for (size_t i = 0; i < d; ++i)
-              if (g_rng() & 1) c[H + 8 * l * W + i / 8] |= static_cast<uint8_t>(1u << (i % 8));
+              if (g_rng() & 1)
+                c[header(levels) + 8 * l * W + i / 8] |= static_cast<uint8_t>(1u << (i % 8));
         };
         std::vector<uint8_t> codes(cs * n);
-        for (size_t r = 0; r < n; ++r) fill_code(codes.data() + r * cs);
-        // SDC query: header + own code; ADC query: header + ceil(d/8) byte tables.
-        const size_t nb = (d + 7) / 8;
-        std::vector<float> qs(4 + (cs + 3) / 4), qa(4 + 256 * nb);
+        for (size_t r = 0; r < n; ++r) fill_code(codes.data() + r * cs, L, false);
+        // Header (levels, metric, squared norm, query levels), then the query's code.
+        std::vector<float> qs(4 + (bytes(L) + 3) / 4), qa(4 + (bytes(LQa) + 3) / 4);
         qs[0] = qa[0] = static_cast<float>(L);
         qs[1] = qa[1] = static_cast<float>(metric);
         qs[2] = qa[2] = 2.f + static_cast<float>(urand(100));
-        float qsum = 0.f;
-        for (size_t j = 0; j < nb; ++j)
-          for (size_t v = 0; v < 256; ++v) {
-            qa[4 + 256 * j + v] = normal();
-            if (v == 255) qsum += qa[4 + 256 * j + v];
+        qs[3] = static_cast<float>(L);
+        qa[3] = static_cast<float>(LQa);
+        fill_code(reinterpret_cast<uint8_t*>(qs.data() + 4), L, false);
+        fill_code(reinterpret_cast<uint8_t*>(qa.data() + 4), LQa, true);
+        // ADC level 0 is the constant: no bits set; level 1 + b has scale half 2^b.
+        {
+          auto* c = reinterpret_cast<uint8_t*>(qa.data() + 4);
+          std::memset(c + header(LQa), 0, 8 * W);
+          float half;
+          std::memcpy(&half, c + 4, 4);
+          for (size_t b = 1; b < LQa; ++b) {
+            const float sc = half * static_cast<float>(1u << (b - 1));
+            std::memcpy(c + 4 * b, &sc, 4);
           }
-        qa[3] = qsum;
-        fill_code(reinterpret_cast<uint8_t*>(qs.data() + 4));
+        }
         for (const auto* q : {&qs, &qa}) {
           const int ki = static_cast<int>(q == &qs ? DistKind::BEBR_SDC : DistKind::BEBR_ADC);
           float want[n], got[n];
@@ -231,6 +247,13 @@ void test_bebr(const KernelTable& ref, const KernelTable& t) {
           const float w1 = ref.one[ki](q->data(), codes.data() + cs, d, nullptr);
           CHECK(close(t.one[ki](q->data(), codes.data() + cs, d, nullptr), w1,
                       std::fabs(double{w1}) + 1.0));
+          // The tile kernel: the same bits as the one-query kernel of the same level.
+          const float* qp[2] = {q->data(), q->data()};
+          float tiled[2 * n];
+          t.bebr_sdc_tile(qp, 2, codes.data(), n, cs, d, tiled, n);
+          ok = true;
+          for (size_t r = 0; r < n; ++r) ok = ok && tiled[r] == got[r] && tiled[n + r] == got[r];
+          CHECK(ok);
         }
       }
 }

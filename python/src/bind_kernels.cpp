@@ -419,8 +419,9 @@ void bind_kernels(py::module_& m) {
       },
       py::arg("op"), py::arg("x"));
 
-  // Binary codecs' symmetric scores through the batched tile kernel or the one-query
-  // kernel (tests compare both with each other and with a float64 reference).
+  // Binary codecs' scores (symmetric, or asymmetric for the *_adc codecs) through the
+  // batched tile kernel or the one-query kernel (tests compare both with each other and
+  // with a float64 reference).
   m.def(
       "kernel_bebr_sdc",
       [](const std::string& codec, const std::string& metric, const CArray<float>& q,
@@ -428,8 +429,8 @@ void bind_kernels(py::module_& m) {
         CodecKind kind = CodecKind::F32;
         for (CodecKind c : all_codec_kinds())
           if (codec == codec_name(c)) kind = c;
-        ANNX_CHECK(InvalidArgument, binary_levels(kind) > 0 && !binary_adc(kind),
-                   "kernel_bebr_sdc: '", codec, "' is not a symmetric binary codec");
+        ANNX_CHECK(InvalidArgument, binary_levels(kind) > 0, "kernel_bebr_sdc: '", codec,
+                   "' is not a binary codec");
         ANNX_CHECK(InvalidArgument, q.ndim() == 2 && x.ndim() == 2 && q.shape(1) == x.shape(1),
                    "kernel_bebr_sdc: q and x must be 2-D with the same number of columns");
         const size_t nq = static_cast<size_t>(q.shape(0)), n = static_cast<size_t>(x.shape(0));
@@ -458,8 +459,7 @@ void bind_kernels(py::module_& m) {
                               o + a * n, n);
           } else {
             for (size_t i = 0; i < nq; ++i)
-              K.many[static_cast<int>(DistKind::BEBR_SDC)](qp[i], codes.data(), n, D, nullptr,
-                                                           o + i * n);
+              K.many[static_cast<int>(pq[i].kind)](qp[i], codes.data(), n, D, nullptr, o + i * n);
           }
         }
         return out;

@@ -128,8 +128,7 @@ void FlatIndex::search_impl(const float* q, size_t nq, size_t k, const SearchPar
   const size_t n = allowed ? allowed->size() : count();
   if (!allowed && codec_.kind() == CodecKind::F32 && nq >= kBlockedMinQueries && n >= kBaseBlock) {
     search_blocked_f32(q, nq, k, threads, nq >= kPackedMinQueries, D, I);
-  } else if (!allowed && codec_.levels() > 0 && !binary_adc(codec_.kind()) &&
-             nq >= kBinaryMinQueries && n >= kBaseBlock) {
+  } else if (!allowed && codec_.levels() > 0 && nq >= kBinaryMinQueries && n >= kBaseBlock) {
     search_blocked_binary(q, nq, k, threads, D, I);
   } else if (nq < static_cast<size_t>(threads) && n >= 2 * kIntraQueryBlock) {
     search_intra_query(q, nq, k, threads, allowed, D, I);

@@ -711,7 +711,7 @@ void IvfIndex::search_impl(const float* q, size_t nq, size_t k, const SearchPara
     return;
   }
   if (flat_pq() && !allowed && opt_.codec == IvfCodec::Vector && vcodec_.levels() > 0 &&
-      !binary_adc(vcodec_.kind()) && nq >= 2 && lists_.size() == 1) {
+      nq >= 2 && lists_.size() == 1) {
     // Flat,<BIN|BEBR<L>>,Refine: tiles of queries per pass over the one list
     // (scan_binary_tiles, the Flat scan), then each query's candidates are re-ranked.
     const List& L = lists_[0];

@@ -142,6 +142,33 @@ void unbinarize(const uint8_t* code, size_t d, size_t L, float* x) {
   }
 }
 
+/// An ADC query as a code of B + 1 sign levels (B = kBebrAdcQueryBits): u_i =
+/// round((q_i - lo) / step) in [0, 2^B), step = (hi - lo) / (2^B - 1), so q_i ~ lo + step
+/// u_i = c + sum_b (step 2^b / 2) (2 bit_b(u_i) - 1) with c = lo + step (2^B - 1) / 2.
+/// Level 0 is the constant: all bits 0 (sign -1) with scale -c; level 1 + b holds bit b
+/// with scale step 2^b / 2. The kernels then score it like any code (level pairs).
+void quantize_query_levels(const float* q, size_t d, uint8_t* code) {
+  constexpr size_t B = simd::kBebrAdcQueryBits, LQ = B + 1;
+  constexpr float top = static_cast<float>((1u << B) - 1);
+  const size_t W = binary_words(d), H = binary_header_bytes(LQ);
+  std::fill(code, code + H + 8 * LQ * W, uint8_t{0});
+  float lo = q[0], hi = q[0];
+  for (size_t i = 1; i < d; ++i) lo = std::min(lo, q[i]), hi = std::max(hi, q[i]);
+  const float step = (hi - lo) / top;  // 0 for a constant query: every u is 0
+  float scale[LQ];
+  scale[0] = -(lo + step * (0.5f * top));
+  for (size_t b = 0; b < B; ++b) scale[1 + b] = step * static_cast<float>(1u << b) * 0.5f;
+  std::memcpy(code, scale, sizeof scale);
+  if (step > 0.f) {
+    for (size_t i = 0; i < d; ++i) {
+      const float u = std::clamp(std::nearbyint((q[i] - lo) / step), 0.f, top);
+      const unsigned v = static_cast<unsigned>(u);
+      for (size_t b = 0; b < B; ++b)
+        if ((v >> b) & 1u) code[H + 8 * (1 + b) * W + i / 8] |= static_cast<uint8_t>(1u << (i % 8));
+    }
+  }
+}
+
 }  // namespace
 
 void VectorCodec::train(const float* x, size_t n) {
@@ -233,39 +260,27 @@ PreparedQuery VectorCodec::prepare(const float* q, Metric metric) const {
   p.negate = !l2;
   const size_t d = static_cast<size_t>(d_);
   if (const int L = levels()) {
-    // Header (see kernels/bebr_body-inl.h): levels, metric, squared norm, sum; then the
-    // query's own code (SDC) or the query (ADC).
+    // Header (see kernels/bebr_body-inl.h): levels, metric, squared norm, the query
+    // code's levels; then the query code: its own code (SDC) or its B-bit quantization
+    // written as B + 1 sign levels (ADC).
     const bool adc = binary_adc(kind_);
     p.kind = adc ? simd::DistKind::BEBR_ADC : simd::DistKind::BEBR_SDC;
     const float m = l2 ? 1.f : metric == Metric::Cosine ? 2.f : 0.f;
+    const size_t LQ = adc ? size_t{simd::kBebrAdcQueryBits} + 1 : size_t(L);
+    const size_t qbytes = binary_header_bytes(LQ) + 8 * LQ * binary_words(d);
+    p.q.assign(4 + (qbytes + 3) / 4, 0.f);
+    uint8_t* c = reinterpret_cast<uint8_t*>(p.q.data() + 4);
+    float qn2;
     if (adc) {
-      double n2 = 0, sum = 0;
-      for (size_t j = 0; j < d; ++j) {
-        n2 += double{q[j]} * q[j];
-        sum += q[j];
-      }
-      // Byte tables: lut[256 j + v] = sum of q over the set bits of v (dimensions 8j..).
-      const size_t nb = (d + 7) / 8;
-      p.q.assign(4 + 256 * nb, 0.f);
-      p.q[0] = float(L), p.q[1] = m, p.q[2] = float(n2), p.q[3] = float(sum);
-      float* lut = p.q.data() + 4;
-      for (size_t j = 0; j < nb; ++j) {
-        float* t = lut + 256 * j;
-        for (unsigned v = 1; v < 256; ++v) {
-          const unsigned low = static_cast<unsigned>(__builtin_ctz(v));
-          const size_t dim = 8 * j + low;
-          t[v] = t[v & (v - 1)] + (dim < d ? q[dim] : 0.f);
-        }
-      }
+      quantize_query_levels(q, d, c);
+      double n2 = 0;
+      for (size_t j = 0; j < d; ++j) n2 += double{q[j]} * q[j];
+      qn2 = static_cast<float>(n2);
     } else {
-      const size_t cs = code_size();
-      p.q.assign(4 + (cs + 3) / 4, 0.f);
-      uint8_t* c = reinterpret_cast<uint8_t*>(p.q.data() + 4);
       binarize(q, d, size_t(L), c);
-      float qn2;
       std::memcpy(&qn2, c + 4 * size_t(L), 4);
-      p.q[0] = float(L), p.q[1] = m, p.q[2] = qn2;
     }
+    p.q[0] = float(L), p.q[1] = m, p.q[2] = qn2, p.q[3] = float(LQ);
     return p;
   }
   switch (kind_) {

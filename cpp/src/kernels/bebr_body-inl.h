@@ -9,16 +9,22 @@
 // when the level-t sign of dimension i is +1; pad bits are 0.
 //
 // Prepared query (4 header floats, then the payload):
-//   h[0] = L, h[1] = metric (0 ip, 1 l2, 2 cos), h[2] = the query's squared norm
-//   (|q^|^2 for SDC, |q|^2 for ADC), h[3] = sum of the query's values (ADC only);
-//   SDC payload: the query's own code; ADC payload: ceil(d / 8) tables of 256 floats
-//   (the sums of q over every bit pattern of each byte of dimensions).
+//   h[0] = L, the codes' levels; h[1] = metric (0 ip, 1 l2, 2 cos); h[2] = the query's
+//   squared norm (|q^|^2 for SDC, |q|^2 for ADC); h[3] = LQ, the query code's levels.
+//   Payload: a code of LQ levels in the layout above. SDC: the query's own code (LQ = L).
+//   ADC: the query quantized to B = kBebrAdcQueryBits bits per dimension, q ~ lo + step u,
+//   written as LQ = B + 1 sign levels (a constant level, all bits 0, scale -(lo + step
+//   (2^B - 1) / 2), then bit b of u with scale step 2^b / 2; VectorCodec::prepare), so
+//   both are one sum over level pairs of popcounts. The kernels rely on that structure
+//   (adc_score; the tile kernel takes level 0's counts as the codes' popcounts).
 // Value: the inner product for ip, the squared distance for l2, the cosine for cos,
-// computed from dot = <q^, x^> (SDC) or <q, x^> (ADC); the codec negates similarities.
+// computed from dot = <q^, x^> (SDC) or <q_B, x^> (ADC); the codec negates similarities.
 
 namespace bebr {
 
-constexpr size_t kMaxL = 8;  // levels of BEBR8, the most a code has
+constexpr size_t kMaxL = 8;  // levels of BEBR8 (and of an ADC query), the most a code has
+constexpr size_t kAdcL = simd::kBebrAdcQueryBits + 1;  // an ADC query's levels
+static_assert(kAdcL <= kMaxL, "an ADC query code must fit the level arrays");
 
 inline size_t header_bytes(size_t L) { return ((L + 1) * 4 + 7) / 8 * 8; }
 inline size_t words(size_t d) { return (d + 63) / 64; }
@@ -28,6 +34,7 @@ inline uint64_t load64(const uint8_t* p) {
   std::memcpy(&v, p, 8);
   return v;
 }
+inline size_t query_levels(const float* q) { return static_cast<size_t>(q[3]); }
 
 inline float finish(double dot, float qn2, float xn2, int metric) {
   if (metric == 1) return static_cast<float>(double{qn2} + double{xn2} - 2.0 * dot);
@@ -38,64 +45,114 @@ inline float finish(double dot, float qn2, float xn2, int metric) {
   return static_cast<float>(dot);
 }
 
-/// Symmetric: sum over level pairs of alpha_t beta_u (d - 2 popcount(s_t xor s'_u)).
+/// popcount(query plane t XOR code plane u) over the W words of a plane.
+inline int plane_pair_count(const uint8_t* qp, size_t t, const uint8_t* xp, size_t u, size_t W) {
+  int pc = 0;
+  for (size_t w = 0; w < W; ++w)
+    pc += static_cast<int>(popcount64(load64(qp + 8 * (t * W + w)) ^ load64(xp + 8 * (u * W + w))));
+  return pc;
+}
+
+/// Symmetric (LQ = L): sum over level pairs of alpha_t beta_u (d - 2 popcount(s_t xor
+/// s'_u)), in double.
 inline double sdc_dot(const uint8_t* qc, const uint8_t* xc, size_t L, size_t d) {
   const size_t W = words(d), H = header_bytes(L);
-  float qa[8], xa[8];
+  float qa[kMaxL], xa[kMaxL];
   std::memcpy(qa, qc, 4 * L);
   std::memcpy(xa, xc, 4 * L);
-  const uint8_t* qp = qc + H;
-  const uint8_t* xp = xc + H;
   double dot = 0;
   for (size_t t = 0; t < L; ++t)
-    for (size_t u = 0; u < L; ++u) {
-      int pc = 0;
-      for (size_t w = 0; w < W; ++w)
-        pc += static_cast<int>(
-            popcount64(load64(qp + 8 * (t * W + w)) ^ load64(xp + 8 * (u * W + w))));
-      dot += double{qa[t]} * xa[u] * (static_cast<double>(d) - 2.0 * pc);
-    }
+    for (size_t u = 0; u < L; ++u)
+      dot += double{qa[t]} * xa[u] *
+             (static_cast<double>(d) - 2.0 * plane_pair_count(qc + H, t, xc + H, u, W));
   return dot;
 }
 
-/// Asymmetric: sum over levels of alpha_u (2 * sum of q over set bits - sum of q). The
-/// sums over set bits come from the query's byte tables: lut[256 * j + v] is the sum of
-/// q over the bits of v at dimensions 8j..8j+7 (built once per query by the codec).
-inline double adc_dot(const float* lut, float qsum, const uint8_t* xc, size_t L, size_t d) {
-  const size_t W = words(d), H = header_bytes(L), nb = (d + 7) / 8;
-  float xa[8];
-  std::memcpy(xa, xc, 4 * L);
-  double dot = 0;
-  for (size_t u = 0; u < L; ++u) {
-    const uint8_t* plane = xc + H + 8 * u * W;
-    float s0 = 0.f, s1 = 0.f;
-    size_t j = 0;
-    for (; j + 2 <= nb; j += 2) {
-      s0 += lut[256 * j + plane[j]];
-      s1 += lut[256 * (j + 1) + plane[j + 1]];
-    }
-    if (j < nb) s0 += lut[256 * j + plane[j]];
-    dot += double{xa[u]} * (2.0 * double{s0 + s1} - qsum);
+/// The float expression shared by the L = 2, 4 symmetric loops here and in the tile
+/// kernel (finish8), so that both give the same bits: dot = sum_u xa[u] * sum_t qa[t]
+/// (d - 2 pc(t, u)); then the metric.
+inline float float_finish(float dot, float qn2, float xn2, int metric) {
+  if (metric == 1) return qn2 + xn2 - 2.f * dot;
+  if (metric == 2) {
+    const float inv_qn = qn2 > 0 ? 1.f / std::sqrt(qn2) : 0.f;
+    return xn2 > 0 ? dot * inv_qn / std::sqrt(xn2) : 0.f;
   }
   return dot;
 }
 
-template <bool ADC>
+inline float float_dot(const uint8_t* qc, const uint8_t* xc, size_t L, size_t d) {
+  const size_t W = words(d), H = header_bytes(L);
+  float qa[kMaxL], xa[kMaxL];
+  std::memcpy(qa, qc, 4 * L);
+  std::memcpy(xa, xc, 4 * L);
+  const float fd = static_cast<float>(d);
+  float dot = 0.f;
+  for (size_t u = 0; u < L; ++u) {
+    float row = 0.f;
+    for (size_t t = 0; t < L; ++t)
+      row += qa[t] * (fd - 2.f * static_cast<float>(plane_pair_count(qc + H, t, xc + H, u, W)));
+    dot += row * xa[u];
+  }
+  return dot;
+}
+
+/// Asymmetric score from the pair counts pc(t, u) = pc[(t * L + u) * ps] of the query's
+/// LQ levels (level 0 the constant, scale c0; level 1 + b bit b of u, scale half 2^b: see
+/// VectorCodec::prepare) against the code's L levels (scales xa[u * xs]). Per code level,
+/// half S_u + c0 K_u with the integers S_u = sum_b 2^b (d - 2 pc(1 + b, u)) and
+/// K_u = d - 2 pc(0, u): both products exact in double, so one rounding whatever the
+/// compiler fuses; rounded to float, its product with xa[u] is exact in double again.
+/// The one-query loops and the tile kernel call this same function per code, so their
+/// results agree bit for bit.
+inline float adc_score(const int32_t* pc, size_t ps, const float* qa, size_t LQ, const float* xa,
+                       size_t xs, size_t L, float qn2, float xn2, size_t d, int metric) {
+  // |S_u| <= (2^B - 1) d fits int32 for d < 2^25.
+  const int32_t id = static_cast<int32_t>(d);
+  double dot = 0;
+  for (size_t u = 0; u < L; ++u) {
+    int32_t S = 0;
+    for (size_t b = 1; b < LQ; ++b) S += (id - 2 * pc[(b * L + u) * ps]) * (int32_t{1} << (b - 1));
+    const int32_t K = id - 2 * pc[u * ps];
+    const float r = static_cast<float>(double{qa[1]} * static_cast<double>(S) + double{qa[0]} * K);
+    dot += double{xa[u * xs]} * r;
+  }
+  return finish(dot, qn2, xn2, metric);
+}
+
 inline float one(const float* q, const void* x, size_t d) {
-  const size_t L = static_cast<size_t>(q[0]);
+  const size_t L = static_cast<size_t>(q[0]), LQ = query_levels(q);
   const auto* xc = static_cast<const uint8_t*>(x);
+  const auto* qc = reinterpret_cast<const uint8_t*>(q + 4);
   float xn2;
   std::memcpy(&xn2, xc + 4 * L, 4);
-  const double dot = ADC ? adc_dot(q + 4, q[3], xc, L, d)
-                         : sdc_dot(reinterpret_cast<const uint8_t*>(q + 4), xc, L, d);
-  return finish(dot, q[2], xn2, static_cast<int>(q[1]));
+  const int metric = static_cast<int>(q[1]);
+  if (LQ != L) {
+    const size_t W = words(d), HQ = header_bytes(LQ), H = header_bytes(L);
+    int32_t pc[kMaxL * kMaxL];
+    for (size_t t = 0; t < LQ; ++t)
+      for (size_t u = 0; u < L; ++u) pc[t * L + u] = plane_pair_count(qc + HQ, t, xc + H, u, W);
+    float qa[kMaxL], xa[kMaxL];
+    std::memcpy(qa, qc, 4 * LQ);
+    std::memcpy(xa, xc, 4 * L);
+    return adc_score(pc, 1, qa, LQ, xa, 1, L, q[2], xn2, d, metric);
+  }
+  if (L == 2 || L == 4) return float_finish(float_dot(qc, xc, L, d), q[2], xn2, metric);
+  if (L == 1) {  // bin_sdc_rows' expression
+    float qa, xa;
+    std::memcpy(&qa, qc, 4);
+    std::memcpy(&xa, xc, 4);
+    const float fd = static_cast<float>(d);
+    const float h = fd - 2.f * static_cast<float>(plane_pair_count(qc + 8, 0, xc + 8, 0, words(d)));
+    if (metric == 2) return h * (1.f / fd);
+    return finish(double{qa} * xa * h, q[2], xn2, metric);
+  }
+  return finish(sdc_dot(qc, xc, L, d), q[2], xn2, metric);
 }
 
 }  // namespace bebr
 
-template <bool ADC>
-float bebr_one(const float* q, const void* x, size_t d, const float* /*aux*/) {
-  return bebr::one<ADC>(q, x, d);
+inline float bebr_one(const float* q, const void* x, size_t d, const float* /*aux*/) {
+  return bebr::one(q, x, d);
 }
 
 namespace bebr {
@@ -150,117 +207,124 @@ inline void bin_sdc_dispatch(const float* q, const uint8_t* base, const uint32_t
   }
 }
 
-/// L levels, symmetric: the query's scales and planes are read once per call; the
-/// L x L level pairs and the word loop (W <= 8 words, d <= 512) unroll, and the metric
-/// is fixed per call. Float accumulation: each term is an integer times two scales.
-template <int METRIC, size_t L, size_t WC>
-inline void sdc_rows(const float* q, const uint8_t* base, const uint32_t* rows, size_t n,
-                     size_t stride, size_t d, float* out) {
-  const size_t W = WC ? WC : words(d), H = header_bytes(L);
+/// LQ query levels against L code levels (float_dot's expression when symmetric,
+/// adc_score's when not): the query's scales and planes are read once per call; the level
+/// pairs and the word loop (W <= 8 words, d <= 512) unroll, and the metric is fixed per
+/// call.
+template <int METRIC, size_t LQ, size_t L, size_t WC>
+inline void pair_rows(const float* q, const uint8_t* base, const uint32_t* rows, size_t n,
+                      size_t stride, size_t d, float* out) {
+  const size_t W = WC ? WC : words(d), HQ = header_bytes(LQ), H = header_bytes(L);
   const uint8_t* qc = reinterpret_cast<const uint8_t*>(q + 4);
-  float qa[L];
-  std::memcpy(qa, qc, 4 * L);
-  const uint8_t* qp = qc + H;
+  float qa[LQ];
+  std::memcpy(qa, qc, 4 * LQ);
+  const uint8_t* qp = qc + HQ;
   const float qn2 = q[2], fd = static_cast<float>(d);
-  const float inv_qn = qn2 > 0 ? 1.f / std::sqrt(qn2) : 0.f;
   for (size_t i = 0; i < n; ++i) {
     const uint8_t* xc = base + (rows ? size_t{rows[i]} : i) * stride;
     float xa[L], xn2;
     std::memcpy(xa, xc, 4 * L);
     std::memcpy(&xn2, xc + 4 * L, 4);
     const uint8_t* xp = xc + H;
-    float dot = 0.f;
-    for (size_t u = 0; u < L; ++u) {
-      float row = 0.f;
-      for (size_t t = 0; t < L; ++t) {
-        int pc = 0;
+    int32_t pc[LQ * L];
+    for (size_t t = 0; t < LQ; ++t)
+      for (size_t u = 0; u < L; ++u) {
+        int c = 0;
         for (size_t w = 0; w < W; ++w)
-          pc += static_cast<int>(
+          c += static_cast<int>(
               popcount64(load64(qp + 8 * (t * W + w)) ^ load64(xp + 8 * (u * W + w))));
-        row += qa[t] * (fd - 2.f * static_cast<float>(pc));
+        pc[t * L + u] = c;
       }
-      dot += row * xa[u];
+    if constexpr (LQ != L) {
+      out[i] = adc_score(pc, 1, qa, LQ, xa, 1, L, qn2, xn2, d, METRIC);
+    } else {
+      float dot = 0.f;
+      for (size_t u = 0; u < L; ++u) {
+        float row = 0.f;
+        for (size_t t = 0; t < LQ; ++t)
+          row += qa[t] * (fd - 2.f * static_cast<float>(pc[t * L + u]));
+        dot += row * xa[u];
+      }
+      out[i] = float_finish(dot, qn2, xn2, METRIC);
     }
-    if constexpr (METRIC == 1)
-      out[i] = qn2 + xn2 - 2.f * dot;
-    else if constexpr (METRIC == 2)
-      out[i] = xn2 > 0 ? dot * inv_qn / std::sqrt(xn2) : 0.f;
-    else
-      out[i] = dot;
   }
 }
 
-template <int METRIC, size_t L>
-inline void sdc_rows_w(const float* q, const uint8_t* base, const uint32_t* rows, size_t n,
-                       size_t stride, size_t d, float* out) {
+template <int METRIC, size_t LQ, size_t L>
+inline void pair_rows_w(const float* q, const uint8_t* base, const uint32_t* rows, size_t n,
+                        size_t stride, size_t d, float* out) {
   switch (words(d)) {
-    case 2: return sdc_rows<METRIC, L, 2>(q, base, rows, n, stride, d, out);
-    case 4: return sdc_rows<METRIC, L, 4>(q, base, rows, n, stride, d, out);
-    case 6: return sdc_rows<METRIC, L, 6>(q, base, rows, n, stride, d, out);
-    case 8: return sdc_rows<METRIC, L, 8>(q, base, rows, n, stride, d, out);
-    default: return sdc_rows<METRIC, L, 0>(q, base, rows, n, stride, d, out);
+    case 1: return pair_rows<METRIC, LQ, L, 1>(q, base, rows, n, stride, d, out);
+    case 2: return pair_rows<METRIC, LQ, L, 2>(q, base, rows, n, stride, d, out);
+    case 4: return pair_rows<METRIC, LQ, L, 4>(q, base, rows, n, stride, d, out);
+    case 6: return pair_rows<METRIC, LQ, L, 6>(q, base, rows, n, stride, d, out);
+    case 8: return pair_rows<METRIC, LQ, L, 8>(q, base, rows, n, stride, d, out);
+    default: return pair_rows<METRIC, LQ, L, 0>(q, base, rows, n, stride, d, out);
   }
 }
 
+/// The unrolled loops: symmetric L = 2, 4 and asymmetric L = 1, 2, 4; false for others.
 template <int METRIC>
-inline bool sdc_rows_l(const float* q, const uint8_t* base, const uint32_t* rows, size_t n,
-                       size_t stride, size_t d, float* out) {
-  switch (static_cast<int>(q[0])) {
-    case 2: sdc_rows_w<METRIC, 2>(q, base, rows, n, stride, d, out); return true;
-    case 4: sdc_rows_w<METRIC, 4>(q, base, rows, n, stride, d, out); return true;
-    default: return false;
+inline bool pair_rows_l(const float* q, const uint8_t* base, const uint32_t* rows, size_t n,
+                        size_t stride, size_t d, float* out) {
+  const size_t L = static_cast<size_t>(q[0]), LQ = query_levels(q);
+  if (LQ == L) {
+    if (L == 2) return pair_rows_w<METRIC, 2, 2>(q, base, rows, n, stride, d, out), true;
+    if (L == 4) return pair_rows_w<METRIC, 4, 4>(q, base, rows, n, stride, d, out), true;
+  } else if (LQ == kAdcL) {
+    if (L == 1) return pair_rows_w<METRIC, kAdcL, 1>(q, base, rows, n, stride, d, out), true;
+    if (L == 2) return pair_rows_w<METRIC, kAdcL, 2>(q, base, rows, n, stride, d, out), true;
+    if (L == 4) return pair_rows_w<METRIC, kAdcL, 4>(q, base, rows, n, stride, d, out), true;
   }
+  return false;
 }
 
 /// Rows i (or rows[i]) of a code array; the 1-bit symmetric case has its own loop.
-template <bool ADC>
 inline void score_rows(const float* q, const uint8_t* base, const uint32_t* rows, size_t n,
                        size_t stride, size_t d, float* out) {
-  if (!ADC && q[0] == 1.f) {
-    switch (static_cast<int>(q[1])) {
+  const int metric = static_cast<int>(q[1]);
+  if (q[0] == 1.f && query_levels(q) == 1) {
+    switch (metric) {
       case 1: return bin_sdc_dispatch<1>(q, base, rows, n, stride, d, out);
       case 2: return bin_sdc_dispatch<2>(q, base, rows, n, stride, d, out);
       default: return bin_sdc_dispatch<0>(q, base, rows, n, stride, d, out);
     }
   }
-  if (!ADC) {
-    const int metric = static_cast<int>(q[1]);
-    if (metric == 1   ? sdc_rows_l<1>(q, base, rows, n, stride, d, out)
-        : metric == 2 ? sdc_rows_l<2>(q, base, rows, n, stride, d, out)
-                      : sdc_rows_l<0>(q, base, rows, n, stride, d, out))
-      return;
-  }
-  for (size_t i = 0; i < n; ++i)
-    out[i] = one<ADC>(q, base + (rows ? size_t{rows[i]} : i) * stride, d);
+  if (metric == 1   ? pair_rows_l<1>(q, base, rows, n, stride, d, out)
+      : metric == 2 ? pair_rows_l<2>(q, base, rows, n, stride, d, out)
+                    : pair_rows_l<0>(q, base, rows, n, stride, d, out))
+    return;
+  for (size_t i = 0; i < n; ++i) out[i] = one(q, base + (rows ? size_t{rows[i]} : i) * stride, d);
 }
 
 }  // namespace bebr
 
-// ---- Batched symmetric scan: several queries per pass over the codes ----------------
+// ---- Batched scan: several queries per pass over the codes ---------------------------
 //
 // Rows are taken 8 at a time and transposed into plane-word-major order
 // (xt[(u * W + w) * 8 + lane]), so one SIMD register holds word w of plane u of 8 codes
-// and each query word is broadcast against it: the popcounts of all L x L level pairs of
-// 8 codes come out lane-wise with no horizontal sums. The transposed block is reused by
-// every query of the tile. The integer pair counts are then turned into scores by the
+// and each query word is broadcast against it: the popcounts of all LQ x L level pairs
+// of 8 codes come out lane-wise with no horizontal sums. The transposed block is reused
+// by every query of the tile. The integer pair counts are then turned into scores by the
 // same float (or double) expressions, in the same order, as the one-query loops above,
-// so the results are bit-identical to many[BEBR_SDC] on every ISA level (-ffp-contract=off).
+// so the results are bit-identical to many[] on every ISA level (-ffp-contract=off).
 
 namespace bebr {
 
 constexpr size_t kLanes = 8;
 
-/// pcs[(t * L + u) * 8 + lane] = popcount(q plane t XOR x plane u of row `lane`).
+/// pcs[(t * L + u) * 8 + lane] = popcount(q plane t XOR x plane u of row `lane`), for
+/// t < LQ query planes and u < L code planes.
 /// SIMD translation units (simd_body-inl.h defines ANNX_BEBR_SIMD) use their popcount
 /// instructions; the scalar reference (which may be built for a baseline that has them)
 /// keeps the portable loop.
-template <size_t LC>
-inline void pair_counts8(const uint64_t* qw, const uint64_t* xt, size_t Lrt, size_t W,
+template <size_t LQC, size_t LC>
+inline void pair_counts8(const uint64_t* qw, const uint64_t* xt, size_t LQrt, size_t Lrt, size_t W,
                          int32_t* pcs) {
-  const size_t L = LC ? LC : Lrt;
+  const size_t LQ = LQC ? LQC : LQrt, L = LC ? LC : Lrt;
 #if defined(ANNX_BEBR_SIMD) && defined(__AVX512VPOPCNTDQ__) && defined(__AVX512F__)
   // VPOPCNTQ: 8 codes' words per instruction; L accumulators per query level.
-  for (size_t t = 0; t < L; ++t) {
+  for (size_t t = 0; t < LQ; ++t) {
     __m512i acc[LC ? LC : kMaxL];
     for (size_t u = 0; u < L; ++u) acc[u] = _mm512_setzero_si512();
     for (size_t w = 0; w < W; ++w) {
@@ -280,7 +344,7 @@ inline void pair_counts8(const uint64_t* qw, const uint64_t* xt, size_t Lrt, siz
   const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2,
                                        1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
   const __m256i low = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
-  for (size_t t = 0; t < L; ++t)
+  for (size_t t = 0; t < LQ; ++t)
     for (size_t u = 0; u < L; ++u) {
       __m256i s0 = zero, s1 = zero;
       for (size_t w0 = 0; w0 < W; w0 += 31) {
@@ -315,7 +379,7 @@ inline void pair_counts8(const uint64_t* qw, const uint64_t* xt, size_t Lrt, siz
     }
 #elif defined(ANNX_BEBR_SIMD) && defined(__aarch64__)
   // CNT (vcntq_u8) on 2 codes per register; byte counts widened every 31 words.
-  for (size_t t = 0; t < L; ++t)
+  for (size_t t = 0; t < LQ; ++t)
     for (size_t u = 0; u < L; ++u) {
       uint64x2_t s[4] = {vdupq_n_u64(0), vdupq_n_u64(0), vdupq_n_u64(0), vdupq_n_u64(0)};
       for (size_t w0 = 0; w0 < W; w0 += 31) {
@@ -338,7 +402,7 @@ inline void pair_counts8(const uint64_t* qw, const uint64_t* xt, size_t Lrt, siz
       }
     }
 #else
-  for (size_t t = 0; t < L; ++t)
+  for (size_t t = 0; t < LQ; ++t)
     for (size_t u = 0; u < L; ++u) {
       int32_t acc[kLanes] = {};
       for (size_t w = 0; w < W; ++w) {
@@ -370,16 +434,16 @@ typedef double v8d __attribute__((vector_size(64)));
     (v) = __builtin_convertvector(c_, v8f); \
   } while (0)
 
-template <size_t LC>
-inline void finish8(const int32_t* pcs, const float* q, size_t Lrt, const float* xa,
+template <size_t LQC, size_t LC>
+inline void finish8(const int32_t* pcs, const float* q, size_t LQrt, size_t Lrt, const float* xa,
                     const float* xn2, const float* sx, size_t d, float* dst) {
-  const size_t L = LC ? LC : Lrt;
+  const size_t LQ = LQC ? LQC : LQrt, L = LC ? LC : Lrt;
   const int metric = static_cast<int>(q[1]);
   const float qn2 = q[2];
   float qa[kMaxL];
-  std::memcpy(qa, q + 4, 4 * L);
+  std::memcpy(qa, q + 4, 4 * LQ);
   const float fd = static_cast<float>(d);
-  if (L == 1) {
+  if (LQ == 1 && L == 1) {
     v8f h;
     ANNX_COUNTS8(h, pcs);
     h = fd - 2.f * h;
@@ -399,11 +463,41 @@ inline void finish8(const int32_t* pcs, const float* q, size_t Lrt, const float*
                         : __builtin_convertvector(dot, v8f);
       std::memcpy(dst, &r, sizeof r);
     }
-  } else if (L == 2 || L == 4) {
+  } else if (LQ != L) {  // adc_score, lane-wise: the same exact products and roundings
+    const int32_t id = static_cast<int32_t>(d);
+    v8d dot = {};
+    for (size_t u = 0; u < L; ++u) {
+      v8i S = {};
+      for (size_t b = 1; b < LQ; ++b) {
+        v8i c;
+        std::memcpy(&c, pcs + (b * L + u) * kLanes, sizeof c);
+        S += (id - 2 * c) * (int32_t{1} << (b - 1));
+      }
+      v8i c0;
+      std::memcpy(&c0, pcs + u * kLanes, sizeof c0);
+      const v8d rd = double{qa[1]} * __builtin_convertvector(S, v8d) +
+                     double{qa[0]} * __builtin_convertvector(id - 2 * c0, v8d);
+      const v8f r = __builtin_convertvector(rd, v8f);
+      v8f a;
+      ANNX_LOAD8F(a, xa + u * kLanes);
+      dot += __builtin_convertvector(a, v8d) * __builtin_convertvector(r, v8d);
+    }
+    if (metric == 2) {
+      for (size_t i = 0; i < kLanes; ++i) dst[i] = finish(dot[i], qn2, xn2[i], metric);
+    } else {
+      v8f xn;
+      ANNX_LOAD8F(xn, xn2);
+      const v8f r = metric == 1
+                        ? __builtin_convertvector(
+                              double{qn2} + __builtin_convertvector(xn, v8d) - 2.0 * dot, v8f)
+                        : __builtin_convertvector(dot, v8f);
+      std::memcpy(dst, &r, sizeof r);
+    }
+  } else if (L == 2 || L == 4) {  // float_dot + float_finish, lane-wise
     v8f dot = {};
     for (size_t u = 0; u < L; ++u) {
       v8f row = {};
-      for (size_t t = 0; t < L; ++t) {
+      for (size_t t = 0; t < LQ; ++t) {
         v8f c;
         ANNX_COUNTS8(c, pcs + (t * L + u) * kLanes);
         row += qa[t] * (fd - 2.f * c);
@@ -427,7 +521,7 @@ inline void finish8(const int32_t* pcs, const float* q, size_t Lrt, const float*
       r = dot;
     }
     std::memcpy(dst, &r, sizeof r);
-  } else {
+  } else {  // symmetric, other L: sdc_dot + finish
     for (size_t i = 0; i < kLanes; ++i) {
       double dot = 0;
       for (size_t t = 0; t < L; ++t)
@@ -442,18 +536,24 @@ inline void finish8(const int32_t* pcs, const float* q, size_t Lrt, const float*
 #undef ANNX_LOAD8F
 #undef ANNX_COUNTS8
 
-template <size_t LC>
-void sdc_tile_l(const float* const* qs, size_t nq, const uint8_t* x, size_t n, size_t stride,
-                size_t d, size_t Lrt, float* out, size_t out_stride) {
-  const size_t L = LC ? LC : Lrt, W = words(d), H = header_bytes(L), LW = L * W;
+template <size_t LQC, size_t LC>
+void tile_l(const float* const* qs, size_t nq, const uint8_t* x, size_t n, size_t stride, size_t d,
+            size_t LQrt, size_t Lrt, float* out, size_t out_stride) {
+  const size_t LQ = LQC ? LQC : LQrt, L = LC ? LC : Lrt, W = words(d);
+  const size_t H = header_bytes(L), HQ = header_bytes(LQ), LW = L * W, QW = LQ * W;
   struct Buf {  // no <vector> here (see the top of the file)
     uint64_t* p;
     ~Buf() { delete[] p; }
-  } qw{new uint64_t[nq * LW]}, xt{new uint64_t[LW * kLanes]};
+  } qw{new uint64_t[nq * QW]}, xt{new uint64_t[LW * kLanes]};
   for (size_t a = 0; a < nq; ++a) {
-    const uint8_t* qc = reinterpret_cast<const uint8_t*>(qs[a] + 4) + H;
-    for (size_t j = 0; j < LW; ++j) qw.p[a * LW + j] = load64(qc + 8 * j);
+    const uint8_t* qc = reinterpret_cast<const uint8_t*>(qs[a] + 4) + HQ;
+    for (size_t j = 0; j < QW; ++j) qw.p[a * QW + j] = load64(qc + 8 * j);
   }
+  // An asymmetric query's level 0 has no bits set (VectorCodec::prepare), so its counts
+  // are the codes' own popcounts: computed once per block here, not once per query.
+  const bool asym = LQ != L;
+  constexpr size_t LQP = LQC && LQC != LC ? LQC - 1 : LQC;  // query planes paired per query
+  const size_t skip = asym ? 1 : 0;
   int32_t pcs[kMaxL * kMaxL * kLanes];
   float xa[kMaxL * kLanes], xn2[kLanes], sx[kLanes], dst[kLanes];
   for (size_t r0 = 0; r0 < n; r0 += kLanes) {
@@ -471,55 +571,73 @@ void sdc_tile_l(const float* const* qs, size_t nq, const uint8_t* x, size_t n, s
       }
       sx[i] = xn2[i] > 0 ? std::sqrt(xn2[i]) : 1.f;  // lanes with xn2 == 0 score 0
     }
+    if (asym)
+      for (size_t u = 0; u < L; ++u)
+        for (size_t i = 0; i < kLanes; ++i) {
+          int32_t c = 0;
+          for (size_t w = 0; w < W; ++w)
+            c += static_cast<int32_t>(popcount64(xt.p[(u * W + w) * kLanes + i]));
+          pcs[u * kLanes + i] = c;
+        }
     for (size_t a = 0; a < nq; ++a) {
-      pair_counts8<LC>(qw.p + a * LW, xt.p, L, W, pcs);
+      pair_counts8<LQP, LC>(qw.p + a * QW + skip * W, xt.p, LQ - skip, L, W,
+                            pcs + skip * L * kLanes);
       float* o = out + a * out_stride + r0;
       if (m == kLanes) {
-        finish8<LC>(pcs, qs[a], L, xa, xn2, sx, d, o);  // straight to the output (no reload)
+        finish8<LQC, LC>(pcs, qs[a], LQ, L, xa, xn2, sx, d, o);  // straight to the output
       } else {
-        finish8<LC>(pcs, qs[a], L, xa, xn2, sx, d, dst);
+        finish8<LQC, LC>(pcs, qs[a], LQ, L, xa, xn2, sx, d, dst);
         for (size_t i = 0; i < m; ++i) o[i] = dst[i];
       }
     }
   }
 }
 
-inline void sdc_tile(const float* const* qs, size_t nq, const void* x, size_t n, size_t stride,
-                     size_t d, float* out, size_t out_stride) {
+/// The tile kernel: symmetric queries (LQ = L) and asymmetric ones (LQ = kAdcL), the
+/// common level counts unrolled.
+inline void tile(const float* const* qs, size_t nq, const void* x, size_t n, size_t stride,
+                 size_t d, float* out, size_t out_stride) {
   if (nq == 0 || n == 0) return;
   const auto* xc = static_cast<const uint8_t*>(x);
-  switch (const size_t L = static_cast<size_t>(qs[0][0])) {
-    case 1: return sdc_tile_l<1>(qs, nq, xc, n, stride, d, L, out, out_stride);
-    case 2: return sdc_tile_l<2>(qs, nq, xc, n, stride, d, L, out, out_stride);
-    case 3: return sdc_tile_l<3>(qs, nq, xc, n, stride, d, L, out, out_stride);
-    case 4: return sdc_tile_l<4>(qs, nq, xc, n, stride, d, L, out, out_stride);
-    default: return sdc_tile_l<0>(qs, nq, xc, n, stride, d, L, out, out_stride);
+  const size_t L = static_cast<size_t>(qs[0][0]), LQ = query_levels(qs[0]);
+  if (LQ == L) {
+    switch (L) {
+      case 1: return tile_l<1, 1>(qs, nq, xc, n, stride, d, LQ, L, out, out_stride);
+      case 2: return tile_l<2, 2>(qs, nq, xc, n, stride, d, LQ, L, out, out_stride);
+      case 3: return tile_l<3, 3>(qs, nq, xc, n, stride, d, LQ, L, out, out_stride);
+      case 4: return tile_l<4, 4>(qs, nq, xc, n, stride, d, LQ, L, out, out_stride);
+      default: break;
+    }
+  } else if (LQ == kAdcL) {
+    switch (L) {
+      case 1: return tile_l<kAdcL, 1>(qs, nq, xc, n, stride, d, LQ, L, out, out_stride);
+      case 2: return tile_l<kAdcL, 2>(qs, nq, xc, n, stride, d, LQ, L, out, out_stride);
+      case 4: return tile_l<kAdcL, 4>(qs, nq, xc, n, stride, d, LQ, L, out, out_stride);
+      default: break;
+    }
   }
+  tile_l<0, 0>(qs, nq, xc, n, stride, d, LQ, L, out, out_stride);
 }
 
 }  // namespace bebr
 
-template <bool ADC>
-void bebr_many(const float* q, const void* x, size_t n, size_t d, const float* /*aux*/,
-               float* out) {
+inline void bebr_many(const float* q, const void* x, size_t n, size_t d, const float* /*aux*/,
+                      float* out) {
   const size_t cs = bebr::code_bytes(static_cast<size_t>(q[0]), d);
-  bebr::score_rows<ADC>(q, static_cast<const uint8_t*>(x), nullptr, n, cs, d, out);
+  bebr::score_rows(q, static_cast<const uint8_t*>(x), nullptr, n, cs, d, out);
 }
 
-template <bool ADC>
-void bebr_gather(const float* q, const void* x, const uint32_t* rows, size_t n, size_t stride,
-                 size_t d, const float* /*aux*/, float* out) {
-  bebr::score_rows<ADC>(q, static_cast<const uint8_t*>(x), rows, n, stride, d, out);
+inline void bebr_gather(const float* q, const void* x, const uint32_t* rows, size_t n,
+                        size_t stride, size_t d, const float* /*aux*/, float* out) {
+  bebr::score_rows(q, static_cast<const uint8_t*>(x), rows, n, stride, d, out);
 }
 
 inline void fill_bebr_kinds(simd::KernelTable& t) {
-  const int sdc = static_cast<int>(simd::DistKind::BEBR_SDC);
-  const int adc = static_cast<int>(simd::DistKind::BEBR_ADC);
-  t.one[sdc] = &bebr_one<false>;
-  t.many[sdc] = &bebr_many<false>;
-  t.gather[sdc] = &bebr_gather<false>;
-  t.one[adc] = &bebr_one<true>;
-  t.many[adc] = &bebr_many<true>;
-  t.gather[adc] = &bebr_gather<true>;
-  t.bebr_sdc_tile = &bebr::sdc_tile;
+  // One set of functions for both kinds: the prepared query says how many levels it has.
+  for (const simd::DistKind k : {simd::DistKind::BEBR_SDC, simd::DistKind::BEBR_ADC}) {
+    t.one[static_cast<int>(k)] = &bebr_one;
+    t.many[static_cast<int>(k)] = &bebr_many;
+    t.gather[static_cast<int>(k)] = &bebr_gather;
+  }
+  t.bebr_sdc_tile = &bebr::tile;
 }

@@ -49,7 +49,7 @@ class FlatIndex final : public Index {
                           idx_t* I) const;
   void search_intra_query(const float* q, size_t nq, size_t k, int threads,
                           const std::vector<slot_t>* allowed, float* D, idx_t* I) const;
-  /// Batched scan of symmetric binary codes (BIN / BEBR<L>): tiles of queries per pass
+  /// Batched scan of binary codes (BIN / BEBR<L>, SDC or ADC): tiles of queries per pass
   /// over blocks of codes (KernelTable::bebr_sdc_tile); same results as the per-query scan.
   void search_blocked_binary(const float* q, size_t nq, size_t k, int threads, float* D,
                              idx_t* I) const;
