@@ -335,6 +335,8 @@ def test_errors_change_nothing() -> None:
         lambda: mt.search(x[:1], 3, tenant=[0, 1]),
         lambda: mt.search(x[:1], 3, tenant=0, ef_search=0),
         lambda: mt.search(np.full((1, 5), np.inf, np.float32), 3, tenant=0),
+        lambda: mt.add(np.full((1, 5), 3e18, np.float32), tenants=[[0]]),  # norm > 2^62
+        lambda: mt.search(np.full((1, 5), 3e18, np.float32), 3, tenant=0),
         lambda: mt.train(x),  # holds vectors
         lambda: mt.tenant_size(-1),
     ]

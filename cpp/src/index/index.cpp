@@ -8,6 +8,7 @@
 
 #include "annx/common/error.h"
 #include "annx/common/finite.h"
+#include "annx/common/input_rows.h"
 #include "annx/common/normalize.h"
 #include "annx/common/thread_pool.h"
 #include "annx/factory.h"
@@ -54,26 +55,7 @@ idx_t Index::next_id() const {
 
 const float* Index::prepare_input(const float* x, size_t n, const char* what,
                                   std::vector<float>& buf) const {
-  const size_t d = static_cast<size_t>(d_), bad = first_non_finite(x, n * d);
-  ANNX_CHECK(InvalidArgument, bad == n * d, what, " contains a non-finite value (",
-             bad < n * d ? x[bad] : 0.f, ") at row ", bad / d, ", column ", bad % d);
-  if (metric_ != Metric::Cosine) {
-    const auto ip = simd::kernels().one[static_cast<int>(simd::DistKind::IP_F32)];
-    for (size_t i = 0; i < n; ++i) {
-      const float* r = x + i * d;
-      ANNX_CHECK(InvalidArgument, row_in_range(r, d, ip(r, r, d, nullptr)), what, " row ", i,
-                 " has norm ", std::sqrt(norm2_f64(r, d)),
-                 ", beyond annx's range (norms up to 2^62 ~ 4.6e18, so that squared distances "
-                 "fit in float32)");
-    }
-    return x;
-  }
-  buf.assign(x, x + n * d);
-  for (size_t i = 0; i < n; ++i) {
-    ANNX_CHECK(InvalidArgument, normalize_row(buf.data() + i * d, d), what, " row ", i,
-               " is a zero vector, which has no cosine similarity");
-  }
-  return buf.data();
+  return checked_input_rows(x, n, static_cast<size_t>(d_), metric_, what, buf);
 }
 
 void Index::train(const float* x, size_t n) {

@@ -11,6 +11,7 @@
 #include "annx/cluster/kmeans.h"
 #include "annx/common/error.h"
 #include "annx/common/finite.h"
+#include "annx/common/input_rows.h"
 #include "annx/common/l2_bound.h"
 #include "annx/common/thread_pool.h"
 #include "annx/common/topk.h"
@@ -181,21 +182,7 @@ void MultiTenantIndex::check_tenant(int64_t tenant) const {
 
 const float* MultiTenantIndex::prepare(const float* x, size_t n, const char* what,
                                        std::vector<float>& buf) const {
-  const size_t d = size_t(d_), bad = first_non_finite(x, n * d);
-  ANNX_CHECK(InvalidArgument, bad == n * d, what, " contains a non-finite value (",
-             bad < n * d ? x[bad] : 0.f, ") at row ", bad / d, ", column ", bad % d);
-  if (metric_ != Metric::Cosine) return x;
-  buf.assign(x, x + n * d);
-  for (size_t i = 0; i < n; ++i) {
-    float* r = buf.data() + i * d;
-    double s = 0;
-    for (size_t j = 0; j < d; ++j) s += double{r[j]} * r[j];
-    ANNX_CHECK(InvalidArgument, s > 0, what, " row ", i,
-               " is a zero vector, which has no cosine similarity");
-    const float inv = static_cast<float>(1.0 / std::sqrt(s));
-    for (size_t j = 0; j < d; ++j) r[j] *= inv;
-  }
-  return buf.data();
+  return checked_input_rows(x, n, size_t(d_), metric_, what, buf);
 }
 
 // ---- the tree -----------------------------------------------------------------------
