@@ -96,3 +96,26 @@ def test_memory_accounting_alongside_writers() -> None:
             stop.set()
             t.join(30)
         assert not t.is_alive() and seen and all(v > 0 for v in seen)
+
+
+@pytest.mark.parametrize("spec", ["Flat,SQ8", "HNSW8,SQ8", "IVF2,SQ8"])
+def test_sq8_l2_tiny_range_and_far_queries(spec: str) -> None:
+    """A dimension trained on a tiny range (1e-30) with queries far from it: the squared
+    grid step underflows float and the scaled query overflows it. Distances must stay the
+    float64 distances to the decoded vectors (here: the far dimension's term dominates)."""
+    rng = np.random.default_rng(31)
+    x = rng.standard_normal((400, 8)).astype(np.float32)
+    x[:, 0] = rng.random(400).astype(np.float32) * 1e-30
+    x[:, 1] = 5.0 + rng.random(400).astype(np.float32) * 1e-3  # small range, far queries
+    q = rng.standard_normal((6, 8)).astype(np.float32)
+    q[3:, 1] = 3e17  # far beyond the grid of dimension 1
+    index = annx.index_factory(8, spec, metric="l2")
+    index.train(x)
+    index.add(x)
+    dec = index.reconstruct(np.arange(400)).astype(np.float64)
+    want = ((q[:, None, :].astype(np.float64) - dec[None]) ** 2).sum(-1)
+    D, I = index.search(q, 5, **({"nprobe": 2} if spec.startswith("IVF") else {}))
+    assert np.isfinite(D).all() and (I >= 0).all()
+    got = np.take_along_axis(want, I, axis=1)
+    np.testing.assert_allclose(D, got, rtol=1e-4)
+    np.testing.assert_allclose(D[:, 0], want.min(1), rtol=1e-4)

@@ -293,7 +293,23 @@ PreparedQuery VectorCodec::prepare(const float* q, Metric metric) const {
       if (l2) {
         // sum_j (q_j - min_j - c_j s_j)^2 = sum_j s_j^2 ((q_j - min_j)/s_j - c_j)^2
         p.kind = simd::DistKind::WL2_U8;
-        for (size_t j = 0; j < d; ++j) p.q[j] = (q[j] - vmin_[j]) / vscale_[j];
+        // A dimension where the query lies beyond 2^32 steps of the grid (a tiny trained
+        // range, or a far query) would overflow the kernel's (q'_j - c)^2 and lose its
+        // term to s_j^2 underflowing to 0. Its term there is (q_j - min_j - c s_j)^2
+        // = (q_j - centre_j)^2 (1 + O(255 / 2^32)) for every code c: it goes into the
+        // offset, in double, and the kernel sees the grid's centre (a term <= 127.5^2 s_j^2).
+        double far = 0;
+        for (size_t j = 0; j < d; ++j) {
+          const float qj = (q[j] - vmin_[j]) / vscale_[j];
+          if (std::fabs(qj) <= 0x1p32f) {
+            p.q[j] = qj;
+          } else {
+            const double centre = double{vmin_[j]} + 127.5 * double{vscale_[j]};
+            far += (double{q[j]} - centre) * (double{q[j]} - centre);
+            p.q[j] = 127.5f;
+          }
+        }
+        p.offset = static_cast<float>(far);
         p.aux = weight_.data();
       } else {
         // sum_j q_j (min_j + c_j s_j) = sum_j q_j min_j + sum_j (q_j s_j) c_j
