@@ -362,6 +362,14 @@ def test_chamfer_errors():
         annx.chamfer(bad, [q])
     with pytest.raises(annx.InvalidArgumentError, match="non-finite"):
         annx.chamfer(q, [q, bad])
+    huge = q.copy()
+    huge[1] = 1e12  # norm 2e12 > 2^40: Chamfer sums could overflow float32
+    with pytest.raises(annx.InvalidArgumentError, match="2\\^40"):
+        annx.chamfer(huge, [q])
+    with pytest.raises(annx.InvalidArgumentError, match="2\\^40"):
+        annx.chamfer(q, [q, huge])
+    edge = np.full((2, 4), 2.0**39 * 0.99, np.float32)  # norm just under 2^40
+    assert np.isfinite(annx.chamfer(edge, [edge, q])).all()
 
 
 # ---- MultiVectorIndex -------------------------------------------------------------------
@@ -458,6 +466,9 @@ def test_index_errors(corpus):
     bad = docs[0].copy()
     bad[0, 0] = np.nan
     with pytest.raises(annx.InvalidArgumentError, match="non-finite"):
+        mv.add([docs[1], bad])
+    bad[0, 0] = 3e12
+    with pytest.raises(annx.InvalidArgumentError, match="2\\^40"):
         mv.add([docs[1], bad])
     assert len(mv) == 0
     with pytest.raises(annx.InvalidArgumentError, match="empty"):

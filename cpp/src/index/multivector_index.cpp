@@ -39,6 +39,11 @@ void validate_sets(const float* tokens, size_t ntokens, size_t dim, const int64_
   const size_t total = ntokens * dim, bad = first_non_finite(tokens, total);
   ANNX_CHECK(InvalidArgument, bad == total, what, " contains a non-finite value (",
              bad < total ? tokens[bad] : 0.f, ") in token vector ", bad / dim);
+  const size_t big = first_oversized_row(tokens, ntokens, dim, kMaxTokenNorm2);
+  ANNX_CHECK(InvalidArgument, big == ntokens, what, ": token vector ", big, " has norm ",
+             big < ntokens ? std::sqrt(norm2_f64(tokens + big * dim, dim)) : 0.0,
+             ", beyond annx's range for tokens (norms up to 2^40 ~ 1.1e12, so that Chamfer "
+             "sums stay finite in float32)");
 }
 
 MultiVectorIndex::MultiVectorIndex(int dim, const std::string& inner_spec, const FdeConfig& fde,
@@ -423,6 +428,11 @@ std::unique_ptr<MultiVectorIndex> MultiVectorIndex::load(std::shared_ptr<const i
           : first_non_finite_half(reinterpret_cast<const uint16_t*>(mv->arena_.data()), nval,
                                   kF16ExpMask) == nval;
   ANNX_CHECK(FormatError, finite, "corrupt multi-vector file: non-finite token in MVTOKENS");
+  ANNX_CHECK(FormatError,
+             codec != CodecKind::F32 ||
+                 first_oversized_row(reinterpret_cast<const float*>(mv->arena_.data()), ntok,
+                                     size_t(d), kMaxTokenNorm2) == ntok,
+             "corrupt multi-vector file: a token in MVTOKENS is beyond annx's range (2^40)");
   return mv;
 }
 

@@ -47,6 +47,11 @@ inline size_t first_non_finite_half(const uint16_t* x, size_t n, uint16_t exp_ma
 /// (|q| + |x|)^2 <= 2^126, stay finite in float32. Larger finite input is refused.
 inline constexpr double kMaxNorm2 = 0x1p124;
 
+/// Largest squared norm of a multi-vector token (|t| <= 2^40, about 1.1e12): a token
+/// pair's inner product is at most 2^80, so Chamfer sums and FDE inner products over sets
+/// of up to 2^20 tokens each (2^40 pairs) stay finite in float32.
+inline constexpr double kMaxTokenNorm2 = 0x1p80;
+
 /// Squared norm of x[0, d) in double (no overflow or underflow for float input).
 inline double norm2_f64(const float* x, size_t d) {
   double s = 0;
@@ -66,9 +71,10 @@ inline bool row_in_range(const float* x, size_t d, float fast_norm2) {
 /// Index of the first of n rows of d floats whose squared norm exceeds kMaxNorm2 (or that
 /// is not finite), or n. Exact, in double; for small inputs (the kernels' version is in
 /// VectorCodec::first_invalid_code and Index::prepare_input).
-inline size_t first_oversized_row(const float* x, size_t n, size_t d) {
+inline size_t first_oversized_row(const float* x, size_t n, size_t d,
+                                  double max_norm2 = kMaxNorm2) {
   for (size_t i = 0; i < n; ++i)
-    if (!(norm2_f64(x + i * d, d) <= kMaxNorm2)) return i;
+    if (!(norm2_f64(x + i * d, d) <= max_norm2)) return i;
   return n;
 }
 

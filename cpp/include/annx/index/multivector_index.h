@@ -38,8 +38,9 @@ class ContainerWriter;
 }  // namespace io
 
 /// Validates ragged sets: offsets[0] == 0, non-decreasing, offsets[n] == ntokens, every
-/// set non-empty (unless allow_empty), all token values finite. `what` names the
-/// argument in errors ("docs", "queries", ...).
+/// set non-empty (unless allow_empty), all token values finite, every token's norm at
+/// most 2^40 (kMaxTokenNorm2, finite.h). `what` names the argument in errors ("docs",
+/// "queries", ...).
 void validate_sets(const float* tokens, size_t ntokens, size_t dim, const int64_t* offsets,
                    size_t n, const char* what, bool allow_empty = false);
 
