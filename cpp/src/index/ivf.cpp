@@ -113,7 +113,7 @@ struct IvfIndex::QueryCtx {
   };
   std::vector<Probe> probes;
   std::vector<uint32_t> list_start;
-  std::vector<ReservoirTopK> tops;  // per query of the chunk
+  std::vector<ReservoirTopK> tops;  // per query of the chunk (grouped), [0] one query
 };
 
 namespace {
@@ -750,7 +750,9 @@ void IvfIndex::search_impl(const float* q, size_t nq, size_t k, const SearchPara
       prepare_pq(ctx, ip);
     else
       ctx.vq = vcodec_.prepare(ctx.q, metric_);
-    ReservoirTopK top(kc);
+    if (ctx.tops.empty()) ctx.tops.emplace_back(kc);
+    ReservoirTopK& top = ctx.tops[0];  // reused across queries: no allocation per query
+    top.reset(kc);
     TopSink sink{top};
     scan_lists(ctx, ci.data() + i * nprobe, flat_pq() ? nullptr : cd.data() + i * nprobe, nprobe,
                allowed ? &bits : nullptr, sink);
