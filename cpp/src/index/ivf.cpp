@@ -1,6 +1,7 @@
 #include "annx/index/ivf.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -56,6 +57,9 @@ double pq_mse(const ProductQuantizer& pq, const float* x, size_t n, size_t d) {
   return n ? s / static_cast<double>(n) : 0.0;
 }
 
+/// Grouped batch search scans probe ranks phase by phase: 0 | 1 | 2-3 | 4-7 | ...
+size_t rank_phase(size_t rank) { return static_cast<size_t>(std::bit_width(rank)); }
+
 bool test_bit(const std::vector<uint64_t>& bits, slot_t s) {
   return (bits[s >> 6] >> (s & 63)) & 1;
 }
@@ -109,6 +113,7 @@ struct IvfIndex::QueryCtx {
   };
   std::vector<Probe> probes;
   std::vector<uint32_t> list_start;
+  std::vector<ReservoirTopK> tops;  // per query of the chunk (grouped), [0] one query
 };
 
 namespace {
@@ -635,22 +640,26 @@ void IvfIndex::score_slots(const float* q, const slot_t* slots, size_t n, float*
 }
 
 void IvfIndex::rerank(const float* q, ReservoirTopK& cand, size_t k, float* D, idx_t* I) const {
-  const size_t m = cand.size();
-  std::vector<float> cs(m);
-  std::vector<idx_t> ci(m);
-  // drain_sorted pads up to the heap's k: give it room, then use the first m.
-  std::vector<float> ds(cand.k());
-  std::vector<idx_t> is(cand.k());
-  cand.drain_sorted(ds.data(), is.data());
   if (!refine_) {
+    const size_t m = cand.size();
+    // drain_sorted pads up to the collector's k: give it room, then use the first m.
+    std::vector<float> ds(cand.k());
+    std::vector<idx_t> is(cand.k());
+    cand.drain_sorted(ds.data(), is.data());
     for (size_t i = 0; i < k; ++i) {
       D[i] = i < m ? ds[i] : kInf;
       I[i] = i < m ? is[i] : -1;
     }
     return;
   }
-  std::vector<uint32_t> rows(m);
-  for (size_t i = 0; i < m; ++i) rows[i] = static_cast<uint32_t>(is[i]);
+  // The candidates in any order: the exact scores and (score, id) ties decide below.
+  const auto& items = cand.items();
+  const size_t m = items.size();
+  thread_local std::vector<uint32_t> rows;
+  thread_local std::vector<float> cs;
+  rows.resize(m);
+  cs.resize(m);
+  for (size_t i = 0; i < m; ++i) rows[i] = static_cast<uint32_t>(items[i].second);
   const PreparedQuery rq = refine_->prepare(q, metric_);
   const auto& K = simd::kernels();
   K.gather[static_cast<int>(rq.kind)](rq.q.data(), refine_codes_.data(), rows.data(), m,
@@ -658,7 +667,8 @@ void IvfIndex::rerank(const float* q, ReservoirTopK& cand, size_t k, float* D, i
                                       cs.data());
   rq.finish_all(cs.data(), m);
   TopK top(k);
-  for (size_t i = 0; i < m; ++i) top.push(cs[i], is[i]);
+  for (size_t i = 0; i < m; ++i) top.push(cs[i], items[i].second);
+  cand.clear();
   top.drain_sorted(D, I);
 }
 
@@ -740,7 +750,9 @@ void IvfIndex::search_impl(const float* q, size_t nq, size_t k, const SearchPara
       prepare_pq(ctx, ip);
     else
       ctx.vq = vcodec_.prepare(ctx.q, metric_);
-    ReservoirTopK top(kc);
+    if (ctx.tops.empty()) ctx.tops.emplace_back(kc);
+    ReservoirTopK& top = ctx.tops[0];  // reused across queries: no allocation per query
+    top.reset(kc);
     TopSink sink{top};
     scan_lists(ctx, ci.data() + i * nprobe, flat_pq() ? nullptr : cd.data() + i * nprobe, nprobe,
                allowed ? &bits : nullptr, sink);
@@ -877,29 +889,37 @@ void IvfIndex::search_grouped(const float* q, size_t nq, size_t k, size_t kc, si
           const size_t b = c * qc, e = std::min(nq, b + qc), m = e - b;
           // Per query: its shared table (quantised) and its candidate heap.
           std::vector<pq4::QuantizedLut> qluts(m);
-          std::vector<ReservoirTopK> tops(m, ReservoirTopK(kc));
+          std::vector<ReservoirTopK>& tops = ctx.tops;  // reused: no fresh pages per call
+          if (tops.size() < m) tops.resize(m, ReservoirTopK(kc));
+          for (size_t j = 0; j < m; ++j) tops[j].reset(kc);
           for (size_t j = 0; j < m; ++j) {
             ctx.q = q + (b + j) * d;
             prepare_pq(ctx, ip);
             if (ctx.shared_lut) qluts[j] = ctx.qlut;
           }
           const bool shared = ctx.shared_lut;
-          // Counting sort by list (queries stay in order within a list).
+          // Counting sort by (rank phase, list); queries stay in order within a list.
+          // Phase f holds probe ranks [2^(f-1), 2^f) (rank 0 alone in phase 0): every
+          // query scans its nearest lists first, so its threshold tightens early, as
+          // in the one-query scan, and lists are still shared within a phase.
+          const size_t nl = lists_.size();
+          const size_t nkeys = nl * rank_phase(nprobe - 1) + nl;
           std::vector<uint32_t>& start = ctx.list_start;
-          start.assign(lists_.size() + 1, 0);
+          start.assign(nkeys + 1, 0);
           for (size_t j = 0; j < m; ++j)
             for (size_t p = 0; p < nprobe; ++p) {
               const uint32_t l = ci[(b + j) * nprobe + p];
-              if (l != kNoList) ++start[l + 1];
+              if (l != kNoList) ++start[rank_phase(p) * nl + l + 1];
             }
-          for (size_t l = 0; l < lists_.size(); ++l) start[l + 1] += start[l];
+          for (size_t key = 0; key < nkeys; ++key) start[key + 1] += start[key];
           std::vector<QueryCtx::Probe>& probes = ctx.probes;
-          probes.resize(start[lists_.size()]);
+          probes.resize(start[nkeys]);
           for (size_t j = 0; j < m; ++j)
             for (size_t p = 0; p < nprobe; ++p) {
               const uint32_t l = ci[(b + j) * nprobe + p];
               if (l != kNoList)
-                probes[start[l]++] = {l, static_cast<uint32_t>(j), static_cast<uint32_t>(p)};
+                probes[start[rank_phase(p) * nl + l]++] = {l, static_cast<uint32_t>(j),
+                                                           static_cast<uint32_t>(p)};
             }
           pq4::QuantizedLut own[4];  // per-list tables (L2 residuals)
           for (size_t g0 = 0; g0 < probes.size();) {
