@@ -87,8 +87,9 @@ std::unique_ptr<Index> make_hnsw(int d, const std::string& spec,
       throw InvalidArgument("insert_order must be 'random' or 'lid_desc', got '" +
                             *opt.insert_order + "'");
     if (opt.shuffle && *opt.shuffle)
-      throw InvalidArgument("insert_order='lid_desc' fixes the insertion order; it cannot be "
-                            "combined with shuffle=True");
+      throw InvalidArgument(
+          "insert_order='lid_desc' fixes the insertion order; it cannot be "
+          "combined with shuffle=True");
     o.insert_order = HnswOptions::InsertOrder::LidDesc;
     o.shuffle = false;
   }
@@ -205,8 +206,10 @@ std::unique_ptr<Index> make_ivf(int d, const std::string& spec, const std::vecto
                           "' has more sub-quantizers than the " + std::to_string(d) +
                           " dimensions");
   if (opt.ef_construction || opt.shuffle || opt.insert_order)
-    throw InvalidArgument("ef_construction, shuffle and insert_order apply to HNSW specs only, "
-                          "not '" + spec + "'");
+    throw InvalidArgument(
+        "ef_construction, shuffle and insert_order apply to HNSW specs only, "
+        "not '" +
+        spec + "'");
   if (opt.seed) o.seed = *opt.seed;
   // Fast-scan IVF without an explicit by_residual picks its encoding when trained
   // (IvfOptions::auto_residual); other PQ codecs encode residuals, as faiss's IVFPQ.
@@ -279,9 +282,10 @@ std::unique_ptr<Index> make_index(int d, const std::string& spec, Metric metric,
     return make_ivf(d, spec, tok, metric, options);
   if (options.ef_construction || options.seed || options.shuffle || options.by_residual ||
       options.insert_order)
-    throw InvalidArgument("ef_construction, seed, shuffle, insert_order and by_residual do not "
-                          "apply to '" +
-                          spec + "'");
+    throw InvalidArgument(
+        "ef_construction, seed, shuffle, insert_order and by_residual do not "
+        "apply to '" +
+        spec + "'");
   if (s != "Flat") {
     if (s.empty())
       throw InvalidArgument("empty index spec '" + spec + "': expected e.g. 'Flat' or 'HNSW32'");

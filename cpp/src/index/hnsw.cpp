@@ -998,7 +998,8 @@ void HnswIndex::write_impl(io::Manifest& m, std::vector<Section>& sections,
   m.set("hnsw_ef_construction", opt_.ef_construction);
   m.set("hnsw_seed", static_cast<uint64_t>(opt_.seed));
   m.set("hnsw_shuffle", opt_.shuffle);
-  if (opt_.insert_order == HnswOptions::InsertOrder::LidDesc) m.set("hnsw_insert_order", "lid_desc");
+  if (opt_.insert_order == HnswOptions::InsertOrder::LidDesc)
+    m.set("hnsw_insert_order", "lid_desc");
   m.set("hnsw_entry", static_cast<int64_t>(entry_.load()));
   m.set("hnsw_max_level", static_cast<int64_t>(max_level_.load()));
   m.set("hnsw_inserted", static_cast<uint64_t>(n_inserted_));
