@@ -124,6 +124,12 @@ def _configs() -> list[Config]:
         C("faiss-flat", "flat", faiss("Flat"), one, S),
         C("annx-hnsw32", "graph", annx("HNSW32"), efs, S),
         C("annx-hnsw32-sq8-refine", "graph", annx("HNSW32,SQ8,Refine(F32)"), efs, S),
+        # Degree 48 (96 links on level 0): on raw GloVe-200k (l2) 1.14-1.30x the q/s of
+        # HNSW32 at equal recall@10 0.983-0.993 (bench/results/issue19/highrecall-l2-200k)
+        C("annx-hnsw48", "graph", annx("HNSW48"), efs, S, matrix=False),
+        C("annx-hnsw48-sq8-refine", "graph", annx("HNSW48,SQ8,Refine(F32)"), efs, S),
+        C("annx-hnsw64-sq8-refine", "graph", annx("HNSW64,SQ8,Refine(F32)"), efs, S,
+          matrix=False),
         C("hnswlib-m16", "graph", lambda ds: hnswlib.Hnswlib(ds.metric, 16), efs, S),
         C("faiss-hnsw32", "graph", faiss("HNSW32"), efs, S, matrix=False),
         C("hnswlib-m32", "graph", lambda ds: hnswlib.Hnswlib(ds.metric, 32), efs, S,

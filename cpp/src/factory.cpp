@@ -82,6 +82,17 @@ std::unique_ptr<Index> make_hnsw(int d, const std::string& spec,
   if (opt.ef_construction) o.ef_construction = *opt.ef_construction;
   if (opt.seed) o.seed = *opt.seed;
   if (opt.shuffle) o.shuffle = *opt.shuffle;
+  if (opt.insert_order && *opt.insert_order != "random") {
+    if (*opt.insert_order != "lid_desc")
+      throw InvalidArgument("insert_order must be 'random' or 'lid_desc', got '" +
+                            *opt.insert_order + "'");
+    if (opt.shuffle && *opt.shuffle)
+      throw InvalidArgument(
+          "insert_order='lid_desc' fixes the insertion order; it cannot be "
+          "combined with shuffle=True");
+    o.insert_order = HnswOptions::InsertOrder::LidDesc;
+    o.shuffle = false;
+  }
   CodecKind codec = CodecKind::F32;
   std::optional<CodecKind> refine;
   size_t i = 1;
@@ -194,9 +205,11 @@ std::unique_ptr<Index> make_ivf(int d, const std::string& spec, const std::vecto
     throw InvalidArgument("PQ" + std::to_string(o.pq_m) + " in spec '" + spec +
                           "' has more sub-quantizers than the " + std::to_string(d) +
                           " dimensions");
-  if (opt.ef_construction || opt.shuffle)
-    throw InvalidArgument("ef_construction and shuffle apply to HNSW specs only, not '" + spec +
-                          "'");
+  if (opt.ef_construction || opt.shuffle || opt.insert_order)
+    throw InvalidArgument(
+        "ef_construction, shuffle and insert_order apply to HNSW specs only, "
+        "not '" +
+        spec + "'");
   if (opt.seed) o.seed = *opt.seed;
   // Fast-scan IVF without an explicit by_residual picks its encoding when trained
   // (IvfOptions::auto_residual); other PQ codecs encode residuals, as faiss's IVFPQ.
@@ -267,9 +280,12 @@ std::unique_ptr<Index> make_index(int d, const std::string& spec, Metric metric,
   if (starts_with_structure(s, "HNSW")) return make_hnsw(d, spec, tok, metric, options);
   if (starts_with_structure(s, "IVF") || starts_with_structure(s, "PQ"))
     return make_ivf(d, spec, tok, metric, options);
-  if (options.ef_construction || options.seed || options.shuffle || options.by_residual)
-    throw InvalidArgument("ef_construction, seed, shuffle and by_residual do not apply to '" +
-                          spec + "'");
+  if (options.ef_construction || options.seed || options.shuffle || options.by_residual ||
+      options.insert_order)
+    throw InvalidArgument(
+        "ef_construction, seed, shuffle, insert_order and by_residual do not "
+        "apply to '" +
+        spec + "'");
   if (s != "Flat") {
     if (s.empty())
       throw InvalidArgument("empty index spec '" + spec + "': expected e.g. 'Flat' or 'HNSW32'");

@@ -144,6 +144,7 @@ def index_factory(
     seed: Optional[int] = None,
     shuffle: Optional[bool] = None,
     by_residual: Optional[bool] = None,
+    insert_order: Optional[str] = None,
 ) -> Index: ...
 def kmeans(
     x: npt.NDArray[np.float32],

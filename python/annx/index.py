@@ -293,7 +293,8 @@ class Index(IndexSurface):
         ``threads`` caps the threads used (default :func:`annx.get_num_threads`).
 
         HNSW inserts each batch in a random permutation drawn from the index's seed
-        (``shuffle=False`` at creation keeps the given order); with ``threads=1`` a
+        (``shuffle=False`` at creation keeps the given order, ``insert_order="lid_desc"``
+        orders it by decreasing local intrinsic dimensionality); with ``threads=1`` a
         seeded build is bit-for-bit reproducible. Slots of removed vectors are reused
         first, and their former neighbours' links are repaired. An interrupted add
         (Ctrl-C) adds nothing.

@@ -305,8 +305,10 @@ void bind_index(py::module_& m) {
       "index_factory",
       [](int d, const std::string& spec, const std::string& metric,
          std::optional<int> ef_construction, std::optional<uint64_t> seed,
-         std::optional<bool> shuffle, std::optional<bool> by_residual) {
+         std::optional<bool> shuffle, std::optional<bool> by_residual,
+         std::optional<std::string> insert_order) {
         FactoryOptions o;
+        o.insert_order = insert_order;
         o.ef_construction = ef_construction;
         o.seed = seed;
         o.shuffle = shuffle;
@@ -315,7 +317,8 @@ void bind_index(py::module_& m) {
       },
       py::arg("d"), py::arg("spec"), py::arg("metric") = "l2",
       py::arg("ef_construction") = py::none(), py::arg("seed") = py::none(),
-      py::arg("shuffle") = py::none(), py::arg("by_residual") = py::none());
+      py::arg("shuffle") = py::none(), py::arg("by_residual") = py::none(),
+      py::arg("insert_order") = py::none());
 
   m.def(
       "load",

@@ -32,6 +32,8 @@ struct FactoryOptions {
                                        // IVF/PQ k-means (default 1234)
   std::optional<bool> by_residual;     // IVF with PQ: encode x - centroid (default true)
   std::optional<bool> shuffle;         // HNSW: insert batches in a seeded random order
+  // HNSW: "random" (default) or "lid_desc" (decreasing local intrinsic dimensionality)
+  std::optional<std::string> insert_order;
 };
 
 std::unique_ptr<Index> make_index(int d, const std::string& spec, Metric metric,

@@ -15,6 +15,7 @@
 #include "annx/io/container.h"
 #include "annx/simd/kernels.h"
 #include "graph_search.h"
+#include "insert_order.h"
 
 namespace annx {
 namespace {
@@ -100,6 +101,7 @@ HnswIndex::HnswIndex(int d, Metric metric, CodecKind codec, std::optional<CodecK
   code_off_ = sizeof(uint32_t) * (1 + 2 * static_cast<size_t>(opt_.M));
   block_ = (code_off_ + codec_.code_size() + 63) / 64 * 64;
   if (metric == Metric::IP) ip_graph_ = IpGraph::Mobius;
+  if (opt_.insert_order == HnswOptions::InsertOrder::LidDesc) opt_.shuffle = false;
 }
 
 HnswIndex::~HnswIndex() = default;
@@ -868,6 +870,23 @@ void HnswIndex::sort_free_slots() {
 
 void HnswIndex::add_prepared(const float* x, size_t n, const idx_t* ids, int threads) {
   const size_t d = static_cast<size_t>(d_);
+  // insert_order="lid_desc": permute the batch (rows and their ids) by decreasing local
+  // intrinsic dimensionality; slots and insertion then follow that order (no shuffle).
+  std::vector<float> x_ordered;
+  std::vector<idx_t> ids_ordered;
+  if (opt_.insert_order == HnswOptions::InsertOrder::LidDesc && n > 1 && is_trained()) {
+    const std::vector<uint32_t> perm =
+        graph::lid_desc_order(x, n, d, mobius(), opt_.seed ^ n_batches_, threads);
+    x_ordered.resize(n * d);
+    ids_ordered.resize(n);
+    const idx_t first = idmap_.next_id();
+    for (size_t i = 0; i < n; ++i) {
+      std::memcpy(x_ordered.data() + i * d, x + size_t{perm[i]} * d, d * sizeof(float));
+      ids_ordered[i] = ids ? ids[perm[i]] : first + static_cast<idx_t>(perm[i]);
+    }
+    x = x_ordered.data();
+    ids = ids_ordered.data();
+  }
   std::vector<uint32_t> slots(n);
   size_t n_reused = 0;
   // writer_mu_ is held, so no train() can change the codecs: encode before locking
@@ -979,6 +998,8 @@ void HnswIndex::write_impl(io::Manifest& m, std::vector<Section>& sections,
   m.set("hnsw_ef_construction", opt_.ef_construction);
   m.set("hnsw_seed", static_cast<uint64_t>(opt_.seed));
   m.set("hnsw_shuffle", opt_.shuffle);
+  if (opt_.insert_order == HnswOptions::InsertOrder::LidDesc)
+    m.set("hnsw_insert_order", "lid_desc");
   m.set("hnsw_entry", static_cast<int64_t>(entry_.load()));
   m.set("hnsw_max_level", static_cast<int64_t>(max_level_.load()));
   m.set("hnsw_inserted", static_cast<uint64_t>(n_inserted_));
@@ -1006,6 +1027,12 @@ void HnswIndex::read_impl(const io::ContainerReader& r, const io::Manifest& m, s
   opt_.ef_construction = static_cast<int>(m.i64("hnsw_ef_construction", 1, 1 << 20));
   opt_.seed = m.u64("hnsw_seed");
   opt_.shuffle = m.boolean("hnsw_shuffle");
+  // Files from before insert_order have no key (the default order).
+  if (const auto o = m.get("hnsw_insert_order")) {
+    if (*o != "lid_desc") bad("unknown hnsw_insert_order '" + std::string(*o) + "'");
+    if (opt_.shuffle) bad("hnsw_insert_order 'lid_desc' with hnsw_shuffle");
+    opt_.insert_order = HnswOptions::InsertOrder::LidDesc;
+  }
   if (m.u64("hnsw_block") != block_) bad("block size does not match");
   // Inner-product graphs: files from before the Mobius graph have no key and keep
   // the inner-product rule for later adds; a value this build does not know is refused.

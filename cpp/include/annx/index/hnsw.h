@@ -51,6 +51,10 @@ struct HnswOptions {
   int ef_construction = 200;  // candidate list size while inserting
   uint64_t seed = 0;          // level draws and insertion order
   bool shuffle = true;        // insert each batch in a seeded random permutation
+  // Order in which each batch is inserted: Default (the shuffle above, or the given
+  // order) or LidDesc (decreasing local intrinsic dimensionality, see insert_order.h;
+  // the shuffle is off then).
+  enum class InsertOrder { Default, LidDesc } insert_order = InsertOrder::Default;
 };
 
 class HnswIndex final : public Index {
