@@ -159,3 +159,54 @@ def recall(I: np.ndarray, gt: np.ndarray) -> float:
         hits += len(want & set(a.tolist()))
         total += len(want)
     return hits / max(total, 1)
+
+
+def assert_knn(
+    D: np.ndarray,
+    I: np.ndarray,
+    x: np.ndarray,
+    q: np.ndarray,
+    k: int,
+    metric: str,
+    ids: np.ndarray | None = None,
+    rtol: float = 1e-4,
+    atol: float = 1e-5,
+) -> None:
+    """D, I must be the exact top-k of x for q (up to float32 near-ties)."""
+    nq = len(q)
+    assert D.shape == (nq, k) and I.shape == (nq, k)
+    assert D.dtype == np.float32 and I.dtype == np.int64
+    ids = np.arange(len(x), dtype=np.int64) if ids is None else np.asarray(ids, np.int64)
+    Dg, Ig = brute_force(x, q, k, metric, ids)
+    pad = pad_value(metric)
+    # Padding exactly where the reference pads.
+    np.testing.assert_array_equal(I == -1, Ig == -1)
+    np.testing.assert_array_equal(D[Ig == -1], np.full(int((Ig == -1).sum()), pad, np.float32))
+    live = Ig != -1
+    np.testing.assert_allclose(D[live], Dg[live], rtol=rtol, atol=atol)
+    if not live.any():
+        return
+    # Ordering: best first.
+    Dl = np.where(live, D.astype(np.float64), np.nan)
+    with np.errstate(invalid="ignore"):
+        diffs = np.diff(Dl, axis=1)
+    diffs = diffs[np.isfinite(diffs)]
+    assert (diffs >= 0).all() if metric == "l2" else (diffs <= 0).all()
+    # Every id differing from the reference must be a near-tie, and rows hold no repeats.
+    row_of = {int(v): i for i, v in enumerate(ids)}
+    s = scores(x, q, metric)
+    for r in range(nq):
+        got = I[r][I[r] != -1]
+        assert len(set(got.tolist())) == len(got), f"repeated id in row {r}: {I[r]}"
+        for j in np.nonzero((I[r] != Ig[r]) & live[r])[0]:
+            true = s[r, row_of[int(I[r, j])]]
+            assert np.isclose(true, Dg[r, j], rtol=rtol, atol=atol), (
+                f"query {r} rank {j}: got id {I[r, j]} (score {true}), expected id "
+                f"{Ig[r, j]} (score {Dg[r, j]})"
+            )
+
+
+def normalised(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length, in float64."""
+    x = np.asarray(x, np.float64)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)

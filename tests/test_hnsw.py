@@ -25,12 +25,20 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import METRICS, brute_force, brute_range, make_data, pad_value, recall, scores
+from conftest import (
+    METRICS,
+    assert_knn,
+    brute_force,
+    brute_range,
+    make_data,
+    pad_value,
+    recall,
+    scores,
+)
+from container_format import build_container, manifest_of, parse, section_bytes, with_manifest
 from hypothesis import event, given
 from hypothesis import strategies as st
-from test_flat import assert_knn
-from test_io import build_container, manifest_of, parse, section_bytes, with_manifest
-from test_threads import interrupt_latency, needs_signals, run_threads
+from thread_helpers import interrupt_latency, needs_signals, run_threads
 
 import annx
 

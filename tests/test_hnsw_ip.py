@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import brute_force, make_clustered, recall, scores
-from test_io import manifest_of, with_manifest
+from container_format import manifest_of, with_manifest
 
 import annx
 

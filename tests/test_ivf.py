@@ -17,13 +17,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import METRICS, brute_force, brute_range, make_clustered, make_data, pad_value, recall
+from conftest import (
+    METRICS,
+    assert_knn,
+    brute_force,
+    brute_range,
+    make_clustered,
+    make_data,
+    normalised,
+    pad_value,
+    recall,
+)
 from conftest import scores as exact_scores
+from container_format import build_container, section_bytes
 from hypothesis import given
 from hypothesis import strategies as st
-from test_flat import assert_knn, normalised
-from test_io import build_container, section_bytes
-from test_threads import run_threads
+from thread_helpers import run_threads
 
 import annx
 
