@@ -147,8 +147,9 @@ class HnswIndex final : public Index {
   static float inv_norm_of(float n2);
   bool mobius() const { return ip_graph_ == IpGraph::Mobius; }
   void update_norms(const uint32_t* slots, size_t n, size_t old);
+  /// `center`: any vector near the base (translates rows for the l2 pair scores).
   void select_neighbors(const std::vector<Candidate>& cand, size_t m, Scratch& sc,
-                        std::vector<uint32_t>& out, float alpha = 1.f) const;
+                        std::vector<uint32_t>& out, float alpha, const float* center) const;
   void insert(uint32_t s, const float* x, Scratch& sc, bool reused);
   void link_back(uint32_t e, uint32_t s, int level, Scratch& sc);
   /// Scores sc.ids against `base`, selects at most m and writes them into list `l`
