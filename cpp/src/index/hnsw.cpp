@@ -693,7 +693,14 @@ void HnswIndex::select_neighbors(const std::vector<Candidate>& cand, size_t m, S
     const size_t nk0 = out.size();
     for (size_t k0 = 0; k0 < nk0 && n_alive > 0; k0 += kC) {
       const size_t nc = std::min(kC, nk0 - k0);
-      K.dot_f32_tile(sc.cvec.data(), nb, sc.sel.data() + k0 * d, nc, d, sc.tile.data(), kC);
+      const float* kept = sc.sel.data() + k0 * d;
+      if (n_alive == nb) {
+        K.dot_f32_tile(sc.cvec.data(), nb, kept, nc, d, sc.tile.data(), kC);
+      } else {  // rows of rejected candidates are not scored further
+        for (size_t i = 0; i < nb; ++i)
+          if (alive[i])
+            K.dot_f32_tile(sc.cvec.data() + i * d, 1, kept, nc, d, sc.tile.data() + i * kC, kC);
+      }
       for (size_t i = 0; i < nb; ++i) {
         if (!alive[i]) continue;
         for (size_t j = 0; j < nc; ++j)
