@@ -151,13 +151,17 @@ class HnswIndex final : public Index {
   static float inv_norm_of(float n2);
   bool mobius() const { return ip_graph_ == IpGraph::Mobius; }
   void update_norms(const uint32_t* slots, size_t n, size_t old);
+  /// `center`: any vector near the base (translates rows for the l2 pair scores);
+  /// `core`: optional flags of candidates kept by an earlier selection for this base.
   void select_neighbors(const std::vector<Candidate>& cand, size_t m, Scratch& sc,
-                        std::vector<uint32_t>& out, float alpha = 1.f) const;
+                        std::vector<uint32_t>& out, float alpha, const float* center,
+                        const uint8_t* core = nullptr) const;
   void insert(uint32_t s, const float* x, Scratch& sc, bool reused);
   void link_back(uint32_t e, uint32_t s, int level, Scratch& sc);
-  /// Scores sc.ids against `base`, selects at most m and writes them into list `l`
-  /// (result also left in sc.nbrs2). The caller holds the list's node lock.
-  void reselect(const float* base, uint32_t bs, size_t m, Scratch& sc, uint32_t* l) const;
+  /// Scores sc.ids against `base`, selects at most m and writes them into list `l` of
+  /// `level` (result also left in sc.nbrs2). sc.core_ids (sorted) names the ids kept by
+  /// the list's previous selection (see core0_). The caller holds the list's node lock.
+  void reselect(const float* base, uint32_t bs, size_t m, Scratch& sc, uint32_t* l, int level);
   void repair_around(uint32_t s, Scratch& sc);
   int draw_level(uint64_t counter) const;
   std::mutex& node_lock(uint32_t s) const { return node_locks_[s & (kNodeLocks - 1)]; }
@@ -189,6 +193,11 @@ class HnswIndex final : public Index {
   enum class IpGraph : uint8_t { None, Ip, Mobius };
   IpGraph ip_graph_ = IpGraph::None;
   std::vector<float> inv_norm2_;  // Mobius: 1 / |x|^2 of each slot's stored (decoded) vector
+  // During an add: how many leading links of each slot's level-0 list are the output
+  // of one neighbour selection for that slot (0: unknown), so that re-pruning the list
+  // skips the pairs that selection already checked (see select_neighbors). Guarded by
+  // the node locks; allocated for the linking phase of an add only.
+  std::vector<uint16_t> core0_;
 };
 
 }  // namespace annx
