@@ -6,6 +6,7 @@ Usage (from the repository root)::
 
     PYTHONPATH=python python bench/annxbench/recall_by_ef.py glove6b-100000-50-dot \\
         [--spec HNSW32] [--ef-construction 200] [--threads 2] [--data-dir ../shared/data]
+        [--insert-order random|lid_desc] [--seed 0]
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ def main() -> None:
     ap.add_argument("--spec", default="HNSW32")
     ap.add_argument("--ef-construction", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2, help="build threads (search: 1)")
+    ap.add_argument("--insert-order", choices=("random", "lid_desc"), default="random")
+    ap.add_argument("--seed", type=int, default=0)
     here = Path(__file__).resolve().parents[2]
     data = os.environ.get("ANNX_SHARED_DATA") or str(here.parent / "shared" / "data")
     ap.add_argument("--data-dir", default=data)
@@ -37,13 +40,14 @@ def main() -> None:
         xb, xq, gt = f["train"][:], f["test"][:], f["neighbors"][:, :10]
         metric = {"dot": "ip", "angular": "cos", "euclidean": "l2"}[f.attrs["distance"]]
     idx = annx.index_factory(xb.shape[1], a.spec, metric, ef_construction=a.ef_construction,
-                             seed=0)  # fmt: skip
+                             seed=a.seed, insert_order=a.insert_order)  # fmt: skip
     if not idx.is_trained:
         idx.train(xb)
     t = time.perf_counter()
     idx.add(xb, threads=a.threads)
     build = time.perf_counter() - t
-    print(f"{a.set} {a.spec} {metric}: build {build:.1f} s ({a.threads} threads)")
+    print(f"{a.set} {a.spec} {metric} insert_order={a.insert_order} seed {a.seed}: "
+          f"build {build:.1f} s ({a.threads} threads)")  # fmt: skip
     print("| ef_search | recall@10 | q/s |\n|---:|---:|---:|")
     for ef in EF:
         t = time.perf_counter()
