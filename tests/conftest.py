@@ -8,6 +8,8 @@
 * ``make_data`` / ``brute_force`` / ``brute_range``: seeded synthetic data and an exact
   numpy float64 reference that follows annx's conventions (squared L2 ascending;
   similarities descending for ``"ip"`` and ``"cos"``; padding -1 and +inf / -inf).
+* Tests that use ``shared_data`` are marked ``real_data`` (CI's sanitizer run leaves them
+  out: they walk the same code as the synthetic tests, on 10-100x more rows).
 * A hypothesis profile ``"ci"`` (no deadline, 40 examples, derandomized) loaded by
   default; ``HYPOTHESIS_PROFILE`` selects another registered profile.
 """
@@ -63,10 +65,18 @@ def isa(request: pytest.FixtureRequest):
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
+    """The real benchmark data folder; skips the test where it is absent."""
     path = shared_data_dir()
     if not path.is_dir():
         pytest.skip(f"benchmark data folder {path} not found (set ANNX_SHARED_DATA)")
     return path
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that uses the real benchmark data ``real_data``."""
+    for item in items:
+        if "shared_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.real_data)
 
 
 # ---------------------------------------------------------------------------- helpers

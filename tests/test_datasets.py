@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 import functools
 import http.server
-import os
 import pathlib
 import subprocess
 import sys
@@ -787,23 +786,16 @@ def test_dataset_names() -> None:
 # --------------------------------------------------------------------------
 
 
-def _shared_data() -> pathlib.Path:
-    env = os.environ.get("ANNX_SHARED_DATA")
-    if env:
-        return pathlib.Path(env)
-    return pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def _shared_file(name: str) -> pathlib.Path:
-    path = _shared_data() / name
+def _shared_file(folder: pathlib.Path, name: str) -> pathlib.Path:
+    path = folder / name
     if not path.is_file():
         pytest.skip(f"real benchmark data not available ({path} not found)")
     pytest.importorskip("h5py")
     return path
 
 
-def test_real_glove() -> None:
-    data = ds.load(_shared_file("glove6b-50000-50-angular.hdf5"))
+def test_real_glove(shared_data: pathlib.Path) -> None:
+    data = ds.load(_shared_file(shared_data, "glove6b-50000-50-angular.hdf5"))
     assert (data.n, data.d, data.nq) == (50000, 50, 1000)
     assert data.metric == "cos" and data.distance == "angular"
     assert data.neighbors is not None and data.neighbors.shape == (1000, 100)
@@ -815,7 +807,7 @@ def test_real_glove() -> None:
     np.testing.assert_allclose(1.0 - D, data.distances[:20, :10], atol=1e-5)
 
 
-def test_real_ood_has_learn() -> None:
-    data = ds.load_hdf5(_shared_file("minilm-ood-10000-384-angular.hdf5"))
+def test_real_ood_has_learn(shared_data: pathlib.Path) -> None:
+    data = ds.load_hdf5(_shared_file(shared_data, "minilm-ood-10000-384-angular.hdf5"))
     assert data.extra["learn"].shape == (5000, 384)
     assert "test_texts" not in data.extra
