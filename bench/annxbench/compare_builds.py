@@ -9,7 +9,7 @@ seconds below 1 is faster.
 Usage (from bench/)::
 
     python -m annxbench.compare_builds --a /tmp/before --b ../python --rounds 7 \\
-        --data-dir ../../shared/data --out results/compare.md
+        --data-dir ../../shared/data --out results/compare.md [--cases flat-codecs]
 
 ``--a`` / ``--b`` are folders holding an ``annx`` package (PYTHONPATH entries). The index
 files are built once with build B into ``--work`` (default /tmp/annx-ab).
@@ -29,7 +29,7 @@ from pathlib import Path
 from annxbench.datasets import default_data_dir
 
 # (name, data file, spec, metric, queries, search kwargs)
-CASES = [
+DEFAULT_CASES = [
     ("flat-l2-glove200k", "glove6b-200000-50-euclidean.hdf5", "Flat", "l2", 200, {}),
     ("flat-cos-minilm100k", "minilm-100000-384-angular.hdf5", "Flat", "cos", 200, {}),
     (
@@ -42,6 +42,21 @@ CASES = [
     ),
 ]
 
+# Batched exact scans of every float-like codec on every single-vector shared set.
+_SETS = [
+    ("glove50k", "glove6b-50000-50-angular.hdf5", "cos"),
+    ("glove200k", "glove6b-200000-50-euclidean.hdf5", "l2"),
+    ("dot100k", "glove6b-100000-50-dot.hdf5", "ip"),
+    ("minilm100k", "minilm-100000-384-angular.hdf5", "cos"),
+    ("minilm-ood", "minilm-ood-10000-384-angular.hdf5", "cos"),
+]
+FLAT_CODEC_CASES = [
+    (f"{spec.replace(',', '-').lower()}-{name}", data, spec, metric, 200, {})
+    for name, data, metric in _SETS
+    for spec in ("Flat", "Flat,F16", "Flat,BF16", "Flat,SQ8")
+]
+CASE_SETS = {"default": DEFAULT_CASES, "flat-codecs": FLAT_CODEC_CASES}
+
 
 def _median_seconds(fn, reps: int) -> float:
     times = []
@@ -52,31 +67,34 @@ def _median_seconds(fn, reps: int) -> float:
     return statistics.median(times)
 
 
-def _child(data_dir: Path, work: Path, reps: int) -> dict[str, float]:
+def _child(data_dir: Path, work: Path, reps: int, cases: str, load: bool) -> dict[str, float]:
     import h5py
 
     import annx
 
     annx.set_num_threads(1)
     out: dict[str, float] = {}
-    for name, data, _spec, _metric, nq, kw in CASES:
+    for name, data, _spec, _metric, nq, kw in CASE_SETS[cases]:
         with h5py.File(data_dir / data, "r") as f:
             q = f["test"][:nq]
         path = str(work / f"{name}.annx")
-        out[f"{name} load (s)"] = _median_seconds(lambda p=path: annx.load(p), reps)
-        out[f"{name} load mmap (s)"] = _median_seconds(lambda p=path: annx.load(p, mmap=True), reps)
+        if load:
+            out[f"{name} load (s)"] = _median_seconds(lambda p=path: annx.load(p), reps)
+            out[f"{name} load mmap (s)"] = _median_seconds(
+                lambda p=path: annx.load(p, mmap=True), reps
+            )
         index = annx.load(path)
         out[f"{name} search (q/s)"] = nq / _median_seconds(lambda: index.search(q, 10, **kw), reps)
     return out
 
 
-def _prepare(data_dir: Path, work: Path) -> None:
+def _prepare(data_dir: Path, work: Path, cases: str) -> None:
     import h5py
 
     import annx
 
     work.mkdir(parents=True, exist_ok=True)
-    for name, data, spec, metric, _nq, _kw in CASES:
+    for name, data, spec, metric, _nq, _kw in CASE_SETS[cases]:
         path = work / f"{name}.annx"
         if path.exists():
             continue
@@ -84,6 +102,8 @@ def _prepare(data_dir: Path, work: Path) -> None:
             x = f["train"][:]
         kw = {"seed": 0} if spec.startswith("HNSW") else {}
         index = annx.index_factory(x.shape[1], spec, metric=metric, **kw)
+        if not index.is_trained:
+            index.train(x)
         index.add(x)
         index.save(str(path))
 
@@ -97,18 +117,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", default=str(default_data_dir()))
     ap.add_argument("--work", default="/tmp/annx-ab")
     ap.add_argument("--out", default=None, help="markdown table to write (also printed)")
+    ap.add_argument("--cases", choices=sorted(CASE_SETS), default="default")
+    ap.add_argument("--no-load", action="store_true", help="time searches only, not loads")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     data_dir, work = Path(args.data_dir), Path(args.work)
     if args.child:
-        print(json.dumps(_child(data_dir, work, args.reps)))
+        print(json.dumps(_child(data_dir, work, args.reps, args.cases, not args.no_load)))
         return 0
     subprocess.run(
         [
             sys.executable,
             "-c",
             f"from annxbench.compare_builds import _prepare as p; "
-            f"from pathlib import Path; p(Path({str(data_dir)!r}), Path({str(work)!r}))",
+            f"from pathlib import Path; "
+            f"p(Path({str(data_dir)!r}), Path({str(work)!r}), {args.cases!r})",
         ],
         env=dict(os.environ, PYTHONPATH=os.pathsep.join([args.b, str(Path(__file__).parents[1])])),
         check=True,
@@ -135,12 +158,14 @@ def main(argv: list[str] | None = None) -> int:
                 str(data_dir),
                 "--work",
                 str(work),
-            ]
+                "--cases",
+                args.cases,
+            ] + (["--no-load"] if args.no_load else [])
             res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
             runs[build].append(json.loads(res.stdout.strip().splitlines()[-1]))
     lines = [
         f"A = `{args.a}`, B = `{args.b}`; {args.rounds} rounds alternating A/B, "
-        f"medians of {args.reps} repeats per child, 1 search thread.",
+        f"medians of {args.reps} repeats per child, 1 search thread, cases `{args.cases}`.",
         "",
         "| measurement | A (median) | B (median) | B/A (median of rounds) | spread (min-max) |",
         "|---|---:|---:|---:|---:|",

@@ -126,8 +126,8 @@ void FlatIndex::search_impl(const float* q, size_t nq, size_t k, const SearchPar
                             const std::vector<slot_t>* allowed, float* D, idx_t* I) const {
   const int threads = params.threads > 0 ? params.threads : get_num_threads();
   const size_t n = allowed ? allowed->size() : count();
-  if (!allowed && codec_.kind() == CodecKind::F32 && nq >= kBlockedMinQueries && n >= kBaseBlock) {
-    search_blocked_f32(q, nq, k, threads, nq >= kPackedMinQueries, D, I);
+  if (!allowed && codec_.levels() == 0 && nq >= kBlockedMinQueries && n >= kBaseBlock) {
+    search_blocked_float(q, nq, k, threads, nq >= kPackedMinQueries, D, I);
   } else if (!allowed && codec_.levels() > 0 && nq >= kBinaryMinQueries && n >= kBaseBlock) {
     search_blocked_binary(q, nq, k, threads, D, I);
   } else if (nq < static_cast<size_t>(threads) && n >= 2 * kIntraQueryBlock) {
@@ -179,44 +179,69 @@ void FlatIndex::search_intra_query(const float* q, size_t nq, size_t k, int thre
   }
 }
 
-void FlatIndex::search_blocked_f32(const float* q, size_t nq, size_t k, int threads, bool packed,
-                                   float* D, idx_t* I) const {
+void FlatIndex::search_blocked_float(const float* q, size_t nq, size_t k, int threads, bool packed,
+                                     float* D, idx_t* I) const {
   // Threads split the base (each packs its rows once and runs every query against
-  // them), then per-chunk top-k lists are merged per query.
+  // them), then per-chunk top-k lists are merged per query. F16 / BF16 / SQ8 rows are
+  // decoded to float32 one block at a time (the cost is shared by every query of the call).
   //
   // L2 candidates are ranked by |x|^2 - 2<q,x>, which cancels catastrophically for data
-  // far from the origin. So each query keeps k + slack candidates, re-scores them in
-  // direct form, and is answered from them only if the rounding-error bound proves that
-  // no row outside the candidates can beat the k-th; otherwise (rare on ordinary data,
-  // always on data far from the origin) it is answered by the exact per-query scan.
+  // far from the origin, and every tile rounds differently from the per-query kernel. So
+  // each query keeps k + slack candidates, re-scores them with the per-query scan's
+  // kernel, and is answered from them only if the rounding-error bound proves that no row
+  // outside the candidates can beat the k-th; otherwise (rare on ordinary data, always on
+  // data far from the origin, where scores tie to rounding) it is answered by the
+  // per-query scan. Either way the answers are the per-query scan's.
   const auto& K = simd::kernels();
   const size_t d = static_cast<size_t>(d_);
   const size_t n = count();
-  const float* x = reinterpret_cast<const float*>(codes_.data());
+  const size_t cs = codec_.code_size();
+  const bool decoded = codec_.kind() != CodecKind::F32;
+  const uint8_t* codes = codes_.data();
+  const float* x = reinterpret_cast<const float*>(codes);  // F32 rows
   const float* norms = norms_.data();
   const bool l2 = metric_ == Metric::L2;
-  const size_t kc = l2 ? k + std::max<size_t>(k, 8) : k;  // candidates kept per query
+  const size_t kc = k + std::max<size_t>(k, 8);  // candidates kept per query
   const size_t P = K.panel_rows;
   const size_t XB = P * std::max<size_t>(1, kBaseBlock / P);
   // Chunks of about 2^28 multiply-adds (~10 ms) keep Ctrl-C prompt for any nq.
   const size_t rows = std::clamp<size_t>((size_t{1} << 28) / (nq * d + 1), XB, kBlockedChunkRows);
   const size_t grain = XB * std::max<size_t>(1, rows / XB);
   const int nthreads = std::max(1, threads);
+  const int ip_kind = static_cast<int>(simd::DistKind::IP_F32);
   std::vector<std::vector<TopK>> thread_tops(static_cast<size_t>(nthreads));
+  // Largest |x|^2 seen by each thread, for the bound (F32 l2 keeps norms per row instead).
+  const bool track_norms = decoded || !l2;
+  std::vector<float> thread_max_norm2(static_cast<size_t>(nthreads), 0.f);
   parallel_for(
       n, grain,
       [&](size_t b, size_t e) {
-        std::vector<TopK>& tops = thread_tops[static_cast<size_t>(worker_index())];
+        const auto w = static_cast<size_t>(worker_index());
+        std::vector<TopK>& tops = thread_tops[w];
         if (tops.empty()) tops.assign(nq, TopK(kc));
         std::vector<float> panel(packed ? XB * d : 0);
+        std::vector<float> rows_f32(decoded ? XB * d : 0), row_norms(track_norms ? XB : 0);
         std::vector<float> tile(kQueryBlock * XB);
         std::vector<uint32_t> sel(XB);
         for (size_t xb = b; xb < e; xb += XB) {
           const size_t nx = std::min(XB, e - xb);
           const size_t nstrips = (nx + P - 1) / P;
+          const float* xr = x + xb * d;
+          const float* xn = l2 ? norms + xb : nullptr;
+          if (decoded) {
+            codec_.decode(codes + xb * cs, nx, rows_f32.data());
+            xr = rows_f32.data();
+          }
+          if (track_norms) {
+            for (size_t j = 0; j < nx; ++j)
+              row_norms[j] = K.one[ip_kind](xr + j * d, xr + j * d, d, nullptr);
+            thread_max_norm2[w] = std::max(
+                thread_max_norm2[w], *std::max_element(row_norms.begin(), row_norms.begin() + nx));
+            if (l2) xn = row_norms.data();
+          }
           if (packed)
             for (size_t s = 0; s < nstrips; ++s)
-              K.pack_f32_panel(x + (xb + s * P) * d, std::min(P, nx - s * P), d,
+              K.pack_f32_panel(xr + s * P * d, std::min(P, nx - s * P), d,
                                panel.data() + s * P * d);
           for (size_t a0 = 0; a0 < nq; a0 += kQueryBlock) {
             const size_t mq = std::min(kQueryBlock, nq - a0);
@@ -225,14 +250,14 @@ void FlatIndex::search_blocked_f32(const float* q, size_t nq, size_t k, int thre
                 K.dot_f32_panel(q + a0 * d, mq, d, panel.data() + s * P * d, tile.data() + s * P,
                                 XB);
             } else {
-              K.dot_f32_tile(q + a0 * d, mq, x + xb * d, nx, d, tile.data(), XB);
+              K.dot_f32_tile(q + a0 * d, mq, xr, nx, d, tile.data(), XB);
             }
             for (size_t a = 0; a < mq; ++a) {
               float* row = tile.data() + a * XB;
               // Scores: L2 up to the query's own norm (constant per query) |x|^2 - 2<q,x>;
               // negated inner products for similarities.
               if (l2) {
-                for (size_t j = 0; j < nx; ++j) row[j] = norms[xb + j] - 2.f * row[j];
+                for (size_t j = 0; j < nx; ++j) row[j] = xn[j] - 2.f * row[j];
               } else {
                 for (size_t j = 0; j < nx; ++j) row[j] = -row[j];
               }
@@ -247,15 +272,25 @@ void FlatIndex::search_blocked_f32(const float* q, size_t nq, size_t k, int thre
         }
       },
       threads);
-  const float max_norm2 = l2 && n ? *std::max_element(norms, norms + n) : 0.f;
-  // Merge, then recompute the candidates' distances in direct form (exact and
-  // independent of the search path).
+  // Largest squared norm of the rows the tiles scored. SQ8's kernels work with q - min
+  // (l2: (q - min) / scale; ip: <q, min> + <q * scale, code>), so their rounding also
+  // scales with |min|: the bound takes (max |x| + |min|)^2 there.
+  float max_norm2 = *std::max_element(thread_max_norm2.begin(), thread_max_norm2.end());
+  if (!track_norms && n) max_norm2 = *std::max_element(norms, norms + n);
+  if (codec_.kind() == CodecKind::SQ8) {
+    double min2 = 0;
+    for (const float m : codec_.sq_min()) min2 += double{m} * m;
+    const double r = std::sqrt(double{max_norm2}) + std::sqrt(min2);
+    max_norm2 = static_cast<float>(r * r);
+  }
+  // Merge, then recompute the candidates' scores in direct form with the per-query
+  // scan's kernel (the float kernel for F32, else the codec's prepared query).
   const int exact_kind = static_cast<int>(l2 ? simd::DistKind::L2_F32 : simd::DistKind::IP_F32);
   std::vector<uint8_t> unproven(nq, 0);
   parallel_for(
       nq, 16,
       [&](size_t qb, size_t qe) {
-        std::vector<float> cs(kc);
+        std::vector<float> cand_scores(kc);
         std::vector<idx_t> ci(kc);
         for (size_t i = qb; i < qe; ++i) {
           const float* qi = q + i * d;
@@ -264,22 +299,36 @@ void FlatIndex::search_blocked_f32(const float* q, size_t nq, size_t k, int thre
             if (!tops.empty()) top.merge(tops[i]);
           const bool complete = top.size() < kc;  // every row is a candidate
           const float worst_kept = top.threshold();
-          top.drain_sorted(cs.data(), ci.data());
+          top.drain_sorted(cand_scores.data(), ci.data());
+          size_t m = 0;
+          while (m < kc && ci[m] >= 0) ++m;
           TopK exact(k);
-          for (size_t j = 0; j < kc && ci[j] >= 0; ++j) {
-            const float v = K.one[exact_kind](qi, x + static_cast<size_t>(ci[j]) * d, d, nullptr);
-            exact.push(l2 ? v : -v, ci[j]);
+          if (decoded) {
+            const PreparedQuery pq = codec_.prepare(qi, metric_);
+            const auto one = K.one[static_cast<int>(pq.kind)];
+            for (size_t j = 0; j < m; ++j) {
+              const uint8_t* row = codes + static_cast<size_t>(ci[j]) * cs;
+              exact.push(pq.finish(one(pq.q.data(), row, d, pq.aux)), ci[j]);
+            }
+          } else {
+            for (size_t j = 0; j < m; ++j) {
+              const float v = K.one[exact_kind](qi, x + static_cast<size_t>(ci[j]) * d, d, nullptr);
+              exact.push(l2 ? v : -v, ci[j]);
+            }
           }
           float* Di = D + i * k;
           idx_t* Ii = I + i * k;
           exact.drain_sorted(Di, Ii);
-          if (l2 && !complete) {
+          if (!complete) {
             // Rows outside the candidates have approximate scores >= worst_kept, hence
-            // true distances >= worst_kept + |q|^2 - E; the k-th answer must not exceed it.
-            const float qn = K.one[static_cast<int>(simd::DistKind::IP_F32)](qi, qi, d, nullptr);
-            const float err = blocked_l2_error_bound(d, max_norm2, qn);
+            // true scores >= worst_kept (+ |q|^2 for L2) - E; the k-th must not exceed it.
+            const float qn = K.one[ip_kind](qi, qi, d, nullptr);
             const double kth = Di[k - 1];
-            if (!blocked_l2_proven(kth, worst_kept, qn, err)) unproven[i] = 1;
+            const bool proven =
+                l2 ? blocked_l2_proven(kth, worst_kept, qn,
+                                       blocked_l2_error_bound(d, max_norm2, qn))
+                   : blocked_ip_proven(kth, worst_kept, blocked_ip_error_bound(d, max_norm2, qn));
+            if (!proven) unproven[i] = 1;
           }
         }
       },

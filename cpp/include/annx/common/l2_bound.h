@@ -1,7 +1,8 @@
 #pragma once
-// Rounding-error bound for float32 L2 scores ranked as |x|^2 - 2<q,x>, the form the
-// register-blocked dot tiles compute. Shared by every exact scan that uses that form and
-// then proves its answer (Flat's batched search, MultiTenantIndex's tenant scans).
+// Rounding-error bounds for float32 L2 scores ranked as |x|^2 - 2<q,x> (and for negated
+// inner products), the forms the register-blocked dot tiles compute. Shared by every exact scan
+// that uses that form and then proves its answer (Flat's batched search, MultiTenantIndex's tenant
+// scans).
 
 #include <cmath>
 #include <cstddef>
@@ -23,6 +24,20 @@ inline float blocked_l2_error_bound(size_t d, float max_norm2, float q_norm2) {
 /// worst_kept + |q|^2 - E, which must not be below the k-th exact distance + E.
 inline bool blocked_l2_proven(double kth, float worst_kept, float q_norm2, float err) {
   return kth + err <= static_cast<double>(worst_kept) + q_norm2 - err;
+}
+
+/// The same for negated inner products -<q,x> (IP / cosine scores): within
+/// gamma |x| |q| of the exact value, so E = gamma sqrt(max_norm2 q_norm2).
+inline float blocked_ip_error_bound(size_t d, float max_norm2, float q_norm2) {
+  const double gamma = 4.0 * static_cast<double>(d + 4) * 0x1p-24;
+  return static_cast<float>(gamma * std::sqrt(double{max_norm2} * double{q_norm2}));
+}
+
+/// True when re-scored candidates prove the k-th answer for negated inner products:
+/// rows outside the candidates scored >= worst_kept (approximate), so their exact scores
+/// are >= worst_kept - E, which must not be below the k-th exact score + E.
+inline bool blocked_ip_proven(double kth, float worst_kept, float err) {
+  return kth + err <= static_cast<double>(worst_kept) - err;
 }
 
 }  // namespace annx

@@ -45,8 +45,11 @@ class FlatIndex final : public Index {
  private:
   size_t count() const { return idmap_.size(); }
   bool use_norms() const { return codec_.kind() == CodecKind::F32 && metric_ == Metric::L2; }
-  void search_blocked_f32(const float* q, size_t nq, size_t k, int threads, bool packed, float* D,
-                          idx_t* I) const;
+  /// Batched scan of float-like codes (F32, F16, BF16, SQ8): tiles of queries against
+  /// blocks of rows (decoded to float32 per block for the narrow codecs), candidates
+  /// re-scored by the codec's own kernel; same answers as the per-query scan.
+  void search_blocked_float(const float* q, size_t nq, size_t k, int threads, bool packed, float* D,
+                            idx_t* I) const;
   void search_intra_query(const float* q, size_t nq, size_t k, int threads,
                           const std::vector<slot_t>* allowed, float* D, idx_t* I) const;
   /// Batched scan of binary codes (BIN / BEBR<L>, SDC or ADC): tiles of queries per pass
