@@ -73,6 +73,34 @@ inline void stream_out(float* dst, const float* src, size_t n) {
 #endif
 }
 
+/// dst[c * rows + o] = src[o * ld + c] for o < rows, c < cols: 4 x 4 register
+/// transposes where SSE2 is baseline (x86-64), tiles of 16 rows so that both sides stay
+/// in L1. A pure data move: the values are unchanged.
+inline void transpose_block(const float* src, size_t ld, size_t rows, size_t cols, float* dst) {
+  for (size_t o0 = 0; o0 < rows; o0 += 16) {
+    const size_t o1 = std::min(rows, o0 + 16);
+    size_t c = 0;
+#if defined(__SSE2__)
+    const size_t o4 = o0 + (o1 - o0) / 4 * 4;
+    for (; c + 4 <= cols; c += 4) {
+      for (size_t o = o0; o < o4; o += 4) {
+        __m128 a = _mm_loadu_ps(src + o * ld + c), b = _mm_loadu_ps(src + (o + 1) * ld + c);
+        __m128 e = _mm_loadu_ps(src + (o + 2) * ld + c), f = _mm_loadu_ps(src + (o + 3) * ld + c);
+        _MM_TRANSPOSE4_PS(a, b, e, f);
+        _mm_storeu_ps(dst + c * rows + o, a);
+        _mm_storeu_ps(dst + (c + 1) * rows + o, b);
+        _mm_storeu_ps(dst + (c + 2) * rows + o, e);
+        _mm_storeu_ps(dst + (c + 3) * rows + o, f);
+      }
+      for (size_t cc = c; cc < c + 4; ++cc)
+        for (size_t o = o4; o < o1; ++o) dst[cc * rows + o] = src[o * ld + cc];
+    }
+#endif
+    for (; c < cols; ++c)
+      for (size_t o = o0; o < o1; ++o) dst[c * rows + o] = src[o * ld + c];
+  }
+}
+
 inline void stream_fence() {
 #if defined(__SSE2__)
   _mm_sfence();
@@ -115,7 +143,7 @@ size_t FdeConfig::encoder_bytes() const {
   size_t bytes = 4 * R * K * D;
   if (d_proj > 0) bytes += 4 * (2 * R * D + 2 * R * size_t(d_proj));
   if (fill == FdeFill::Hamming && k_sim > 0 && k_sim <= kMaxTableBits) bytes += 4 * B * B;
-  if (fill == FdeFill::Margin && k_sim > 0 && k_sim <= kMaxTableBits) bytes += 4 * K * B;
+  if (fill == FdeFill::Margin && k_sim > 0 && k_sim <= kMaxTableBits) bytes += 4 * B;
   if (final_dim > 0) bytes += 8 * R * B * proj;
   return bytes;
 }
@@ -197,12 +225,17 @@ FdeEncoder::FdeEncoder(const FdeConfig& config) : c_(config) {
         fill_dist_[v * B + b] = int32_t(popcount32(uint32_t(v) ^ uint32_t(b ^ (b >> 1))));
   }
   if (c_.fill == FdeFill::Margin && c_.k_sim > 0 && c_.k_sim <= kMaxTableBits) {
-    // margin_signs_[i * B + b] = +1 where bucket b's bit string has hyperplane i's bit.
+    // margin_perm_[b] = the sign pattern u of bucket b as margin_fill builds them: bit i
+    // of u is hyperplane i's bit in b's bit string (its Gray encoding b ^ (b >> 1), where
+    // hyperplane i is bit k_sim - 1 - i), i.e. the bit reversal of the Gray code.
     const size_t B = buckets();
-    margin_signs_.resize(K * B);
-    for (size_t i = 0; i < K; ++i)
-      for (size_t b = 0; b < B; ++b)
-        margin_signs_[i * B + b] = (((b ^ (b >> 1)) >> (K - 1 - i)) & 1) != 0 ? 1.f : -1.f;
+    margin_perm_.resize(B);
+    for (size_t b = 0; b < B; ++b) {
+      const size_t g = b ^ (b >> 1);
+      uint32_t u = 0;
+      for (size_t i = 0; i < K; ++i) u |= uint32_t((g >> (K - 1 - i)) & 1) << i;
+      margin_perm_[b] = u;
+    }
   }
   if (c_.final_dim > 0) {
     const size_t B = block_dim();
@@ -258,44 +291,51 @@ void FdeEncoder::margin_fill(const float* sim, size_t H, size_t n, const uint32_
   // inner loops run over contiguous buckets and vectorise (local arrays up to 64
   // buckets, the sign table's range).
   const size_t ks = size_t(c_.k_sim), B = buckets();
-  if (!margin_signs_.empty()) {
-    // The running maximum compares int32 keys (order-preserving images of the floats,
-    // -0 folded into +0 so that they tie as floats do): integer selects vectorise where
-    // the float compare-and-select of two arrays did not (gcc 12, SSE2 baseline).
+  if (!margin_perm_.empty()) {
+    // All 2^k_sim sign patterns at once by doubling: after hyperplane i, m[u] for u <
+    // 2^(i+1) is the margin of the pattern u (bit i of u set: +S_i, clear: -S_i), each
+    // built in the order above (m - v is exactly m + (-1) * v), so the values are the
+    // same bits as bucket-by-bucket sums at 2^k_sim - 2 additions instead of k_sim * 2^k_sim
+    // multiply-adds. Buckets map to patterns through margin_perm_ (a bijection), so the
+    // running maximum is kept per pattern. The running maximum compares int32 keys
+    // (order-preserving images of the floats, -0 folded into +0 so that they tie as
+    // floats do): integer selects vectorise where the float compare-and-select of two
+    // arrays did not (gcc 12, SSE2 baseline).
     float m[64];
     int32_t key[64], best[64], who[64];
     for (size_t t = 0; t < n; ++t) {
       const float* S = sim + t * H;
-      const float* sg = margin_signs_.data();
-      const float s0 = S[0];
-      for (size_t b = 0; b < B; ++b) m[b] = sg[b] * s0;
-      for (size_t i = 1; i < ks; ++i) {
-        sg += B;
+      m[0] = -S[0];
+      m[1] = S[0];
+      for (size_t i = 1, h = 2; i < ks; ++i, h <<= 1) {
         const float v = S[i];
-        for (size_t b = 0; b < B; ++b) m[b] = m[b] + sg[b] * v;
+        for (size_t j = 0; j < h; ++j) {
+          m[j + h] = m[j] + v;
+          m[j] = m[j] - v;
+        }
       }
-      for (size_t b = 0; b < B; ++b) {
-        int32_t u;
-        const float z = m[b] + 0.f;
-        std::memcpy(&u, &z, sizeof u);
-        key[b] = u ^ ((u >> 31) & 0x7fffffff);
+      for (size_t u = 0; u < B; ++u) {
+        int32_t w;
+        const float z = m[u] + 0.f;
+        std::memcpy(&w, &z, sizeof w);
+        key[u] = w ^ ((w >> 31) & 0x7fffffff);
       }
       const int32_t tt = int32_t(t);
       if (t == 0) {
-        for (size_t b = 0; b < B; ++b) {
-          best[b] = key[b];
-          who[b] = 0;
+        for (size_t u = 0; u < B; ++u) {
+          best[u] = key[u];
+          who[u] = 0;
         }
         continue;
       }
-      for (size_t b = 0; b < B; ++b) {  // branch-free: vectorises
-        const bool better = key[b] > best[b];
-        best[b] = better ? key[b] : best[b];
-        who[b] = better ? tt : who[b];
+      for (size_t u = 0; u < B; ++u) {  // branch-free: vectorises
+        const bool better = key[u] > best[u];
+        best[u] = better ? key[u] : best[u];
+        who[u] = better ? tt : who[u];
       }
     }
     for (size_t b = 0; b < B; ++b)
-      if (count[b] == 0) fill(b, size_t(who[b]));
+      if (count[b] == 0) fill(b, size_t(who[margin_perm_[b]]));
     return;
   }
   // More than 64 buckets: signs on the fly, same order and tie rule.
@@ -414,12 +454,7 @@ void FdeEncoder::encode_chunk(const simd::KernelTable& K, const float* tokens,
         for (size_t r = 0; r < R; ++r)
           K.segment_sum_pm(panel + c0, P, cw, seg_idx_.data() + r * D, seg_split_.data() + r * dp,
                            seg_end_.data() + r * dp, dp, psi_panel.data() + r * dp * P + c0);
-      // Transpose in tiles of 16 output coordinates (both sides stay in L1).
-      for (size_t o0 = 0; o0 < RD; o0 += 16) {
-        const size_t o1 = std::min(RD, o0 + 16);
-        for (size_t c = 0; c < m; ++c)
-          for (size_t o = o0; o < o1; ++o) psi[(s * P + c) * RD + o] = psi_panel[o * P + c];
-      }
+      transpose_block(psi_panel.data(), P, RD, m, psi.data() + s * P * RD);
     }
   }
   auto projected = [&](size_t t, size_t r) {
