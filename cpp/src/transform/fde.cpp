@@ -101,6 +101,97 @@ inline void transpose_block(const float* src, size_t ld, size_t rows, size_t col
   }
 }
 
+/// who[u] = the first of tokens [0, n) with the largest margin for sign pattern u < 2^KS
+/// (see FdeEncoder::margin_fill); sim + t * H holds token t's KS SimHash scores. KS is a
+/// compile-time constant so that every loop is unrolled and vectorised.
+template <int KS>
+void margin_argmax(const float* sim, size_t H, size_t n, int32_t* who) {
+  constexpr int B = 1 << KS;
+#if defined(__SSE2__)
+  if constexpr (KS >= 2) {
+    // Whole-vector steps only (4 patterns per __m128, all in registers): scalar stores
+    // read back as vectors stall on store forwarding. Element u of vector q is pattern
+    // 4q + u; the first two hyperplanes fill a vector at once (x + (-y) is x - y).
+    constexpr int NV = B / 4;
+    const __m128 sign01 = _mm_castsi128_ps(_mm_set_epi32(0, INT32_MIN, 0, INT32_MIN));
+    const __m128 sign1 = _mm_castsi128_ps(_mm_set_epi32(0, 0, INT32_MIN, INT32_MIN));
+    const __m128i low31 = _mm_set1_epi32(0x7fffffff);
+    __m128i best[NV], bw[NV];
+    auto keys = [&](const float* S, __m128i* key) {
+      __m128 m[NV];
+      m[0] = _mm_add_ps(_mm_xor_ps(_mm_set1_ps(S[0]), sign01),
+                        _mm_xor_ps(_mm_set1_ps(S[1]), sign1));
+#pragma GCC unroll 8
+      for (int i = 2; i < KS; ++i) {
+        const int h = 1 << (i - 2);
+        const __m128 v = _mm_set1_ps(S[i]);
+#pragma GCC unroll 8
+        for (int j = 0; j < h; ++j) {
+          m[j + h] = _mm_add_ps(m[j], v);
+          m[j] = _mm_sub_ps(m[j], v);
+        }
+      }
+#pragma GCC unroll 16
+      for (int q = 0; q < NV; ++q) {
+        const __m128i w = _mm_castps_si128(_mm_add_ps(m[q], _mm_setzero_ps()));
+        key[q] = _mm_xor_si128(w, _mm_and_si128(_mm_srai_epi32(w, 31), low31));
+      }
+    };
+    keys(sim, best);
+#pragma GCC unroll 16
+    for (int q = 0; q < NV; ++q) bw[q] = _mm_setzero_si128();
+    for (size_t t = 1; t < n; ++t) {
+      __m128i key[NV];
+      keys(sim + t * H, key);
+      const __m128i tt = _mm_set1_epi32(int32_t(t));
+#pragma GCC unroll 16
+      for (int q = 0; q < NV; ++q) {
+        const __m128i better = _mm_cmpgt_epi32(key[q], best[q]);
+        best[q] = _mm_or_si128(_mm_and_si128(better, key[q]), _mm_andnot_si128(better, best[q]));
+        bw[q] = _mm_or_si128(_mm_and_si128(better, tt), _mm_andnot_si128(better, bw[q]));
+      }
+    }
+#pragma GCC unroll 16
+    for (int q = 0; q < NV; ++q) _mm_storeu_si128(reinterpret_cast<__m128i*>(who + 4 * q), bw[q]);
+    return;
+  }
+#endif
+  int32_t key[B], best[B];
+  auto keys = [&](const float* S) {
+    float m[B];
+    m[0] = -S[0];
+    if constexpr (B > 1) m[1] = S[0];
+    for (int i = 1; i < KS; ++i) {
+      const int h = 1 << i;
+      const float v = S[i];
+      for (int j = 0; j < h; ++j) {
+        m[j + h] = m[j] + v;
+        m[j] = m[j] - v;
+      }
+    }
+    for (int u = 0; u < B; ++u) {
+      int32_t w;
+      const float z = m[u] + 0.f;
+      std::memcpy(&w, &z, sizeof w);
+      key[u] = w ^ ((w >> 31) & 0x7fffffff);
+    }
+  };
+  keys(sim);
+  for (int u = 0; u < B; ++u) {
+    best[u] = key[u];
+    who[u] = 0;
+  }
+  for (size_t t = 1; t < n; ++t) {
+    keys(sim + t * H);
+    const int32_t tt = int32_t(t);
+    for (int u = 0; u < B; ++u) {  // branch-free: vectorises
+      const bool better = key[u] > best[u];
+      best[u] = better ? key[u] : best[u];
+      who[u] = better ? tt : who[u];
+    }
+  }
+}
+
 inline void stream_fence() {
 #if defined(__SSE2__)
   _mm_sfence();
@@ -297,42 +388,18 @@ void FdeEncoder::margin_fill(const float* sim, size_t H, size_t n, const uint32_
     // built in the order above (m - v is exactly m + (-1) * v), so the values are the
     // same bits as bucket-by-bucket sums at 2^k_sim - 2 additions instead of k_sim * 2^k_sim
     // multiply-adds. Buckets map to patterns through margin_perm_ (a bijection), so the
-    // running maximum is kept per pattern. The running maximum compares int32 keys
+    // running maximum is kept per pattern (margin_argmax). It compares int32 keys
     // (order-preserving images of the floats, -0 folded into +0 so that they tie as
     // floats do): integer selects vectorise where the float compare-and-select of two
     // arrays did not (gcc 12, SSE2 baseline).
-    float m[64];
-    int32_t key[64], best[64], who[64];
-    for (size_t t = 0; t < n; ++t) {
-      const float* S = sim + t * H;
-      m[0] = -S[0];
-      m[1] = S[0];
-      for (size_t i = 1, h = 2; i < ks; ++i, h <<= 1) {
-        const float v = S[i];
-        for (size_t j = 0; j < h; ++j) {
-          m[j + h] = m[j] + v;
-          m[j] = m[j] - v;
-        }
-      }
-      for (size_t u = 0; u < B; ++u) {
-        int32_t w;
-        const float z = m[u] + 0.f;
-        std::memcpy(&w, &z, sizeof w);
-        key[u] = w ^ ((w >> 31) & 0x7fffffff);
-      }
-      const int32_t tt = int32_t(t);
-      if (t == 0) {
-        for (size_t u = 0; u < B; ++u) {
-          best[u] = key[u];
-          who[u] = 0;
-        }
-        continue;
-      }
-      for (size_t u = 0; u < B; ++u) {  // branch-free: vectorises
-        const bool better = key[u] > best[u];
-        best[u] = better ? key[u] : best[u];
-        who[u] = better ? tt : who[u];
-      }
+    int32_t who[64];
+    switch (ks) {
+      case 1: margin_argmax<1>(sim, H, n, who); break;
+      case 2: margin_argmax<2>(sim, H, n, who); break;
+      case 3: margin_argmax<3>(sim, H, n, who); break;
+      case 4: margin_argmax<4>(sim, H, n, who); break;
+      case 5: margin_argmax<5>(sim, H, n, who); break;
+      default: margin_argmax<6>(sim, H, n, who); break;
     }
     for (size_t b = 0; b < B; ++b)
       if (count[b] == 0) fill(b, size_t(who[margin_perm_[b]]));
