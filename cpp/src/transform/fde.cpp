@@ -192,6 +192,16 @@ void margin_argmax(const float* sim, size_t H, size_t n, int32_t* who) {
   }
 }
 
+/// dst[0, n) = src[0, n) inline: the fill copies are short (d_proj floats), where a
+/// memcpy call costs more than the copy.
+inline void copy_floats(float* dst, const float* src, size_t n) {
+  size_t i = 0;
+#if defined(__SSE2__)
+  for (; i + 4 <= n; i += 4) _mm_storeu_ps(dst + i, _mm_loadu_ps(src + i));
+#endif
+  for (; i < n; ++i) dst[i] = src[i];
+}
+
 inline void stream_fence() {
 #if defined(__SSE2__)
   _mm_sfence();
@@ -570,8 +580,7 @@ void FdeEncoder::encode_chunk(const simd::KernelTable& K, const float* tokens,
         if (margin) {
           margin_fill(sim.data() + a * H + r * ks, H, e - a, count.data() + r * B, sc.mt, sc.who,
                       [&](size_t b, size_t t) {
-                        std::memcpy(row + (r * B + b) * dp, projected(a + t, r),
-                                    dp * sizeof(float));
+                        copy_floats(row + (r * B + b) * dp, projected(a + t, r), dp);
                       });
           continue;
         }
@@ -606,7 +615,7 @@ void FdeEncoder::encode_chunk(const simd::KernelTable& K, const float* tokens,
               }
             }
           }
-          std::memcpy(row + (r * B + b) * dp, projected(best, r), dp * sizeof(float));
+          copy_floats(row + (r * B + b) * dp, projected(best, r), dp);
         }
       }
     }
