@@ -119,8 +119,8 @@ void margin_argmax(const float* sim, size_t H, size_t n, int32_t* who) {
     __m128i best[NV], bw[NV];
     auto keys = [&](const float* S, __m128i* key) {
       __m128 m[NV];
-      m[0] = _mm_add_ps(_mm_xor_ps(_mm_set1_ps(S[0]), sign01),
-                        _mm_xor_ps(_mm_set1_ps(S[1]), sign1));
+      m[0] =
+          _mm_add_ps(_mm_xor_ps(_mm_set1_ps(S[0]), sign01), _mm_xor_ps(_mm_set1_ps(S[1]), sign1));
 #pragma GCC unroll 8
       for (int i = 2; i < KS; ++i) {
         const int h = 1 << (i - 2);
