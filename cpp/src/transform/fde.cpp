@@ -493,9 +493,7 @@ void FdeEncoder::encode_chunk(const simd::KernelTable& K, const float* tokens,
     for (size_t s = 0; s < np; ++s) {
       K.dot_f32_panel(g_.data(), H, D, panels.data() + s * P * D, score.data(), P);
       const size_t m = std::min(P, T - s * P);
-      if (margin)
-        for (size_t h = 0; h < H; ++h)
-          for (size_t c = 0; c < m; ++c) sim[(s * P + c) * H + h] = score[h * P + c];
+      if (margin) transpose_block(score.data(), P, H, m, sim.data() + s * P * H);
       for (size_t r = 0; r < R; ++r) {
         uint32_t* v = rep_bits.data();
         std::fill(v, v + m, 0u);
