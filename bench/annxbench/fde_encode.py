@@ -44,6 +44,7 @@ from annxbench.machine import cpu_model, git_commit
 HERE = Path(__file__).resolve().parent
 LENGTHS = (1, 2, 3, 5, 8, 16, 32)
 CANDIDATES = (25, 50, 100, 150, 200, 250, 500)
+LOADS = [0.0]  # 1-minute load average when the run started (for the header)
 
 
 def query_sets(qv: np.ndarray, qo: np.ndarray, length: int) -> list[np.ndarray]:
@@ -190,7 +191,8 @@ def markdown(ds: Any, enc: list[dict[str, Any]], rec: dict[str, Any], cmd: str) 
         f"{annx._core.active_isa()}; muvera-python {mver}; Python {platform.python_version()}; "
         f"numpy {np.__version__}).",
         f"- Machine: {cpu_model()}, {os.cpu_count()} logical CPUs. **Shared and noisy**: other "
-        "agents were compiling and benchmarking on the same 2 cores (load average 5-12), so "
+        "agents were compiling and benchmarking on the same 2 cores (1-minute load average "
+        f"{LOADS[0]:.1f} at the start and {os.getloadavg()[0]:.1f} at the end of this run), so "
         "wall times jump; the ratios use process CPU time, which leaves out other processes' "
         "time but not their effect on caches.",
         f"- Data: {n} documents ({int(ds.train_offsets[-1])} token vectors), "
@@ -251,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-recall", action="store_true")
     ap.add_argument("--skip-encoding", action="store_true")
     args = ap.parse_args(argv)
+    LOADS[0] = os.getloadavg()[0]
     path = Path(args.data) if args.data else (
         datasets.default_data_dir() / "minilm-mv-5000-384-chamfer.hdf5")  # fmt: skip
     ds = datasets.load(path)
@@ -264,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     rec = {} if args.skip_recall else recall_by_length(ds)
     if limit is not None:
         limit.unregister() if hasattr(limit, "unregister") else None
-    cmd = "python bench/run.py " + " ".join(argv)
+    pp = os.environ.get("PYTHONPATH")
+    cmd = (f"PYTHONPATH={pp} " if pp else "") + "python bench/run.py " + " ".join(argv)
     md = markdown(ds, enc, rec, cmd)
     if args.out:
         Path(args.out).write_text(md)
