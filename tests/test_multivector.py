@@ -693,3 +693,22 @@ def test_fde_fast_paths_equal_numpy_reference(k_sim, fill_empty):
             np.testing.assert_allclose(fde.encode_queries(sets), want_q, rtol=1e-4, atol=1e-4)
     finally:
         annx.set_isa(before)
+
+
+def test_token_screen_boundaries():
+    """The one-pass norm screen of token sets hands rows near or beyond its bound to the
+    exact checks: a norm just under 2^40 is accepted, larger or non-finite rows are refused
+    with the exact checks' messages, non-finite values reported first."""
+    fde = annx.FDE(k_sim=2, d_proj=4, reps=2)
+    x = np.ones((4, 5), np.float32)
+    near = x.copy()
+    near[2, 3] = np.float32(2.0**40 * 0.999)
+    assert np.isfinite(fde.encode_docs([near[:2], near[2:]])).all()
+    over = x.copy()
+    over[1, 0] = np.float32(2.0**40 * 1.001)
+    with pytest.raises(annx.InvalidArgumentError, match="norm"):
+        fde.encode_queries([over])
+    both = over.copy()
+    both[3, 4] = np.inf
+    with pytest.raises(annx.InvalidArgumentError, match="non-finite"):
+        fde.encode_docs([both[:1], both[1:]])
