@@ -669,3 +669,46 @@ def test_fill_mode_in_files():
         )
     with pytest.raises(annx.InvalidArgumentError, match="fill"):
         annx.FDE(fill="nearest")
+
+
+@pytest.mark.parametrize("k_sim", [1, 2, 5, 6])
+@pytest.mark.parametrize("fill_empty", [True, False])
+def test_fde_fast_paths_equal_numpy_reference(k_sim, fill_empty):
+    """The encoder's fast paths (margin fill by sign-pattern doubling in SSE2 registers
+    for k_sim >= 2 and a scalar loop for k_sim 1, transposed AMS output, one-pass token
+    screening) against the float64 numpy port, on every ISA: odd dim, single-token sets,
+    a set of more than 64 tokens and one longer than an encoding chunk (256 tokens),
+    documents and queries, with a repeated token (ties go to its first copy)."""
+    rng = np.random.default_rng(18 + k_sim)
+    lens = [1, 1, 2, 3, 9, 70, 300, 1]
+    sets = [rng.standard_normal((n, 13)).astype(np.float32) * 2 - 0.3 for n in lens]
+    sets[4] = np.concatenate([sets[4], sets[4][2:3]])
+    fde = annx.FDE(k_sim=k_sim, d_proj=7, reps=3, fill_empty=fill_empty, seed=k_sim)
+    want_d, want_q = ref_encode(fde, sets, False), ref_encode(fde, sets, True)
+    before = annx.get_isa()
+    try:
+        for isa in annx.available_isas():
+            annx.set_isa(isa)
+            np.testing.assert_allclose(fde.encode_docs(sets), want_d, rtol=1e-4, atol=1e-4)
+            np.testing.assert_allclose(fde.encode_queries(sets), want_q, rtol=1e-4, atol=1e-4)
+    finally:
+        annx.set_isa(before)
+
+
+def test_token_screen_boundaries():
+    """The one-pass norm screen of token sets hands rows near or beyond its bound to the
+    exact checks: a norm just under 2^40 is accepted, larger or non-finite rows are refused
+    with the exact checks' messages, non-finite values reported first."""
+    fde = annx.FDE(k_sim=2, d_proj=4, reps=2)
+    x = np.ones((4, 5), np.float32)
+    near = x.copy()
+    near[2, 3] = np.float32(2.0**40 * 0.999)
+    assert np.isfinite(fde.encode_docs([near[:2], near[2:]])).all()
+    over = x.copy()
+    over[1, 0] = np.float32(2.0**40 * 1.001)
+    with pytest.raises(annx.InvalidArgumentError, match="norm"):
+        fde.encode_queries([over])
+    both = over.copy()
+    both[3, 4] = np.inf
+    with pytest.raises(annx.InvalidArgumentError, match="non-finite"):
+        fde.encode_docs([both[:1], both[1:]])

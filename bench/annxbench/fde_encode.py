@@ -9,7 +9,9 @@ Usage (from the repository root):
    annx ``FDE.encode_docs`` / ``encode_queries`` (threads=1) and muvera-python's
    ``encode_documents`` / ``encode_queries`` (BLAS pinned to one thread), all documents and
    all queries of the set in one call each. Timed point by point back to back (the order
-   alternates), one untimed run each first, then ``--repeats`` timed runs. Both wall time
+   alternates), one untimed run each first, then ``--repeats`` timed samples, each a run
+   of calls in a row lasting about 0.2 s for the faster encoder (one call for the
+   documents, tens for the 300 queries; the table gives seconds per call). Both wall time
    and process CPU time are recorded; the CPU time is what a shared machine distorts
    least (other processes' time is not counted), so the ratio is taken from it. The
    ratio of each repeat (muvera-python / annx) is reported as the median with its
@@ -44,6 +46,8 @@ from annxbench.machine import cpu_model, git_commit
 HERE = Path(__file__).resolve().parent
 LENGTHS = (1, 2, 3, 5, 8, 16, 32)
 CANDIDATES = (25, 50, 100, 150, 200, 250, 500)
+MIN_SAMPLE_S = 0.2  # shortest timed sample (a run of calls) of the faster encoder
+LOADS = [0.0]  # 1-minute load average when the run started (for the header)
 
 
 def query_sets(qv: np.ndarray, qo: np.ndarray, length: int) -> list[np.ndarray]:
@@ -60,10 +64,12 @@ def query_sets(qv: np.ndarray, qo: np.ndarray, length: int) -> list[np.ndarray]:
     return out
 
 
-def _timed(fn: Any) -> tuple[float, float]:
+def _timed(fn: Any, inner: int = 1) -> tuple[float, float]:
+    """(wall, CPU) seconds per call of ``inner`` calls in a row."""
     w, c = time.perf_counter(), time.process_time()
-    fn()
-    return time.perf_counter() - w, time.process_time() - c
+    for _ in range(inner):
+        fn()
+    return (time.perf_counter() - w) / inner, (time.process_time() - c) / inner
 
 
 def encoding(ds: Any, repeats: int) -> list[dict[str, Any]]:
@@ -86,17 +92,20 @@ def encoding(ds: Any, repeats: int) -> list[dict[str, Any]]:
         else:
             runs = {"annx": lambda: fde.encode_queries((tok, off), threads=1),
                     "muvera-python": lambda: mv.encode_queries(sets)}  # fmt: skip
-        for fn in runs.values():  # untimed
-            fn()
+        # One untimed call each; it also sizes `inner`: every timed sample is a run of
+        # `inner` calls lasting about MIN_SAMPLE_S for the faster library (the query
+        # batch takes milliseconds, where one call per sample is mostly scheduler noise).
+        first = {name: _timed(fn)[1] for name, fn in runs.items()}
+        inner = max(1, round(MIN_SAMPLE_S / max(min(first.values()), 1e-6)))
         t: dict[str, list[tuple[float, float]]] = {k: [] for k in runs}
         for r in range(repeats):
             order = list(runs) if r % 2 == 0 else list(runs)[::-1]
             for name in order:
-                t[name].append(_timed(runs[name]))
+                t[name].append(_timed(runs[name], inner))
         ratio_cpu = [m[1] / a[1] for a, m in zip(t["annx"], t["muvera-python"], strict=True)]
         ratio_wall = [m[0] / a[0] for a, m in zip(t["annx"], t["muvera-python"], strict=True)]
         rows.append({
-            "what": what, "sets": len(off) - 1, "tokens": int(off[-1]),
+            "what": what, "sets": len(off) - 1, "tokens": int(off[-1]), "inner": inner,
             "annx_cpu": statistics.median(x[1] for x in t["annx"]),
             "muvera_cpu": statistics.median(x[1] for x in t["muvera-python"]),
             "annx_wall": statistics.median(x[0] for x in t["annx"]),
@@ -190,7 +199,8 @@ def markdown(ds: Any, enc: list[dict[str, Any]], rec: dict[str, Any], cmd: str) 
         f"{annx._core.active_isa()}; muvera-python {mver}; Python {platform.python_version()}; "
         f"numpy {np.__version__}).",
         f"- Machine: {cpu_model()}, {os.cpu_count()} logical CPUs. **Shared and noisy**: other "
-        "agents were compiling and benchmarking on the same 2 cores (load average 5-12), so "
+        "agents were compiling and benchmarking on the same 2 cores (1-minute load average "
+        f"{LOADS[0]:.1f} at the start and {os.getloadavg()[0]:.1f} at the end of this run), so "
         "wall times jump; the ratios use process CPU time, which leaves out other processes' "
         "time but not their effect on caches.",
         f"- Data: {n} documents ({int(ds.train_offsets[-1])} token vectors), "
@@ -199,14 +209,16 @@ def markdown(ds: Any, enc: list[dict[str, Any]], rec: dict[str, Any], cmd: str) 
         "",
         "## Encoding, single thread (k_sim 5, d_proj 16 AMS, 20 repetitions, fill_empty)",
         "",
-        "| sets | count | tokens | annx CPU s | muvera-python CPU s | annx / muvera-python "
-        "speed (CPU) [min-max] | wall s annx / muvera | speed (wall) [min-max] |",
-        "|---|---:|---:|---:|---:|---|---|---|",
+        "| sets | count | tokens | calls per sample | annx CPU s | muvera-python CPU s | "
+        "annx / muvera-python speed (CPU) [min-max] | wall s annx / muvera | "
+        "speed (wall) [min-max] |",
+        "|---|---:|---:|---:|---:|---:|---|---|---|",
     ]
     for r in enc:
         rc, rw = r["ratio_cpu"], r["ratio_wall"]
         lines.append(
-            f"| {r['what']} | {r['sets']:,} | {r['tokens']:,} | {r['annx_cpu']:.4f} | "
+            f"| {r['what']} | {r['sets']:,} | {r['tokens']:,} | {r['inner']} | "
+            f"{r['annx_cpu']:.4f} | "
             f"{r['muvera_cpu']:.4f} | **{rc[0]:.1f}x** [{rc[1]:.1f}-{rc[2]:.1f}] | "
             f"{r['annx_wall']:.4f} / {r['muvera_wall']:.4f} | "
             f"{rw[0]:.1f}x [{rw[1]:.1f}-{rw[2]:.1f}] |"
@@ -251,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-recall", action="store_true")
     ap.add_argument("--skip-encoding", action="store_true")
     args = ap.parse_args(argv)
+    LOADS[0] = os.getloadavg()[0]
     path = Path(args.data) if args.data else (
         datasets.default_data_dir() / "minilm-mv-5000-384-chamfer.hdf5")  # fmt: skip
     ds = datasets.load(path)
@@ -264,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     rec = {} if args.skip_recall else recall_by_length(ds)
     if limit is not None:
         limit.unregister() if hasattr(limit, "unregister") else None
-    cmd = "python bench/run.py " + " ".join(argv)
+    pp = os.environ.get("PYTHONPATH")
+    cmd = (f"PYTHONPATH={pp} " if pp else "") + "python bench/run.py " + " ".join(argv)
     md = markdown(ds, enc, rec, cmd)
     if args.out:
         Path(args.out).write_text(md)

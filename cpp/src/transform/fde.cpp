@@ -73,6 +73,135 @@ inline void stream_out(float* dst, const float* src, size_t n) {
 #endif
 }
 
+/// dst[c * rows + o] = src[o * ld + c] for o < rows, c < cols: 4 x 4 register
+/// transposes where SSE2 is baseline (x86-64), tiles of 16 rows so that both sides stay
+/// in L1. A pure data move: the values are unchanged.
+inline void transpose_block(const float* src, size_t ld, size_t rows, size_t cols, float* dst) {
+  for (size_t o0 = 0; o0 < rows; o0 += 16) {
+    const size_t o1 = std::min(rows, o0 + 16);
+    size_t c = 0;
+#if defined(__SSE2__)
+    const size_t o4 = o0 + (o1 - o0) / 4 * 4;
+    for (; c + 4 <= cols; c += 4) {
+      for (size_t o = o0; o < o4; o += 4) {
+        __m128 a = _mm_loadu_ps(src + o * ld + c), b = _mm_loadu_ps(src + (o + 1) * ld + c);
+        __m128 e = _mm_loadu_ps(src + (o + 2) * ld + c), f = _mm_loadu_ps(src + (o + 3) * ld + c);
+        _MM_TRANSPOSE4_PS(a, b, e, f);
+        _mm_storeu_ps(dst + c * rows + o, a);
+        _mm_storeu_ps(dst + (c + 1) * rows + o, b);
+        _mm_storeu_ps(dst + (c + 2) * rows + o, e);
+        _mm_storeu_ps(dst + (c + 3) * rows + o, f);
+      }
+      for (size_t cc = c; cc < c + 4; ++cc)
+        for (size_t o = o4; o < o1; ++o) dst[cc * rows + o] = src[o * ld + cc];
+    }
+#endif
+    for (; c < cols; ++c)
+      for (size_t o = o0; o < o1; ++o) dst[c * rows + o] = src[o * ld + c];
+  }
+}
+
+/// who[u] = the first of tokens [0, n) with the largest margin for sign pattern u < 2^KS
+/// (see FdeEncoder::margin_fill); sim + t * H holds token t's KS SimHash scores. KS is a
+/// compile-time constant so that every loop is unrolled and vectorised.
+template <int KS>
+void margin_argmax(const float* sim, size_t H, size_t n, int32_t* who) {
+  constexpr int B = 1 << KS;
+#if defined(__SSE2__)
+  if constexpr (KS >= 2) {
+    // Whole-vector steps only (4 patterns per __m128, all in registers): scalar stores
+    // read back as vectors stall on store forwarding. Element u of vector q is pattern
+    // 4q + u; the first two hyperplanes fill a vector at once (x + (-y) is x - y).
+    constexpr int NV = B / 4;
+    const __m128 sign01 = _mm_castsi128_ps(_mm_set_epi32(0, INT32_MIN, 0, INT32_MIN));
+    const __m128 sign1 = _mm_castsi128_ps(_mm_set_epi32(0, 0, INT32_MIN, INT32_MIN));
+    const __m128i low31 = _mm_set1_epi32(0x7fffffff);
+    __m128i best[NV], bw[NV];
+    auto keys = [&](const float* S, __m128i* key) {
+      __m128 m[NV];
+      m[0] =
+          _mm_add_ps(_mm_xor_ps(_mm_set1_ps(S[0]), sign01), _mm_xor_ps(_mm_set1_ps(S[1]), sign1));
+#pragma GCC unroll 8
+      for (int i = 2; i < KS; ++i) {
+        const int h = 1 << (i - 2);
+        const __m128 v = _mm_set1_ps(S[i]);
+#pragma GCC unroll 8
+        for (int j = 0; j < h; ++j) {
+          m[j + h] = _mm_add_ps(m[j], v);
+          m[j] = _mm_sub_ps(m[j], v);
+        }
+      }
+#pragma GCC unroll 16
+      for (int q = 0; q < NV; ++q) {
+        const __m128i w = _mm_castps_si128(_mm_add_ps(m[q], _mm_setzero_ps()));
+        key[q] = _mm_xor_si128(w, _mm_and_si128(_mm_srai_epi32(w, 31), low31));
+      }
+    };
+    keys(sim, best);
+#pragma GCC unroll 16
+    for (int q = 0; q < NV; ++q) bw[q] = _mm_setzero_si128();
+    for (size_t t = 1; t < n; ++t) {
+      __m128i key[NV];
+      keys(sim + t * H, key);
+      const __m128i tt = _mm_set1_epi32(int32_t(t));
+#pragma GCC unroll 16
+      for (int q = 0; q < NV; ++q) {
+        const __m128i better = _mm_cmpgt_epi32(key[q], best[q]);
+        best[q] = _mm_or_si128(_mm_and_si128(better, key[q]), _mm_andnot_si128(better, best[q]));
+        bw[q] = _mm_or_si128(_mm_and_si128(better, tt), _mm_andnot_si128(better, bw[q]));
+      }
+    }
+#pragma GCC unroll 16
+    for (int q = 0; q < NV; ++q) _mm_storeu_si128(reinterpret_cast<__m128i*>(who + 4 * q), bw[q]);
+    return;
+  }
+#endif
+  int32_t key[B], best[B];
+  auto keys = [&](const float* S) {
+    float m[B];
+    m[0] = -S[0];
+    if constexpr (B > 1) m[1] = S[0];
+    for (int i = 1; i < KS; ++i) {
+      const int h = 1 << i;
+      const float v = S[i];
+      for (int j = 0; j < h; ++j) {
+        m[j + h] = m[j] + v;
+        m[j] = m[j] - v;
+      }
+    }
+    for (int u = 0; u < B; ++u) {
+      int32_t w;
+      const float z = m[u] + 0.f;
+      std::memcpy(&w, &z, sizeof w);
+      key[u] = w ^ ((w >> 31) & 0x7fffffff);
+    }
+  };
+  keys(sim);
+  for (int u = 0; u < B; ++u) {
+    best[u] = key[u];
+    who[u] = 0;
+  }
+  for (size_t t = 1; t < n; ++t) {
+    keys(sim + t * H);
+    const int32_t tt = int32_t(t);
+    for (int u = 0; u < B; ++u) {  // branch-free: vectorises
+      const bool better = key[u] > best[u];
+      best[u] = better ? key[u] : best[u];
+      who[u] = better ? tt : who[u];
+    }
+  }
+}
+
+/// dst[0, n) = src[0, n) inline: the fill copies are short (d_proj floats), where a
+/// memcpy call costs more than the copy.
+inline void copy_floats(float* dst, const float* src, size_t n) {
+  size_t i = 0;
+#if defined(__SSE2__)
+  for (; i + 4 <= n; i += 4) _mm_storeu_ps(dst + i, _mm_loadu_ps(src + i));
+#endif
+  for (; i < n; ++i) dst[i] = src[i];
+}
+
 inline void stream_fence() {
 #if defined(__SSE2__)
   _mm_sfence();
@@ -115,7 +244,7 @@ size_t FdeConfig::encoder_bytes() const {
   size_t bytes = 4 * R * K * D;
   if (d_proj > 0) bytes += 4 * (2 * R * D + 2 * R * size_t(d_proj));
   if (fill == FdeFill::Hamming && k_sim > 0 && k_sim <= kMaxTableBits) bytes += 4 * B * B;
-  if (fill == FdeFill::Margin && k_sim > 0 && k_sim <= kMaxTableBits) bytes += 4 * K * B;
+  if (fill == FdeFill::Margin && k_sim > 0 && k_sim <= kMaxTableBits) bytes += 4 * B;
   if (final_dim > 0) bytes += 8 * R * B * proj;
   return bytes;
 }
@@ -197,12 +326,17 @@ FdeEncoder::FdeEncoder(const FdeConfig& config) : c_(config) {
         fill_dist_[v * B + b] = int32_t(popcount32(uint32_t(v) ^ uint32_t(b ^ (b >> 1))));
   }
   if (c_.fill == FdeFill::Margin && c_.k_sim > 0 && c_.k_sim <= kMaxTableBits) {
-    // margin_signs_[i * B + b] = +1 where bucket b's bit string has hyperplane i's bit.
+    // margin_perm_[b] = the sign pattern u of bucket b as margin_fill builds them: bit i
+    // of u is hyperplane i's bit in b's bit string (its Gray encoding b ^ (b >> 1), where
+    // hyperplane i is bit k_sim - 1 - i), i.e. the bit reversal of the Gray code.
     const size_t B = buckets();
-    margin_signs_.resize(K * B);
-    for (size_t i = 0; i < K; ++i)
-      for (size_t b = 0; b < B; ++b)
-        margin_signs_[i * B + b] = (((b ^ (b >> 1)) >> (K - 1 - i)) & 1) != 0 ? 1.f : -1.f;
+    margin_perm_.resize(B);
+    for (size_t b = 0; b < B; ++b) {
+      const size_t g = b ^ (b >> 1);
+      uint32_t u = 0;
+      for (size_t i = 0; i < K; ++i) u |= uint32_t((g >> (K - 1 - i)) & 1) << i;
+      margin_perm_[b] = u;
+    }
   }
   if (c_.final_dim > 0) {
     const size_t B = block_dim();
@@ -258,44 +392,27 @@ void FdeEncoder::margin_fill(const float* sim, size_t H, size_t n, const uint32_
   // inner loops run over contiguous buckets and vectorise (local arrays up to 64
   // buckets, the sign table's range).
   const size_t ks = size_t(c_.k_sim), B = buckets();
-  if (!margin_signs_.empty()) {
-    // The running maximum compares int32 keys (order-preserving images of the floats,
-    // -0 folded into +0 so that they tie as floats do): integer selects vectorise where
-    // the float compare-and-select of two arrays did not (gcc 12, SSE2 baseline).
-    float m[64];
-    int32_t key[64], best[64], who[64];
-    for (size_t t = 0; t < n; ++t) {
-      const float* S = sim + t * H;
-      const float* sg = margin_signs_.data();
-      const float s0 = S[0];
-      for (size_t b = 0; b < B; ++b) m[b] = sg[b] * s0;
-      for (size_t i = 1; i < ks; ++i) {
-        sg += B;
-        const float v = S[i];
-        for (size_t b = 0; b < B; ++b) m[b] = m[b] + sg[b] * v;
-      }
-      for (size_t b = 0; b < B; ++b) {
-        int32_t u;
-        const float z = m[b] + 0.f;
-        std::memcpy(&u, &z, sizeof u);
-        key[b] = u ^ ((u >> 31) & 0x7fffffff);
-      }
-      const int32_t tt = int32_t(t);
-      if (t == 0) {
-        for (size_t b = 0; b < B; ++b) {
-          best[b] = key[b];
-          who[b] = 0;
-        }
-        continue;
-      }
-      for (size_t b = 0; b < B; ++b) {  // branch-free: vectorises
-        const bool better = key[b] > best[b];
-        best[b] = better ? key[b] : best[b];
-        who[b] = better ? tt : who[b];
-      }
+  if (!margin_perm_.empty()) {
+    // All 2^k_sim sign patterns at once by doubling: after hyperplane i, m[u] for u <
+    // 2^(i+1) is the margin of the pattern u (bit i of u set: +S_i, clear: -S_i), each
+    // built in the order above (m - v is exactly m + (-1) * v), so the values are the
+    // same bits as bucket-by-bucket sums at 2^k_sim - 2 additions instead of k_sim * 2^k_sim
+    // multiply-adds. Buckets map to patterns through margin_perm_ (a bijection), so the
+    // running maximum is kept per pattern (margin_argmax). It compares int32 keys
+    // (order-preserving images of the floats, -0 folded into +0 so that they tie as
+    // floats do): integer selects vectorise where the float compare-and-select of two
+    // arrays did not (gcc 12, SSE2 baseline).
+    int32_t who[64];
+    switch (ks) {
+      case 1: margin_argmax<1>(sim, H, n, who); break;
+      case 2: margin_argmax<2>(sim, H, n, who); break;
+      case 3: margin_argmax<3>(sim, H, n, who); break;
+      case 4: margin_argmax<4>(sim, H, n, who); break;
+      case 5: margin_argmax<5>(sim, H, n, who); break;
+      default: margin_argmax<6>(sim, H, n, who); break;
     }
     for (size_t b = 0; b < B; ++b)
-      if (count[b] == 0) fill(b, size_t(who[b]));
+      if (count[b] == 0) fill(b, size_t(who[margin_perm_[b]]));
     return;
   }
   // More than 64 buckets: signs on the fly, same order and tie rule.
@@ -376,9 +493,7 @@ void FdeEncoder::encode_chunk(const simd::KernelTable& K, const float* tokens,
     for (size_t s = 0; s < np; ++s) {
       K.dot_f32_panel(g_.data(), H, D, panels.data() + s * P * D, score.data(), P);
       const size_t m = std::min(P, T - s * P);
-      if (margin)
-        for (size_t h = 0; h < H; ++h)
-          for (size_t c = 0; c < m; ++c) sim[(s * P + c) * H + h] = score[h * P + c];
+      if (margin) transpose_block(score.data(), P, H, m, sim.data() + s * P * H);
       for (size_t r = 0; r < R; ++r) {
         uint32_t* v = rep_bits.data();
         std::fill(v, v + m, 0u);
@@ -414,12 +529,7 @@ void FdeEncoder::encode_chunk(const simd::KernelTable& K, const float* tokens,
         for (size_t r = 0; r < R; ++r)
           K.segment_sum_pm(panel + c0, P, cw, seg_idx_.data() + r * D, seg_split_.data() + r * dp,
                            seg_end_.data() + r * dp, dp, psi_panel.data() + r * dp * P + c0);
-      // Transpose in tiles of 16 output coordinates (both sides stay in L1).
-      for (size_t o0 = 0; o0 < RD; o0 += 16) {
-        const size_t o1 = std::min(RD, o0 + 16);
-        for (size_t c = 0; c < m; ++c)
-          for (size_t o = o0; o < o1; ++o) psi[(s * P + c) * RD + o] = psi_panel[o * P + c];
-      }
+      transpose_block(psi_panel.data(), P, RD, m, psi.data() + s * P * RD);
     }
   }
   auto projected = [&](size_t t, size_t r) {
@@ -468,8 +578,7 @@ void FdeEncoder::encode_chunk(const simd::KernelTable& K, const float* tokens,
         if (margin) {
           margin_fill(sim.data() + a * H + r * ks, H, e - a, count.data() + r * B, sc.mt, sc.who,
                       [&](size_t b, size_t t) {
-                        std::memcpy(row + (r * B + b) * dp, projected(a + t, r),
-                                    dp * sizeof(float));
+                        copy_floats(row + (r * B + b) * dp, projected(a + t, r), dp);
                       });
           continue;
         }
@@ -504,7 +613,7 @@ void FdeEncoder::encode_chunk(const simd::KernelTable& K, const float* tokens,
               }
             }
           }
-          std::memcpy(row + (r * B + b) * dp, projected(best, r), dp * sizeof(float));
+          copy_floats(row + (r * B + b) * dp, projected(best, r), dp);
         }
       }
     }

@@ -120,8 +120,8 @@ class FdeEncoder {
   // The AMS sketch grouped by output coordinate (see signed_segment_sum).
   std::vector<uint32_t> seg_idx_, seg_end_, seg_split_;
   std::vector<float> seg_signs_;
-  std::vector<int32_t> fill_dist_;   // Hamming fill: distances bits x bucket (k_sim <= 6)
-  std::vector<float> margin_signs_;  // margin fill: +-1, k_sim x bucket (k_sim <= 6)
+  std::vector<int32_t> fill_dist_;     // Hamming fill: distances bits x bucket (k_sim <= 6)
+  std::vector<uint32_t> margin_perm_;  // margin fill: bucket -> sign-pattern index (k_sim <= 6)
 };
 
 }  // namespace annx
