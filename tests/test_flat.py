@@ -235,6 +235,33 @@ def test_codec_batched_scan_equals_one_query_scans(spec: str, metric: str, kind:
         assert_knn(D, I, decoded, q, k, metric)
 
 
+@pytest.mark.parametrize("spec", FLAT_SPECS)
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_batched_scan_bound_follows_adds_and_loads(spec: str, metric: str, tmp_path) -> None:
+    """The batched scan's error bound uses the rows' largest norm, cached by the index:
+    rows added after a search (here 1000x larger) and loaded files must update it."""
+    d, k = 37, 12
+    small = _unusual_data("anisotropic", 400, d, seed=50) * np.float32(1e-3)
+    far = _unusual_data("offset", 800, d, seed=51)
+    q = _unusual_data("offset", 30, d, seed=52)
+    index = annx.index_factory(d, spec, metric)
+    if not index.is_trained:
+        index.train(np.concatenate([small, far]))
+    index.add(small)
+    index.search(q, k)  # computes the cached bound on the small rows
+    index.add(far)
+    D, I = index.search(q, k)
+    path = str(tmp_path / "flat.annx")
+    index.save(path)
+    loaded = annx.load(path)
+    DL, IL = loaded.search(q, k)
+    for r in range(len(q)):
+        D1, I1 = index.search(q[r : r + 1], k)
+        np.testing.assert_array_equal(I1[0], I[r], err_msg=f"{spec} {metric} query {r}")
+        np.testing.assert_array_equal(I1[0], IL[r], err_msg=f"loaded {spec} {metric} query {r}")
+        np.testing.assert_allclose(D1[0], D[r], rtol=1e-6, atol=1e-6)
+
+
 # ------------------------------------------------------------------------------ ids
 @pytest.mark.parametrize("metric", METRICS)
 def test_explicit_ids(metric: str) -> None:

@@ -88,6 +88,9 @@ void FlatIndex::add_impl(const float* x, size_t n) {
   codes.resize(old + n * cs);
   try {
     codec_.encode(x, n, codes.data() + old);
+    // Adds run alone (no search alongside), so the cached bound is updated in place.
+    if (const float known = max_norm2_.load(); known >= 0.f || old == 0)
+      max_norm2_.store(std::max(std::max(known, 0.f), rows_max_norm2(old / cs, old / cs + n)));
     if (use_norms()) {
       auto& norms = norms_.mut();
       const auto& K = simd::kernels();
@@ -120,6 +123,34 @@ void FlatIndex::reconstruct_impl(const slot_t* slots, size_t n, float* out) cons
   const size_t d = static_cast<size_t>(d_);
   for (size_t i = 0; i < n; ++i)
     codec_.decode(codes_.data() + size_t{slots[i]} * cs, 1, out + i * d);
+}
+
+float FlatIndex::rows_max_norm2(size_t b, size_t e) const {
+  // Norms of the stored (decoded) rows, as the blocked search's tiles see them.
+  const auto& K = simd::kernels();
+  const auto ip = K.one[static_cast<int>(simd::DistKind::IP_F32)];
+  const size_t d = static_cast<size_t>(d_), cs = codec_.code_size();
+  std::vector<float> rows(codec_.kind() == CodecKind::F32 ? 0 : kBaseBlock * d);
+  float mx = 0.f;
+  for (size_t s = b; s < e; s += kBaseBlock) {
+    const size_t m = std::min(kBaseBlock, e - s);
+    const float* xr = reinterpret_cast<const float*>(codes_.data() + s * cs);
+    if (!rows.empty()) {
+      codec_.decode(codes_.data() + s * cs, m, rows.data());
+      xr = rows.data();
+    }
+    for (size_t j = 0; j < m; ++j) mx = std::max(mx, ip(xr + j * d, xr + j * d, d, nullptr));
+  }
+  return mx;
+}
+
+float FlatIndex::max_norm2() const {
+  float v = max_norm2_.load();
+  if (v < 0.f) {  // concurrent searches may both compute it: same value
+    v = rows_max_norm2(0, count());
+    max_norm2_.store(v);
+  }
+  return v;
 }
 
 void FlatIndex::search_impl(const float* q, size_t nq, size_t k, const SearchParams& params,
@@ -210,17 +241,13 @@ void FlatIndex::search_blocked_float(const float* q, size_t nq, size_t k, int th
   const int nthreads = std::max(1, threads);
   const int ip_kind = static_cast<int>(simd::DistKind::IP_F32);
   std::vector<std::vector<TopK>> thread_tops(static_cast<size_t>(nthreads));
-  // Largest |x|^2 seen by each thread, for the bound (F32 l2 keeps norms per row instead).
-  const bool track_norms = decoded || !l2;
-  std::vector<float> thread_max_norm2(static_cast<size_t>(nthreads), 0.f);
   parallel_for(
       n, grain,
       [&](size_t b, size_t e) {
-        const auto w = static_cast<size_t>(worker_index());
-        std::vector<TopK>& tops = thread_tops[w];
+        std::vector<TopK>& tops = thread_tops[static_cast<size_t>(worker_index())];
         if (tops.empty()) tops.assign(nq, TopK(kc));
         std::vector<float> panel(packed ? XB * d : 0);
-        std::vector<float> rows_f32(decoded ? XB * d : 0), row_norms(track_norms ? XB : 0);
+        std::vector<float> rows_f32(decoded ? XB * d : 0), row_norms(decoded && l2 ? XB : 0);
         std::vector<float> tile(kQueryBlock * XB);
         std::vector<uint32_t> sel(XB);
         for (size_t xb = b; xb < e; xb += XB) {
@@ -232,12 +259,10 @@ void FlatIndex::search_blocked_float(const float* q, size_t nq, size_t k, int th
             codec_.decode(codes + xb * cs, nx, rows_f32.data());
             xr = rows_f32.data();
           }
-          if (track_norms) {
+          if (decoded && l2) {
             for (size_t j = 0; j < nx; ++j)
               row_norms[j] = K.one[ip_kind](xr + j * d, xr + j * d, d, nullptr);
-            thread_max_norm2[w] = std::max(
-                thread_max_norm2[w], *std::max_element(row_norms.begin(), row_norms.begin() + nx));
-            if (l2) xn = row_norms.data();
+            xn = row_norms.data();
           }
           if (packed)
             for (size_t s = 0; s < nstrips; ++s)
@@ -275,8 +300,7 @@ void FlatIndex::search_blocked_float(const float* q, size_t nq, size_t k, int th
   // Largest squared norm of the rows the tiles scored. SQ8's kernels work with q - min
   // (l2: (q - min) / scale; ip: <q, min> + <q * scale, code>), so their rounding also
   // scales with |min|: the bound takes (max |x| + |min|)^2 there.
-  float max_norm2 = *std::max_element(thread_max_norm2.begin(), thread_max_norm2.end());
-  if (!track_norms && n) max_norm2 = *std::max_element(norms, norms + n);
+  float max_norm2 = this->max_norm2();
   if (codec_.kind() == CodecKind::SQ8) {
     double min2 = 0;
     for (const float m : codec_.sq_min()) min2 += double{m} * m;
@@ -467,6 +491,7 @@ void FlatIndex::read_impl(const io::ContainerReader& r, const io::Manifest& m, s
   ANNX_CHECK(FormatError, ntotal <= r.blob()->size() / codec_.code_size() + 1,
              "corrupt index file: ntotal = ", ntotal, " does not fit in the file");
   load_section_array(r, "CODES", ntotal * codec_.code_size(), codes_);
+  max_norm2_.store(-1.f);
   if (!use_norms()) {
     check_loaded_codes(codec_, codes_.data(), ntotal, codec_.code_size(), "CODES");
     return;

@@ -12,6 +12,8 @@
 // - with a filter: the gather kernel over the allowed slots only.
 #pragma once
 
+#include <atomic>
+
 #include "annx/common/shared_array.h"
 #include "annx/common/topk.h"
 #include "annx/index/index.h"
@@ -62,6 +64,11 @@ class FlatIndex final : public Index {
   VectorCodec codec_;
   SharedArray<uint8_t> codes_;  // count() x code_size
   SharedArray<float> norms_;    // squared norms, F32 + L2 only (blocked search)
+  /// max |decoded row|^2 for the blocked search's error bound; -1 until a batched search
+  /// computes it (after a load), then kept up to date by add (remove leaves an upper bound).
+  mutable std::atomic<float> max_norm2_{-1.f};
+  float max_norm2() const;
+  float rows_max_norm2(size_t b, size_t e) const;
 };
 
 /// The batched scan of symmetric binary codes (BIN / BEBR<L>, not _adc) shared by Flat and
