@@ -547,6 +547,7 @@ void IvfIndex::scan_lists(QueryCtx& ctx, const uint32_t* probes, const float* co
   for (size_t p = 0; p < np; ++p) {
     const uint32_t l = probes[p];
     if (l == kNoList) continue;
+    if (p + 1 < np) prefetch_list(probes[p + 1]);
     const List& L = lists_[l];
     const size_t n = L.size();
     if (n == 0) continue;
@@ -639,6 +640,23 @@ float IvfIndex::list_lut(QueryCtx& ctx, const float* q, const float* qt, uint32_
     for (size_t i = 0; i < n; ++i) out[i] = pre[i] + qtr[i];
   }
   return simd::kernels().one[static_cast<int>(simd::DistKind::L2_F32)](q, c, d, nullptr);
+}
+
+void IvfIndex::prefetch_list(uint32_t l) const {
+  // Short lists (many lists over few vectors) spend more time waiting for the list's
+  // precomputed table row and first code blocks than scanning them; the next list's
+  // are requested while this one is scanned. At most 32 lines of each.
+  if (l == kNoList) return;
+  if (!precomp_.empty()) {
+    const size_t bytes = std::min<size_t>(pq_.M() * pq_.ksub() * sizeof(float), 32 * 64);
+    const char* row = reinterpret_cast<const char*>(precomp_.data() +
+                                                    static_cast<size_t>(l) * pq_.M() * pq_.ksub());
+    for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(row + o);
+  }
+  const List& L = lists_[l];
+  const size_t cb = std::min<size_t>(L.codes.size(), 32 * 64);
+  const char* codes = reinterpret_cast<const char*>(L.codes.data());
+  for (size_t o = 0; o < cb; o += 64) __builtin_prefetch(codes + o);
 }
 
 void IvfIndex::build_precomputed() {
@@ -993,6 +1011,7 @@ void IvfIndex::search_grouped(const float* q, size_t nq, size_t k, size_t kc, si
             const uint32_t l = probes[g0].list;
             size_t g1 = g0;
             while (g1 < probes.size() && probes[g1].list == l) ++g1;
+            if (g1 < probes.size()) prefetch_list(probes[g1].list);
             const List& L = lists_[l];
             const size_t n = L.size(), nb = pq4::nblocks(n);
             if (n == 0) {

@@ -194,6 +194,8 @@ class IvfIndex final : public Index {
   /// `qout` (fast-scan): also quantised into it.
   float list_lut(QueryCtx& ctx, const float* q, const float* qterm, uint32_t l,
                  pq4::QuantizedLut* qout) const;
+  /// Prefetches list l's precomputed table row and first code blocks.
+  void prefetch_list(uint32_t l) const;
   /// (Re)builds precomp_ from the centroids and codebooks, or clears it (see above).
   void build_precomputed();
   /// Approximate (list codec) scores of given slots, computed from their decoded codes.
