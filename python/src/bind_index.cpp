@@ -209,6 +209,8 @@ void bind_index(py::module_& m) {
            })
       .def_property_readonly(
           "by_residual", [](const IndexPtr& self) { return as_ivf(self).options().by_residual; })
+      .def_property_readonly("ivf_precomputed_bytes",
+                             [](const IndexPtr& self) { return as_ivf(self).precomputed_bytes(); })
       .def(
           "leanvec_train",
           [](const IndexPtr& self, const CArray<float>& x, const CArray<float>& mean,

@@ -45,6 +45,11 @@ constexpr double kSplitWork = 2e6;
 // angular PQ25 0.838 vs 0.799 (22.8 %), GloVe-50 dot 0.543 vs 0.528 (20 %), raw GloVe l2
 // PQ10 0.561 vs 0.408 (45 %).
 constexpr double kAutoResidualGain = 0.17;
+// The precomputed L2 residual table (ivf.h) is kept up to this size, and only while
+// every centroid's norm is within kPrecomputedMaxRatio of the codebooks' RMS norm:
+// its entries add 2<c, y> and -2<q, y>, whose float rounding grows with |c| |y|.
+constexpr size_t kPrecomputedMaxBytes = size_t{64} << 20;
+constexpr double kPrecomputedMaxRatio = 256.0;
 
 /// Mean squared reconstruction error of n rows of x (d floats) under pq.
 double pq_mse(const ProductQuantizer& pq, const float* x, size_t n, size_t d) {
@@ -98,13 +103,15 @@ struct TopSink {
 /// Per-query scan state: the prepared query and its lookup tables. Kept per thread
 /// and reused across that thread's queries.
 struct IvfIndex::QueryCtx {
-  const float* q = nullptr;  // the query (normalised for cosine)
-  PreparedQuery vq;          // vector codecs
-  std::vector<float> lut;    // PQ: M x ksub (the shared table, or this list's)
-  std::vector<float> resid;  // L2 residual: q - c
-  pq4::QuantizedLut qlut;    // fast-scan: quantised `lut`
-  bool shared_lut = false;   // one table for every list (inner products, or no residual)
-  std::vector<float> buf;    // per-list scores
+  const float* q = nullptr;   // the query (normalised for cosine)
+  PreparedQuery vq;           // vector codecs
+  std::vector<float> lut;     // PQ: M x ksub (the shared table, or this list's)
+  std::vector<float> resid;   // L2 residual: q - c
+  std::vector<float> qterm;   // precomputed L2 residual tables: -2 <q_m, y_mj>
+  std::vector<float> qterms;  // the same for each query of a grouped chunk
+  pq4::QuantizedLut qlut;     // fast-scan: quantised `lut`
+  bool shared_lut = false;    // one table for every list (inner products, or no residual)
+  std::vector<float> buf;     // per-list scores
   std::vector<uint16_t> buf16;
   std::vector<uint32_t> sel;
   // Grouped batch search: (list, query, probe rank) triples sorted by list.
@@ -192,6 +199,7 @@ size_t IvfIndex::memory_bytes_impl() const {
   b += (slot_list_.capacity() + slot_pos_.capacity()) * sizeof(uint32_t);
   b += idmap_.size() * sizeof(idx_t) + refine_codes_.capacity();
   if (coarse_hnsw_) b += coarse_hnsw_->memory_bytes();
+  b += precomp_.capacity() * sizeof(float);
   return b;
 }
 
@@ -328,6 +336,7 @@ void IvfIndex::train_impl(const float* x, size_t n, ProgressCounter& progress) {
   if (is_pq()) {
     pq_ = std::move(pq);
     if (opt_.auto_residual) opt_.by_residual = use_residual;
+    build_precomputed();
   } else {
     vcodec_ = std::move(vcodec);
   }
@@ -538,6 +547,7 @@ void IvfIndex::scan_lists(QueryCtx& ctx, const uint32_t* probes, const float* co
   for (size_t p = 0; p < np; ++p) {
     const uint32_t l = probes[p];
     if (l == kNoList) continue;
+    if (p + 1 < np) prefetch_list(probes[p + 1]);
     const List& L = lists_[l];
     const size_t n = L.size();
     if (n == 0) continue;
@@ -549,10 +559,8 @@ void IvfIndex::scan_lists(QueryCtx& ctx, const uint32_t* probes, const float* co
                                                                        d, nullptr);
     }
     if (is_pq() && !ctx.shared_lut) {
-      const float* c = coarse_.centroid(l);
-      for (size_t t = 0; t < d; ++t) ctx.resid[t] = ctx.q[t] - c[t];
-      pq_.compute_lut(ctx.resid.data(), false, ctx.lut.data());
-      if (opt_.codec == IvfCodec::PQ4FastScan) pq4::quantize_lut(ctx.lut.data(), pq_.M(), ctx.qlut);
+      bias = list_lut(ctx, ctx.q, ctx.qterm.data(), l,
+                      opt_.codec == IvfCodec::PQ4FastScan ? &ctx.qlut : nullptr);
     }
     if (ctx.sel.size() < n) ctx.sel.resize(n);
     if (opt_.codec == IvfCodec::PQ4FastScan) {
@@ -600,9 +608,81 @@ void IvfIndex::prepare_pq(QueryCtx& ctx, bool ip) const {
   ctx.shared_lut = !residual() || ip;
   ctx.lut.resize(pq_.M() * pq_.ksub());
   ctx.resid.resize(static_cast<size_t>(d_));
-  if (!ctx.shared_lut) return;
+  if (!ctx.shared_lut) {
+    if (!precomp_.empty()) {
+      ctx.qterm.resize(pq_.M() * pq_.ksub());
+      pq_.compute_lut(ctx.q, true, ctx.qterm.data());  // -<q_m, y>
+      for (float& v : ctx.qterm) v *= 2.f;
+    }
+    return;
+  }
   pq_.compute_lut(ctx.q, ip, ctx.lut.data());
   if (opt_.codec == IvfCodec::PQ4FastScan) pq4::quantize_lut(ctx.lut.data(), pq_.M(), ctx.qlut);
+}
+
+float IvfIndex::list_lut(QueryCtx& ctx, const float* q, const float* qt, uint32_t l,
+                         pq4::QuantizedLut* qout) const {
+  const size_t d = static_cast<size_t>(d_);
+  const float* c = coarse_.centroid(l);
+  if (precomp_.empty()) {
+    for (size_t t = 0; t < d; ++t) ctx.resid[t] = q[t] - c[t];
+    pq_.compute_lut(ctx.resid.data(), false, ctx.lut.data());
+    if (qout) pq4::quantize_lut(ctx.lut.data(), pq_.M(), *qout);
+    return 0.f;
+  }
+  const size_t n = pq_.M() * pq_.ksub();
+  const float* __restrict pre = precomp_.data() + static_cast<size_t>(l) * n;
+  if (qout) {  // fast-scan: the sum and its quantisation in one pass
+    pq4::quantize_lut_sum(pre, qt, pq_.M(), ctx.lut.data(), *qout);
+  } else {
+    const float* __restrict qtr = qt;
+    float* __restrict out = ctx.lut.data();
+    for (size_t i = 0; i < n; ++i) out[i] = pre[i] + qtr[i];
+  }
+  return simd::kernels().one[static_cast<int>(simd::DistKind::L2_F32)](q, c, d, nullptr);
+}
+
+void IvfIndex::prefetch_list(uint32_t l) const {
+  // Short lists (many lists over few vectors) spend more time waiting for the list's
+  // precomputed table row and first code blocks than scanning them; the next list's
+  // are requested while this one is scanned. At most 32 lines of each.
+  if (l == kNoList) return;
+  if (!precomp_.empty()) {
+    const size_t bytes = std::min<size_t>(pq_.M() * pq_.ksub() * sizeof(float), 32 * 64);
+    const char* row = reinterpret_cast<const char*>(precomp_.data() +
+                                                    static_cast<size_t>(l) * pq_.M() * pq_.ksub());
+    for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(row + o);
+  }
+  const List& L = lists_[l];
+  const size_t cb = std::min<size_t>(L.codes.size(), 32 * 64);
+  const char* codes = reinterpret_cast<const char*>(L.codes.data());
+  for (size_t o = 0; o < cb; o += 64) __builtin_prefetch(codes + o);
+}
+
+void IvfIndex::build_precomputed() {
+  precomp_.clear();
+  precomp_.shrink_to_fit();
+  if (!residual() || is_similarity(metric_) || !pq_.is_trained() || coarse_.k() == 0) return;
+  const size_t n = coarse_.k() * pq_.M() * pq_.ksub();
+  if (n * sizeof(float) > kPrecomputedMaxBytes) return;
+  // RMS norm of a decoded residual: sum over sub-quantizers of the mean ||y||^2.
+  double y2 = 0;
+  for (float v : pq_.codebooks()) y2 += static_cast<double>(v) * v;
+  y2 /= static_cast<double>(pq_.ksub());
+  double c2 = 0;
+  const size_t d = static_cast<size_t>(d_);
+  for (size_t l = 0; l < coarse_.k(); ++l) {
+    const float* c = coarse_.centroid(l);
+    double s = 0;
+    for (size_t t = 0; t < d; ++t) s += static_cast<double>(c[t]) * c[t];
+    c2 = std::max(c2, s);
+  }
+  if (c2 > kPrecomputedMaxRatio * kPrecomputedMaxRatio * y2) return;
+  std::vector<float> t(n);
+  pq_.residual_terms(coarse_.centroids().data(), coarse_.k(), t.data());
+  for (float v : t)
+    if (!std::isfinite(v)) return;
+  precomp_ = std::move(t);
 }
 
 void IvfIndex::reconstruct_slot(slot_t s, float* out) const {
@@ -720,8 +800,8 @@ void IvfIndex::search_impl(const float* q, size_t nq, size_t k, const SearchPara
                    D, I);
     return;
   }
-  if (flat_pq() && !allowed && opt_.codec == IvfCodec::Vector && vcodec_.levels() > 0 &&
-      nq >= 2 && lists_.size() == 1) {
+  if (flat_pq() && !allowed && opt_.codec == IvfCodec::Vector && vcodec_.levels() > 0 && nq >= 2 &&
+      lists_.size() == 1) {
     // Flat,<BIN|BEBR<L>>,Refine: tiles of queries per pass over the one list
     // (scan_binary_tiles, the Flat scan), then each query's candidates are re-ranked.
     const List& L = lists_[0];
@@ -817,6 +897,7 @@ void IvfIndex::search_split(const float* qi, size_t k, size_t kc, size_t nprobe,
     ctx.shared_lut = proto.shared_lut;
     ctx.lut = proto.lut;
     ctx.qlut = proto.qlut;
+    ctx.qterm = proto.qterm;
     ctx.resid.resize(static_cast<size_t>(d_));
   };
   std::vector<ReservoirTopK> parts(nparts, ReservoirTopK(kc));
@@ -892,10 +973,14 @@ void IvfIndex::search_grouped(const float* q, size_t nq, size_t k, size_t kc, si
           std::vector<ReservoirTopK>& tops = ctx.tops;  // reused: no fresh pages per call
           if (tops.size() < m) tops.resize(m, ReservoirTopK(kc));
           for (size_t j = 0; j < m; ++j) tops[j].reset(kc);
+          std::vector<float>& qterms = ctx.qterms;  // per query: -2<q, y> (precomputed)
+          if (!precomp_.empty()) qterms.resize(m * M * pq_.ksub());
           for (size_t j = 0; j < m; ++j) {
             ctx.q = q + (b + j) * d;
             prepare_pq(ctx, ip);
             if (ctx.shared_lut) qluts[j] = ctx.qlut;
+            if (!ctx.shared_lut && !precomp_.empty())
+              std::copy(ctx.qterm.begin(), ctx.qterm.end(), qterms.begin() + j * ctx.qterm.size());
           }
           const bool shared = ctx.shared_lut;
           // Counting sort by (rank phase, list); queries stay in order within a list.
@@ -926,6 +1011,7 @@ void IvfIndex::search_grouped(const float* q, size_t nq, size_t k, size_t kc, si
             const uint32_t l = probes[g0].list;
             size_t g1 = g0;
             while (g1 < probes.size() && probes[g1].list == l) ++g1;
+            if (g1 < probes.size()) prefetch_list(probes[g1].list);
             const List& L = lists_[l];
             const size_t n = L.size(), nb = pq4::nblocks(n);
             if (n == 0) {
@@ -947,10 +1033,8 @@ void IvfIndex::search_grouped(const float* q, size_t nq, size_t k, size_t kc, si
                 const pq4::QuantizedLut* ql = &qluts[pr.query];
                 float bias = 0.f;
                 if (!shared) {
-                  const float* cen = coarse_.centroid(l);
-                  for (size_t t = 0; t < d; ++t) ctx.resid[t] = qi[t] - cen[t];
-                  pq_.compute_lut(ctx.resid.data(), false, ctx.lut.data());
-                  pq4::quantize_lut(ctx.lut.data(), M, own[nq_g]);
+                  bias =
+                      list_lut(ctx, qi, qterms.data() + pr.query * M * pq_.ksub(), l, &own[nq_g]);
                   ql = &own[nq_g];
                 } else if (residual() && ip) {
                   bias = cd[(b + pr.query) * nprobe + pr.rank];
@@ -1221,6 +1305,7 @@ void IvfIndex::after_load() {
     if (!live) free_slots_.push_back(static_cast<slot_t>(s));
   }
   std::sort(free_slots_.begin(), free_slots_.end(), std::greater<slot_t>());
+  build_precomputed();  // derived from the loaded centroids and codebooks
 }
 
 }  // namespace annx

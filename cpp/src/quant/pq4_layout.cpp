@@ -138,23 +138,78 @@ void unpack(const uint8_t* blocks, size_t n, size_t M, uint8_t* codes) {
   for (size_t i = 0; i < n; ++i) get_code(blocks, M, i, codes + i * M);
 }
 
-void quantize_lut(const float* lut, size_t M, QuantizedLut& out) {
-  float mins_small[256];
-  std::vector<float> mins_large;
-  float* mins = mins_small;
-  if (M > 256) {
-    mins_large.resize(M);
-    mins = mins_large.data();
+namespace {
+
+/// Row m's min and max (rows of `lut`, or of a + b written to `sum` when b is given);
+/// returns whether every entry is finite.
+bool lut_stats(const float* lut, const float* b, size_t M, float* sum, float* mins, float* maxs) {
+#if defined(__SSE2__)
+  const __m128 z = _mm_setzero_ps();
+  __m128i ok = _mm_set1_epi32(-1);
+  for (size_t m = 0; m < M; ++m) {
+    const float* row = lut + m * 16;
+    __m128 r0 = _mm_loadu_ps(row), r1 = _mm_loadu_ps(row + 4), r2 = _mm_loadu_ps(row + 8),
+           r3 = _mm_loadu_ps(row + 12);
+    if (b) {
+      const float* br = b + m * 16;
+      float* sr = sum + m * 16;
+      r0 = _mm_add_ps(r0, _mm_loadu_ps(br));
+      r1 = _mm_add_ps(r1, _mm_loadu_ps(br + 4));
+      r2 = _mm_add_ps(r2, _mm_loadu_ps(br + 8));
+      r3 = _mm_add_ps(r3, _mm_loadu_ps(br + 12));
+      _mm_storeu_ps(sr, r0);
+      _mm_storeu_ps(sr + 4, r1);
+      _mm_storeu_ps(sr + 8, r2);
+      _mm_storeu_ps(sr + 12, r3);
+    }
+    __m128 lo = _mm_min_ps(_mm_min_ps(r0, r1), _mm_min_ps(r2, r3));
+    __m128 hi = _mm_max_ps(_mm_max_ps(r0, r1), _mm_max_ps(r2, r3));
+    lo = _mm_min_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_min_ss(lo, _mm_shuffle_ps(lo, lo, 1));
+    hi = _mm_max_ps(hi, _mm_movehl_ps(hi, hi));
+    hi = _mm_max_ss(hi, _mm_shuffle_ps(hi, hi, 1));
+    mins[m] = _mm_cvtss_f32(lo);
+    maxs[m] = _mm_cvtss_f32(hi);
+    // x - x is 0 for finite x and NaN for NaN and +-inf.
+    const __m128 f = _mm_and_ps(
+        _mm_and_ps(_mm_cmpeq_ps(_mm_sub_ps(r0, r0), z), _mm_cmpeq_ps(_mm_sub_ps(r1, r1), z)),
+        _mm_and_ps(_mm_cmpeq_ps(_mm_sub_ps(r2, r2), z), _mm_cmpeq_ps(_mm_sub_ps(r3, r3), z)));
+    ok = _mm_and_si128(ok, _mm_castps_si128(f));
   }
-  double bias = 0, sum_span = 0;
-  float max_span = 0.f;
+  return _mm_movemask_ps(_mm_castsi128_ps(ok)) == 15;
+#else
   bool finite = true;
   for (size_t m = 0; m < M; ++m) {
-    const RowStats st = row_stats(lut + m * 16);
-    finite &= st.finite;
+    const float* row = lut + m * 16;
+    if (b) {
+      for (size_t j = 0; j < 16; ++j) sum[m * 16 + j] = row[j] + b[m * 16 + j];
+      row = sum + m * 16;
+    }
+    const RowStats st = row_stats(row);
     mins[m] = st.lo;
-    const float span = st.hi - st.lo;
-    bias += st.lo;
+    maxs[m] = st.hi;
+    finite &= st.finite;
+  }
+  return finite;
+#endif
+}
+
+void quantize_rows(const float* lut, const float* b, size_t M, float* sum, QuantizedLut& out) {
+  float stats_small[512];
+  std::vector<float> stats_large;
+  float* mins = stats_small;
+  if (M > 256) {
+    stats_large.resize(2 * M);
+    mins = stats_large.data();
+  }
+  float* maxs = mins + M;
+  const bool finite = lut_stats(lut, b, M, sum, mins, maxs);
+  const float* rows = b ? sum : lut;
+  double bias = 0, sum_span = 0;
+  float max_span = 0.f;
+  for (size_t m = 0; m < M; ++m) {
+    const float span = maxs[m] - mins[m];
+    bias += mins[m];
     sum_span += span;
     max_span = std::max(max_span, span);
   }
@@ -163,15 +218,20 @@ void quantize_lut(const float* lut, size_t M, QuantizedLut& out) {
   float a = 1.f;
   if (max_span > 0.f) a = static_cast<float>(std::min(255.0 / max_span, 65535.0 / sum_span));
 
-  out.packed.assign(npairs(M) * 32, 0);
+  out.packed.resize(npairs(M) * 32);
+  if (M & 1) std::memset(out.packed.data() + sq_offset(M), 0, 16);  // padding sub-quantizer
   for (int attempt = 0;; ++attempt) {
     // Entries are <= round(a * span_m) <= 255 by the choice of a; when the sum bound binds
     // (M > 257 or so), rounding can push the sum of the maxima past 65535 by up to M / 2,
     // and a shrinks: first in proportion, then (should that not do) to a value that no
-    // rounding can push past the bound.
+    // rounding can push past the bound. A row's largest entry is that of its max (the
+    // rounding is monotone), computed as quantize_row computes it.
     uint64_t sum_max = 0;
-    for (size_t m = 0; m < M; ++m)
-      sum_max += quantize_row(lut + m * 16, mins[m], a, out.packed.data() + sq_offset(m));
+    for (size_t m = 0; m < M; ++m) {
+      quantize_row(rows + m * 16, mins[m], a, out.packed.data() + sq_offset(m));
+      const float v = a * (maxs[m] - mins[m]) + 0.5f;
+      sum_max += v >= 255.f ? 255u : static_cast<uint64_t>(static_cast<int32_t>(v));
+    }
     if (sum_max <= 65535) break;
     if (attempt < 3)
       a = static_cast<float>(a * (65535.0 / static_cast<double>(sum_max)));
@@ -181,6 +241,16 @@ void quantize_lut(const float* lut, size_t M, QuantizedLut& out) {
   }
   out.scale = a;
   out.bias = static_cast<float>(bias);
+}
+
+}  // namespace
+
+void quantize_lut(const float* lut, size_t M, QuantizedLut& out) {
+  quantize_rows(lut, nullptr, M, nullptr, out);
+}
+
+void quantize_lut_sum(const float* a, const float* b, size_t M, float* sum, QuantizedLut& out) {
+  quantize_rows(a, b, M, sum, out);
 }
 
 }  // namespace annx::pq4

@@ -151,6 +151,30 @@ void ProductQuantizer::compute_lut(const float* q, bool ip, float* lut) const {
   }
 }
 
+void ProductQuantizer::residual_terms(const float* centroids, size_t nlist, float* out) const {
+  std::vector<double> norms(M_ * ksub_);
+  for (size_t m = 0; m < M_; ++m)
+    for (size_t j = 0; j < ksub_; ++j) {
+      const float* y = codebooks_.data() + (m * ksub_ + j) * dsub_;
+      double s = 0;
+      for (size_t t = 0; t < dsub_; ++t) s += static_cast<double>(y[t]) * y[t];
+      norms[m * ksub_ + j] = s;
+    }
+  for (size_t l = 0; l < nlist; ++l) {
+    const float* c = centroids + l * d_;
+    float* o = out + l * M_ * ksub_;
+    for (size_t m = 0; m < M_; ++m) {
+      const size_t b = m * dsub_, e = std::min(d_, b + dsub_);  // padding dims: c is 0
+      for (size_t j = 0; j < ksub_; ++j) {
+        const float* y = codebooks_.data() + (m * ksub_ + j) * dsub_;
+        double ip = 0;
+        for (size_t t = b; t < e; ++t) ip += static_cast<double>(c[t]) * y[t - b];
+        o[m * ksub_ + j] = static_cast<float>(norms[m * ksub_ + j] + 2.0 * ip);
+      }
+    }
+  }
+}
+
 void ProductQuantizer::set_codebooks(std::vector<float> cb) {
   ANNX_CHECK(FormatError, cb.size() == M_ * ksub_ * dsub_, "PQ codebooks have ", cb.size(),
              " values, expected ", M_ * ksub_ * dsub_);

@@ -14,8 +14,18 @@
 //   Batches of 16+ queries scan each list once per group of up to 4 queries probing
 //   it (search_grouped); results equal the one-query path exactly.
 // PQ codes encode the residual x - c of the vector's centroid by default (`by_residual`),
-// as faiss's IVFPQ does. With L2 each probed list then gets its own table, built from
-// q - c; with inner products one table serves every list and <q, c> is a per-list bias.
+// as faiss's IVFPQ does. With L2 each probed list then gets its own table for q - c;
+// with inner products one table serves every list and <q, c> is a per-list bias.
+// L2 residual tables come from a precomputed nlist x M x ksub float table (faiss's
+// IVFPQ `use_precomputed_table`): ||y||^2 + 2<c, y> per list, sub-quantizer and
+// centroid y, so a list's table is that row plus the query's -2<q, y> (built once per
+// query) and ||q - c||^2 is its bias. It costs nlist * M * ksub * 4 bytes (GloVe-50
+// IVF4096,PQ25x4fs: 6.6 MB; IVF1024,PQ96x4fs: 6.3 MB) and is kept only when that is
+// at most kPrecomputedMaxBytes (ivf.cpp, 64 MiB) and the centroids are not so far
+// from the origin (norm > 256x the codebooks' RMS norm) that the terms would cancel in
+// float; otherwise each probed list's table is computed from q - c as before. It is
+// derived from the centroids and codebooks: rebuilt after training and on load,
+// never stored in a file.
 //
 // Refine(F32|F16) keeps a second, finer copy of every vector (slot-indexed); a search
 // collects `rerank` candidates with the list codec and re-scores them with it.
@@ -41,6 +51,7 @@
 #include "annx/common/topk.h"
 #include "annx/index/index.h"
 #include "annx/index/vector_codec.h"
+#include "annx/quant/pq4_layout.h"
 #include "annx/quant/product_quantizer.h"
 
 namespace annx {
@@ -101,6 +112,11 @@ class IvfIndex final : public Index {
     return pq_.codebooks();
   }
   size_t pq_dsub() const { return pq_.dsub(); }
+  /// Bytes of the precomputed L2 residual table (0 when it is not used).
+  size_t precomputed_bytes() const {
+    std::shared_lock lk(mu_);
+    return precomp_.size() * sizeof(float);
+  }
 
  protected:
   void train_impl(const float* x, size_t n, ProgressCounter& progress) override;
@@ -172,6 +188,16 @@ class IvfIndex final : public Index {
                     size_t nprobe, const std::vector<uint64_t>* bits, float* D, idx_t* I) const;
   /// Prepares a query's PQ tables (shared ones now, per-list ones during the scan).
   void prepare_pq(QueryCtx& ctx, bool ip) const;
+  /// L2 residual codes: the float table of query q for list l in ctx.lut; returns the
+  /// list's additive bias (||q - c||^2 with the precomputed table, else 0). `qterm`:
+  /// the query's -2<q, y> from prepare_pq (used with the precomputed table only).
+  /// `qout` (fast-scan): also quantised into it.
+  float list_lut(QueryCtx& ctx, const float* q, const float* qterm, uint32_t l,
+                 pq4::QuantizedLut* qout) const;
+  /// Prefetches list l's precomputed table row and first code blocks.
+  void prefetch_list(uint32_t l) const;
+  /// (Re)builds precomp_ from the centroids and codebooks, or clears it (see above).
+  void build_precomputed();
   /// Approximate (list codec) scores of given slots, computed from their decoded codes.
   void score_slots(const float* q, const slot_t* slots, size_t n, float* out) const;
   /// Best k of the candidates (re-scored with the Refine codec if there is one).
@@ -185,6 +211,7 @@ class IvfIndex final : public Index {
   // List codec.
   VectorCodec vcodec_;
   ProductQuantizer pq_;
+  std::vector<float> precomp_;  // nlist x M x ksub, L2 residual codes only (see above)
   // Lists and slot bookkeeping.
   std::vector<List> lists_;
   std::vector<uint32_t> slot_list_, slot_pos_;  // per slot (holes: kNoList)

@@ -56,5 +56,8 @@ struct QuantizedLut {
   float bias = 0.f;
 };
 void quantize_lut(const float* lut, size_t M, QuantizedLut& out);
+/// The same for the table a + b (M x 16 floats each), which is also written to `sum`
+/// (one pass: IVF's L2 residual tables are a precomputed row plus the query's term).
+void quantize_lut_sum(const float* a, const float* b, size_t M, float* sum, QuantizedLut& out);
 
 }  // namespace annx::pq4

@@ -42,6 +42,12 @@ class ProductQuantizer {
   /// lut: M x ksub floats for query q (d floats): ||q_m - C_m[j]||^2, or -<q_m, C_m[j]>
   /// when `ip`.
   void compute_lut(const float* q, bool ip, float* lut) const;
+  /// The query-independent part of L2 tables of residuals q - c (faiss's IVFPQ
+  /// "precomputed table"): out[l][m][j] = ||C_m[j]||^2 + 2 <c_l,m, C_m[j]> for each of
+  /// the nlist rows c_l of `centroids` (nlist x d), computed in double; out holds
+  /// nlist x M x ksub floats. The table of q - c_l is then out[l] - 2 <q_m, C_m[j]> plus
+  /// ||q_m - c_l,m||^2 per sub-quantizer (whose sum, ||q - c_l||^2, is one bias).
+  void residual_terms(const float* centroids, size_t nlist, float* out) const;
 
   /// Codebooks: M x ksub x dsub floats (for persistence and tests).
   const std::vector<float>& codebooks() const { return codebooks_; }
