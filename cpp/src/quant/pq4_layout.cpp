@@ -40,10 +40,9 @@ struct RowStats {
   bool finite;
 };
 
-inline RowStats row_stats(const float* row) {
 #if defined(__SSE2__)
-  const __m128 r0 = _mm_loadu_ps(row), r1 = _mm_loadu_ps(row + 4), r2 = _mm_loadu_ps(row + 8),
-               r3 = _mm_loadu_ps(row + 12);
+/// Min, max and finiteness of the 16 floats in r0..r3.
+inline RowStats row_stats(__m128 r0, __m128 r1, __m128 r2, __m128 r3) {
   __m128 lo = _mm_min_ps(_mm_min_ps(r0, r1), _mm_min_ps(r2, r3));
   __m128 hi = _mm_max_ps(_mm_max_ps(r0, r1), _mm_max_ps(r2, r3));
   lo = _mm_min_ps(lo, _mm_movehl_ps(lo, lo));
@@ -56,6 +55,13 @@ inline RowStats row_stats(const float* row) {
       _mm_and_ps(_mm_cmpeq_ps(_mm_sub_ps(r0, r0), z), _mm_cmpeq_ps(_mm_sub_ps(r1, r1), z)),
       _mm_and_ps(_mm_cmpeq_ps(_mm_sub_ps(r2, r2), z), _mm_cmpeq_ps(_mm_sub_ps(r3, r3), z)));
   return {_mm_cvtss_f32(lo), _mm_cvtss_f32(hi), _mm_movemask_ps(ok) == 15};
+}
+#endif
+
+inline RowStats row_stats(const float* row) {
+#if defined(__SSE2__)
+  return row_stats(_mm_loadu_ps(row), _mm_loadu_ps(row + 4), _mm_loadu_ps(row + 8),
+                   _mm_loadu_ps(row + 12));
 #else
   RowStats s{row[0], row[0], true};
   for (size_t j = 0; j < 16; ++j) {
@@ -144,8 +150,7 @@ namespace {
 /// returns whether every entry is finite.
 bool lut_stats(const float* lut, const float* b, size_t M, float* sum, float* mins, float* maxs) {
 #if defined(__SSE2__)
-  const __m128 z = _mm_setzero_ps();
-  __m128i ok = _mm_set1_epi32(-1);
+  bool finite = true;
   for (size_t m = 0; m < M; ++m) {
     const float* row = lut + m * 16;
     __m128 r0 = _mm_loadu_ps(row), r1 = _mm_loadu_ps(row + 4), r2 = _mm_loadu_ps(row + 8),
@@ -162,21 +167,12 @@ bool lut_stats(const float* lut, const float* b, size_t M, float* sum, float* mi
       _mm_storeu_ps(sr + 8, r2);
       _mm_storeu_ps(sr + 12, r3);
     }
-    __m128 lo = _mm_min_ps(_mm_min_ps(r0, r1), _mm_min_ps(r2, r3));
-    __m128 hi = _mm_max_ps(_mm_max_ps(r0, r1), _mm_max_ps(r2, r3));
-    lo = _mm_min_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_min_ss(lo, _mm_shuffle_ps(lo, lo, 1));
-    hi = _mm_max_ps(hi, _mm_movehl_ps(hi, hi));
-    hi = _mm_max_ss(hi, _mm_shuffle_ps(hi, hi, 1));
-    mins[m] = _mm_cvtss_f32(lo);
-    maxs[m] = _mm_cvtss_f32(hi);
-    // x - x is 0 for finite x and NaN for NaN and +-inf.
-    const __m128 f = _mm_and_ps(
-        _mm_and_ps(_mm_cmpeq_ps(_mm_sub_ps(r0, r0), z), _mm_cmpeq_ps(_mm_sub_ps(r1, r1), z)),
-        _mm_and_ps(_mm_cmpeq_ps(_mm_sub_ps(r2, r2), z), _mm_cmpeq_ps(_mm_sub_ps(r3, r3), z)));
-    ok = _mm_and_si128(ok, _mm_castps_si128(f));
+    const RowStats st = row_stats(r0, r1, r2, r3);
+    mins[m] = st.lo;
+    maxs[m] = st.hi;
+    finite &= st.finite;
   }
-  return _mm_movemask_ps(_mm_castsi128_ps(ok)) == 15;
+  return finite;
 #else
   bool finite = true;
   for (size_t m = 0; m < M; ++m) {
