@@ -56,13 +56,9 @@ inline RowStats row_stats(__m128 r0, __m128 r1, __m128 r2, __m128 r3) {
       _mm_and_ps(_mm_cmpeq_ps(_mm_sub_ps(r2, r2), z), _mm_cmpeq_ps(_mm_sub_ps(r3, r3), z)));
   return {_mm_cvtss_f32(lo), _mm_cvtss_f32(hi), _mm_movemask_ps(ok) == 15};
 }
-#endif
-
-inline RowStats row_stats(const float* row) {
-#if defined(__SSE2__)
-  return row_stats(_mm_loadu_ps(row), _mm_loadu_ps(row + 4), _mm_loadu_ps(row + 8),
-                   _mm_loadu_ps(row + 12));
 #else
+/// Min, max and finiteness of a 16-float row (no SSE2).
+inline RowStats row_stats(const float* row) {
   RowStats s{row[0], row[0], true};
   for (size_t j = 0; j < 16; ++j) {
     s.lo = std::min(s.lo, row[j]);
@@ -70,8 +66,8 @@ inline RowStats row_stats(const float* row) {
     s.finite &= std::isfinite(row[j]);
   }
   return s;
-#endif
 }
+#endif
 
 /// dst[j] = min(255, round-half-up(a * (row[j] - lo))) (row[j] >= lo, a > 0); returns the
 /// largest of them.
