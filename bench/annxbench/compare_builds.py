@@ -9,7 +9,7 @@ seconds below 1 is faster.
 Usage (from bench/)::
 
     python -m annxbench.compare_builds --a /tmp/before --b ../python --rounds 7 \\
-        --data-dir ../../shared/data --out results/compare.md [--cases flat-codecs]
+        --data-dir ../../shared/data --out results/compare.md [--cases flat-codecs|flat-refine]
 
 ``--a`` / ``--b`` are folders holding an ``annx`` package (PYTHONPATH entries). The index
 files are built once with build B into ``--work`` (default /tmp/annx-ab).
@@ -55,7 +55,24 @@ FLAT_CODEC_CASES = [
     for name, data, metric in _SETS
     for spec in ("Flat", "Flat,F16", "Flat,BF16", "Flat,SQ8")
 ]
-CASE_SETS = {"default": DEFAULT_CASES, "flat-codecs": FLAT_CODEC_CASES}
+# The same scans re-ranked with float32 (a one-list IVF; default re-rank 4k).
+FLAT_REFINE_CASES = [
+    (
+        f"{spec.replace(',', '-').replace('(', '').replace(')', '').lower()}-{name}",
+        data,
+        spec,
+        metric,
+        200,
+        {},
+    )
+    for name, data, metric in _SETS
+    for spec in ("Flat,F16,Refine(F32)", "Flat,BF16,Refine(F32)", "Flat,SQ8,Refine(F32)")
+]
+CASE_SETS = {
+    "default": DEFAULT_CASES,
+    "flat-codecs": FLAT_CODEC_CASES,
+    "flat-refine": FLAT_REFINE_CASES,
+}
 
 
 def _median_seconds(fn, reps: int) -> float:

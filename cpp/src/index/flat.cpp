@@ -126,22 +126,7 @@ void FlatIndex::reconstruct_impl(const slot_t* slots, size_t n, float* out) cons
 }
 
 float FlatIndex::rows_max_norm2(size_t b, size_t e) const {
-  // Norms of the stored (decoded) rows, as the blocked search's tiles see them.
-  const auto& K = simd::kernels();
-  const auto ip = K.one[static_cast<int>(simd::DistKind::IP_F32)];
-  const size_t d = static_cast<size_t>(d_), cs = codec_.code_size();
-  std::vector<float> rows(codec_.kind() == CodecKind::F32 ? 0 : kBaseBlock * d);
-  float mx = 0.f;
-  for (size_t s = b; s < e; s += kBaseBlock) {
-    const size_t m = std::min(kBaseBlock, e - s);
-    const float* xr = reinterpret_cast<const float*>(codes_.data() + s * cs);
-    if (!rows.empty()) {
-      codec_.decode(codes_.data() + s * cs, m, rows.data());
-      xr = rows.data();
-    }
-    for (size_t j = 0; j < m; ++j) mx = std::max(mx, ip(xr + j * d, xr + j * d, d, nullptr));
-  }
-  return mx;
+  return decoded_max_norm2(codec_, codes_.data(), b, e);
 }
 
 float FlatIndex::max_norm2() const {
@@ -158,7 +143,7 @@ void FlatIndex::search_impl(const float* q, size_t nq, size_t k, const SearchPar
   const int threads = params.threads > 0 ? params.threads : get_num_threads();
   const size_t n = allowed ? allowed->size() : count();
   if (!allowed && codec_.levels() == 0 && nq >= kBlockedMinQueries && n >= kBaseBlock) {
-    search_blocked_float(q, nq, k, threads, nq >= kPackedMinQueries, D, I);
+    search_blocked_float(q, nq, k, threads, D, I);
   } else if (!allowed && codec_.levels() > 0 && nq >= kBinaryMinQueries && n >= kBaseBlock) {
     search_blocked_binary(q, nq, k, threads, D, I);
   } else if (nq < static_cast<size_t>(threads) && n >= 2 * kIntraQueryBlock) {
@@ -210,8 +195,28 @@ void FlatIndex::search_intra_query(const float* q, size_t nq, size_t k, int thre
   }
 }
 
-void FlatIndex::search_blocked_float(const float* q, size_t nq, size_t k, int threads, bool packed,
-                                     float* D, idx_t* I) const {
+float decoded_max_norm2(const VectorCodec& codec, const uint8_t* codes, size_t b, size_t e) {
+  // Norms of the stored (decoded) rows, as the blocked scan's tiles see them.
+  const auto& K = simd::kernels();
+  const auto ip = K.one[static_cast<int>(simd::DistKind::IP_F32)];
+  const size_t d = static_cast<size_t>(codec.d()), cs = codec.code_size();
+  std::vector<float> rows(codec.kind() == CodecKind::F32 ? 0 : kBaseBlock * d);
+  float mx = 0.f;
+  for (size_t s = b; s < e; s += kBaseBlock) {
+    const size_t m = std::min(kBaseBlock, e - s);
+    const float* xr = reinterpret_cast<const float*>(codes + s * cs);
+    if (!rows.empty()) {
+      codec.decode(codes + s * cs, m, rows.data());
+      xr = rows.data();
+    }
+    for (size_t j = 0; j < m; ++j) mx = std::max(mx, ip(xr + j * d, xr + j * d, d, nullptr));
+  }
+  return mx;
+}
+
+void scan_float_blocks(const VectorCodec& codec, Metric metric, const float* q, size_t nq,
+                       const FloatRows& base, size_t k, int threads, float* D, idx_t* I,
+                       std::vector<uint8_t>& unproven) {
   // Threads split the base (each packs its rows once and runs every query against
   // them), then per-chunk top-k lists are merged per query. F16 / BF16 / SQ8 rows are
   // decoded to float32 one block at a time (the cost is shared by every query of the call).
@@ -221,17 +226,18 @@ void FlatIndex::search_blocked_float(const float* q, size_t nq, size_t k, int th
   // each query keeps k + slack candidates, re-scores them with the per-query scan's
   // kernel, and is answered from them only if the rounding-error bound proves that no row
   // outside the candidates can beat the k-th; otherwise (rare on ordinary data, always on
-  // data far from the origin, where scores tie to rounding) it is answered by the
+  // data far from the origin, where scores tie to rounding) it is left to the caller's
   // per-query scan. Either way the answers are the per-query scan's.
   const auto& K = simd::kernels();
-  const size_t d = static_cast<size_t>(d_);
-  const size_t n = count();
-  const size_t cs = codec_.code_size();
-  const bool decoded = codec_.kind() != CodecKind::F32;
-  const uint8_t* codes = codes_.data();
+  const size_t d = static_cast<size_t>(codec.d());
+  const size_t n = base.n;
+  const size_t cs = codec.code_size();
+  const bool decoded = codec.kind() != CodecKind::F32;
+  const uint8_t* codes = base.codes;
   const float* x = reinterpret_cast<const float*>(codes);  // F32 rows
-  const float* norms = norms_.data();
-  const bool l2 = metric_ == Metric::L2;
+  const bool l2 = metric == Metric::L2;
+  ANNX_CHECK(Error, decoded || !l2 || base.norms, "scan_float_blocks: F32 l2 rows need norms");
+  const bool packed = nq >= kPackedMinQueries;
   const size_t kc = k + std::max<size_t>(k, 8);  // candidates kept per query
   const size_t P = K.panel_rows;
   const size_t XB = P * std::max<size_t>(1, kBaseBlock / P);
@@ -254,9 +260,9 @@ void FlatIndex::search_blocked_float(const float* q, size_t nq, size_t k, int th
           const size_t nx = std::min(XB, e - xb);
           const size_t nstrips = (nx + P - 1) / P;
           const float* xr = x + xb * d;
-          const float* xn = l2 ? norms + xb : nullptr;
+          const float* xn = l2 && !decoded ? base.norms + xb : nullptr;
           if (decoded) {
-            codec_.decode(codes + xb * cs, nx, rows_f32.data());
+            codec.decode(codes + xb * cs, nx, rows_f32.data());
             xr = rows_f32.data();
           }
           if (decoded && l2) {
@@ -300,17 +306,17 @@ void FlatIndex::search_blocked_float(const float* q, size_t nq, size_t k, int th
   // Largest squared norm of the rows the tiles scored. SQ8's kernels work with q - min
   // (l2: (q - min) / scale; ip: <q, min> + <q * scale, code>), so their rounding also
   // scales with |min|: the bound takes (max |x| + |min|)^2 there.
-  float max_norm2 = this->max_norm2();
-  if (codec_.kind() == CodecKind::SQ8) {
+  float max_norm2 = base.max_norm2;
+  if (codec.kind() == CodecKind::SQ8) {
     double min2 = 0;
-    for (const float m : codec_.sq_min()) min2 += double{m} * m;
+    for (const float m : codec.sq_min()) min2 += double{m} * m;
     const double r = std::sqrt(double{max_norm2}) + std::sqrt(min2);
     max_norm2 = static_cast<float>(r * r);
   }
   // Merge, then recompute the candidates' scores in direct form with the per-query
   // scan's kernel (the float kernel for F32, else the codec's prepared query).
   const int exact_kind = static_cast<int>(l2 ? simd::DistKind::L2_F32 : simd::DistKind::IP_F32);
-  std::vector<uint8_t> unproven(nq, 0);
+  unproven.assign(nq, 0);
   parallel_for(
       nq, 16,
       [&](size_t qb, size_t qe) {
@@ -328,7 +334,7 @@ void FlatIndex::search_blocked_float(const float* q, size_t nq, size_t k, int th
           while (m < kc && ci[m] >= 0) ++m;
           TopK exact(k);
           if (decoded) {
-            const PreparedQuery pq = codec_.prepare(qi, metric_);
+            const PreparedQuery pq = codec.prepare(qi, metric);
             const auto one = K.one[static_cast<int>(pq.kind)];
             for (size_t j = 0; j < m; ++j) {
               const uint8_t* row = codes + static_cast<size_t>(ci[j]) * cs;
@@ -357,7 +363,15 @@ void FlatIndex::search_blocked_float(const float* q, size_t nq, size_t k, int th
         }
       },
       threads);
+}
+
+void FlatIndex::search_blocked_float(const float* q, size_t nq, size_t k, int threads, float* D,
+                                     idx_t* I) const {
+  std::vector<uint8_t> unproven;
+  scan_float_blocks(codec_, metric_, q, nq, {codes_.data(), count(), norms_.data(), max_norm2()}, k,
+                    threads, D, I, unproven);
   // Queries the bound could not settle: exact per-query scans, batched.
+  const size_t d = static_cast<size_t>(d_);
   std::vector<size_t> redo;
   for (size_t i = 0; i < nq; ++i)
     if (unproven[i]) redo.push_back(i);

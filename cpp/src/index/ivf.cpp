@@ -33,6 +33,10 @@ constexpr size_t kDefaultRerankFactor = 4;
 // queries probing it (search_grouped), in chunks of at most kGroupChunk queries.
 constexpr size_t kGroupMinQueries = 16;
 constexpr size_t kGroupChunk = 256;
+// Flat,<F16|BF16|SQ8>,Refine batches of at least this many queries over at least this
+// many rows take the batched float scan (Flat's thresholds).
+constexpr size_t kFloatBlockedMinQueries = 8;
+constexpr size_t kFloatBlockedMinRows = 256;
 // A query is split across threads (when there are fewer queries than threads) once its
 // probed lists hold at least this much scan work (see scan_cost_per_vector).
 constexpr double kSplitWork = 2e6;
@@ -340,6 +344,7 @@ void IvfIndex::train_impl(const float* x, size_t n, ProgressCounter& progress) {
   } else {
     vcodec_ = std::move(vcodec);
   }
+  max_norm2_.store(-1.f);
 }
 
 // --------------------------------------------------------------------------- adding
@@ -455,6 +460,9 @@ void IvfIndex::add_prepared(const float* x, size_t n, const idx_t* ids, int thre
     rcodes.resize(n * refine_->code_size());
     refine_->encode(x, n, rcodes.data());
   }
+  // The batched float scan's norm bound (float_blocked) over the new rows.
+  const bool one_float_list = flat_pq() && !is_pq() && vcodec_.levels() == 0;
+  const float new_max_norm2 = one_float_list ? decoded_max_norm2(vcodec_, codes.data(), 0, n) : 0.f;
   std::unique_lock lk(mu_);
   idmap_.check_new(ids, n);
   ANNX_CHECK(InvalidArgument, idmap_.size() + n <= size_t{0xfffffffe},
@@ -504,6 +512,12 @@ void IvfIndex::add_prepared(const float* x, size_t n, const idx_t* ids, int thre
   }
   for (size_t i = 0; i < n_reused; ++i) idmap_.assign_slot(slots[i], id_vec[i]);
   idmap_.append(id_vec.data() + n_reused, n - n_reused);
+  if (one_float_list) {
+    // Searches are locked out, so the cached bound is updated in place (or stays unknown).
+    const float known = max_norm2_.load();
+    if (known >= 0.f || lists_[0].size() == n)
+      max_norm2_.store(std::max(std::max(known, 0.f), new_max_norm2));
+  }
 }
 
 // ------------------------------------------------------------------------- removing
@@ -765,6 +779,22 @@ std::vector<uint64_t> IvfIndex::slot_bitset(const std::vector<slot_t>* allowed) 
   return bits;
 }
 
+bool IvfIndex::float_blocked(size_t nq, const std::vector<slot_t>* allowed) const {
+  return flat_pq() && !allowed && opt_.codec == IvfCodec::Vector && vcodec_.levels() == 0 &&
+         nq >= kFloatBlockedMinQueries && lists_.size() == 1 &&
+         lists_[0].size() >= kFloatBlockedMinRows;
+}
+
+float IvfIndex::one_list_max_norm2() const {
+  float v = max_norm2_.load();
+  if (v < 0.f) {  // concurrent searches may both compute it: same value
+    const List& L = lists_[0];
+    v = decoded_max_norm2(vcodec_, L.codes.data(), 0, L.size());
+    max_norm2_.store(v);
+  }
+  return v;
+}
+
 void IvfIndex::search_impl(const float* q, size_t nq, size_t k, const SearchParams& params,
                            const std::vector<slot_t>* allowed, float* D, idx_t* I) const {
   const size_t d = static_cast<size_t>(d_);
@@ -800,6 +830,23 @@ void IvfIndex::search_impl(const float* q, size_t nq, size_t k, const SearchPara
                    D, I);
     return;
   }
+  auto one_query = [&](size_t i) {
+    QueryCtx& ctx = thread_context();
+    ctx.q = q + i * d;
+    if (is_pq())
+      prepare_pq(ctx, ip);
+    else
+      ctx.vq = vcodec_.prepare(ctx.q, metric_);
+    if (ctx.tops.empty()) ctx.tops.emplace_back(kc);
+    ReservoirTopK& top = ctx.tops[0];  // reused across queries: no allocation per query
+    top.reset(kc);
+    TopSink sink{top};
+    scan_lists(ctx, ci.data() + i * nprobe, flat_pq() ? nullptr : cd.data() + i * nprobe, nprobe,
+               allowed ? &bits : nullptr, sink);
+    finish_query(ctx, top, k, ci.data() + i * nprobe, nprobe, allowed ? &bits : nullptr, D + i * k,
+                 I + i * k);
+  };
+  const size_t pool = static_cast<size_t>(threads > 0 ? threads : get_num_threads());
   if (flat_pq() && !allowed && opt_.codec == IvfCodec::Vector && vcodec_.levels() > 0 && nq >= 2 &&
       lists_.size() == 1) {
     // Flat,<BIN|BEBR<L>>,Refine: tiles of queries per pass over the one list
@@ -823,23 +870,37 @@ void IvfIndex::search_impl(const float* q, size_t nq, size_t k, const SearchPara
         threads);
     return;
   }
-  auto one_query = [&](size_t i) {
-    QueryCtx& ctx = thread_context();
-    ctx.q = q + i * d;
-    if (is_pq())
-      prepare_pq(ctx, ip);
-    else
-      ctx.vq = vcodec_.prepare(ctx.q, metric_);
-    if (ctx.tops.empty()) ctx.tops.emplace_back(kc);
-    ReservoirTopK& top = ctx.tops[0];  // reused across queries: no allocation per query
-    top.reset(kc);
-    TopSink sink{top};
-    scan_lists(ctx, ci.data() + i * nprobe, flat_pq() ? nullptr : cd.data() + i * nprobe, nprobe,
-               allowed ? &bits : nullptr, sink);
-    finish_query(ctx, top, k, ci.data() + i * nprobe, nprobe, allowed ? &bits : nullptr, D + i * k,
-                 I + i * k);
-  };
-  const size_t pool = static_cast<size_t>(threads > 0 ? threads : get_num_threads());
+  if (float_blocked(nq, allowed)) {
+    // Flat,<F16|BF16|SQ8>,Refine: each query's kc candidates come from Flat's batched
+    // scan (tiles of queries against blocks of rows decoded once per call, proven equal
+    // to the one-query scan's candidates, up to exact ties, which the scan gives to the
+    // lower row where the one-query scan gives them to the lower slot); queries it cannot
+    // prove take the one-query scan.
+    const List& L = lists_[0];
+    std::vector<float> cs(nq * kc);
+    std::vector<idx_t> cr(nq * kc);
+    std::vector<uint8_t> unproven;
+    scan_float_blocks(vcodec_, metric_, q, nq,
+                      {L.codes.data(), L.size(), nullptr, one_list_max_norm2()}, kc,
+                      static_cast<int>(pool), cs.data(), cr.data(), unproven);
+    parallel_for(
+        nq, 1,
+        [&](size_t b, size_t e) {
+          for (size_t i = b; i < e; ++i) {
+            if (unproven[i]) {
+              one_query(i);
+              continue;
+            }
+            ReservoirTopK top(kc);
+            for (size_t j = 0; j < kc && cr[i * kc + j] >= 0; ++j)
+              top.push(cs[i * kc + j],
+                       static_cast<idx_t>(L.slots[static_cast<size_t>(cr[i * kc + j])]));
+            rerank(q + i * d, top, k, D + i * k, I + i * k);
+          }
+        },
+        threads);
+    return;
+  }
   if (nq < pool && nprobe >= 2) {
     // Fewer queries than threads: a query with enough work to amortise waking the pool
     // has its lists split across the threads (measured on MiniLM at nprobe 64, 2
@@ -1306,6 +1367,7 @@ void IvfIndex::after_load() {
   }
   std::sort(free_slots_.begin(), free_slots_.end(), std::greater<slot_t>());
   build_precomputed();  // derived from the loaded centroids and codebooks
+  max_norm2_.store(-1.f);
 }
 
 }  // namespace annx

@@ -50,7 +50,7 @@ class FlatIndex final : public Index {
   /// Batched scan of float-like codes (F32, F16, BF16, SQ8): tiles of queries against
   /// blocks of rows (decoded to float32 per block for the narrow codecs), candidates
   /// re-scored by the codec's own kernel; same answers as the per-query scan.
-  void search_blocked_float(const float* q, size_t nq, size_t k, int threads, bool packed, float* D,
+  void search_blocked_float(const float* q, size_t nq, size_t k, int threads, float* D,
                             idx_t* I) const;
   void search_intra_query(const float* q, size_t nq, size_t k, int threads,
                           const std::vector<slot_t>* allowed, float* D, idx_t* I) const;
@@ -70,6 +70,32 @@ class FlatIndex final : public Index {
   float max_norm2() const;
   float rows_max_norm2(size_t b, size_t e) const;
 };
+
+/// Rows of float-like codes (F32, F16, BF16, SQ8) for scan_float_blocks: n rows of
+/// `codes` (code_size apart); `norms` their squared norms (needed for F32 l2 only, else
+/// may be null); `max_norm2` at least the largest squared norm of a decoded row (the
+/// rounding-error bound's scale; decoded_max_norm2 computes it).
+struct FloatRows {
+  const uint8_t* codes;
+  size_t n;
+  const float* norms;
+  float max_norm2;
+};
+
+/// The batched exact scan of float-like codes shared by Flat and by Flat,<codec>,Refine
+/// (a one-list IVF): for each of nq queries, the k best (score, row) of the rows, scored
+/// and ordered as the one-query scan (the codec's prepared query and kernel) scores them,
+/// ties to the lower row, written to D / I (k per query). Tiles of queries run against
+/// blocks of rows decoded to float32; each query's k + max(k, 8) best are re-scored with
+/// the codec's kernel and proven by the rounding-error bound (common/l2_bound.h). Queries
+/// it cannot prove get unproven[i] = 1 (their D / I are then not final): the caller
+/// answers them with its one-query scan.
+void scan_float_blocks(const VectorCodec& codec, Metric metric, const float* q, size_t nq,
+                       const FloatRows& base, size_t k, int threads, float* D, idx_t* I,
+                       std::vector<uint8_t>& unproven);
+
+/// The largest squared norm of rows [b, e) of `codes` decoded to float32.
+float decoded_max_norm2(const VectorCodec& codec, const uint8_t* codes, size_t b, size_t e);
 
 /// The batched scan of symmetric binary codes (BIN / BEBR<L>, not _adc) shared by Flat and
 /// by Flat,<binary>,Refine (a one-list IVF): the k best (score, row) of rows 0..n-1 of

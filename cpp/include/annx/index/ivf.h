@@ -40,6 +40,7 @@
 // train takes it only to commit what it trained).
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <shared_mutex>
@@ -203,6 +204,10 @@ class IvfIndex final : public Index {
   /// Best k of the candidates (re-scored with the Refine codec if there is one).
   void rerank(const float* q, ReservoirTopK& cand, size_t k, float* D, idx_t* I) const;
   void reconstruct_slot(slot_t s, float* out) const;
+  /// Flat,<F16|BF16|SQ8>,Refine (one list of float-like codes): whether a batch of nq
+  /// queries takes the batched scan (scan_float_blocks), and that scan's norm bound.
+  bool float_blocked(size_t nq, const std::vector<slot_t>* allowed) const;
+  float one_list_max_norm2() const;
 
   IvfOptions opt_;
   // Coarse quantizer.
@@ -221,6 +226,10 @@ class IvfIndex final : public Index {
   // nslots x refine code size; huge pages where the OS allows (re-ranking reads rows
   // at random, so TLB misses would add to every row).
   std::vector<uint8_t, BigAllocator<uint8_t>> refine_codes_;
+  /// float_blocked: the largest squared norm of a decoded row of the one list, -1 until
+  /// a batched search computes it (after a load or train); add keeps it current (it is
+  /// written under the exclusive lock), remove leaves an upper bound.
+  mutable std::atomic<float> max_norm2_{-1.f};
 };
 
 }  // namespace annx
