@@ -9,7 +9,10 @@ seconds below 1 is faster.
 Usage (from bench/)::
 
     python -m annxbench.compare_builds --a /tmp/before --b ../python --rounds 7 \\
-        --data-dir ../../shared/data --out results/compare.md [--cases flat-codecs|flat-refine]
+        --data-dir ../../shared/data --out results/compare.md [--cases CASES]
+
+``--cases``: ``default``, ``flat-codecs``, ``flat-refine`` or ``flat-filter`` (see the lists
+below).
 
 ``--a`` / ``--b`` are folders holding an ``annx`` package (PYTHONPATH entries). The index
 files are built once with build B into ``--work`` (default /tmp/annx-ab).
@@ -25,6 +28,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 from annxbench.datasets import default_data_dir
 
@@ -68,10 +73,24 @@ FLAT_REFINE_CASES = [
     for name, data, metric in _SETS
     for spec in ("Flat,F16,Refine(F32)", "Flat,BF16,Refine(F32)", "Flat,SQ8,Refine(F32)")
 ]
+# Batched exact scans under a filter admitting half the ids (a seeded random half).
+FLAT_FILTER_CASES = [
+    (
+        f"filtered-{spec.replace(',', '-').lower()}-{name}",
+        data,
+        spec,
+        metric,
+        200,
+        {"filter_fraction": 0.5},
+    )
+    for name, data, metric in _SETS
+    for spec in ("Flat", "Flat,F16", "Flat,SQ8")
+]
 CASE_SETS = {
     "default": DEFAULT_CASES,
     "flat-codecs": FLAT_CODEC_CASES,
     "flat-refine": FLAT_REFINE_CASES,
+    "flat-filter": FLAT_FILTER_CASES,
 }
 
 
@@ -101,7 +120,13 @@ def _child(data_dir: Path, work: Path, reps: int, cases: str, load: bool) -> dic
                 lambda p=path: annx.load(p, mmap=True), reps
             )
         index = annx.load(path)
-        out[f"{name} search (q/s)"] = nq / _median_seconds(lambda: index.search(q, 10, **kw), reps)
+        kw = dict(kw)
+        if "filter_fraction" in kw:
+            ids = np.random.default_rng(0).permutation(index.ntotal)
+            kw["filter"] = ids[: int(kw.pop("filter_fraction") * len(ids))]
+        out[f"{name} search (q/s)"] = nq / _median_seconds(
+            lambda kw=kw: index.search(q, 10, **kw), reps
+        )
     return out
 
 

@@ -142,8 +142,8 @@ void FlatIndex::search_impl(const float* q, size_t nq, size_t k, const SearchPar
                             const std::vector<slot_t>* allowed, float* D, idx_t* I) const {
   const int threads = params.threads > 0 ? params.threads : get_num_threads();
   const size_t n = allowed ? allowed->size() : count();
-  if (!allowed && codec_.levels() == 0 && nq >= kBlockedMinQueries && n >= kBaseBlock) {
-    search_blocked_float(q, nq, k, threads, D, I);
+  if (codec_.levels() == 0 && nq >= kBlockedMinQueries && n >= kBaseBlock) {
+    search_blocked_float(q, nq, k, threads, allowed, D, I);
   } else if (!allowed && codec_.levels() > 0 && nq >= kBinaryMinQueries && n >= kBaseBlock) {
     search_blocked_binary(q, nq, k, threads, D, I);
   } else if (nq < static_cast<size_t>(threads) && n >= 2 * kIntraQueryBlock) {
@@ -233,10 +233,12 @@ void scan_float_blocks(const VectorCodec& codec, Metric metric, const float* q, 
   const size_t n = base.n;
   const size_t cs = codec.code_size();
   const bool decoded = codec.kind() != CodecKind::F32;
+  const slot_t* picked = base.rows;       // scan these rows (a filter), else rows 0..n-1
+  const bool copied = decoded || picked;  // blocks are decoded / gathered into a buffer
   const uint8_t* codes = base.codes;
   const float* x = reinterpret_cast<const float*>(codes);  // F32 rows
   const bool l2 = metric == Metric::L2;
-  ANNX_CHECK(Error, decoded || !l2 || base.norms, "scan_float_blocks: F32 l2 rows need norms");
+  ANNX_CHECK(Error, copied || !l2 || base.norms, "scan_float_blocks: F32 l2 rows need norms");
   const bool packed = nq >= kPackedMinQueries;
   const size_t kc = k + std::max<size_t>(k, 8);  // candidates kept per query
   const size_t P = K.panel_rows;
@@ -253,19 +255,26 @@ void scan_float_blocks(const VectorCodec& codec, Metric metric, const float* q, 
         std::vector<TopK>& tops = thread_tops[static_cast<size_t>(worker_index())];
         if (tops.empty()) tops.assign(nq, TopK(kc));
         std::vector<float> panel(packed ? XB * d : 0);
-        std::vector<float> rows_f32(decoded ? XB * d : 0), row_norms(decoded && l2 ? XB : 0);
+        std::vector<float> rows_f32(copied ? XB * d : 0), row_norms(copied && l2 ? XB : 0);
+        std::vector<uint8_t> gathered(picked && decoded ? XB * cs : 0);
         std::vector<float> tile(kQueryBlock * XB);
         std::vector<uint32_t> sel(XB);
         for (size_t xb = b; xb < e; xb += XB) {
           const size_t nx = std::min(XB, e - xb);
           const size_t nstrips = (nx + P - 1) / P;
           const float* xr = x + xb * d;
-          const float* xn = l2 && !decoded ? base.norms + xb : nullptr;
-          if (decoded) {
+          const float* xn = l2 && !copied ? base.norms + xb : nullptr;
+          if (picked) {  // gather the rows' codes, then decode them as one block
+            uint8_t* dst = decoded ? gathered.data() : reinterpret_cast<uint8_t*>(rows_f32.data());
+            for (size_t j = 0; j < nx; ++j)
+              std::memcpy(dst + j * cs, codes + size_t{picked[xb + j]} * cs, cs);
+            if (decoded) codec.decode(gathered.data(), nx, rows_f32.data());
+            xr = rows_f32.data();
+          } else if (decoded) {
             codec.decode(codes + xb * cs, nx, rows_f32.data());
             xr = rows_f32.data();
           }
-          if (decoded && l2) {
+          if (copied && l2) {  // F32: the stored norms' values (K.one of the same row)
             for (size_t j = 0; j < nx; ++j)
               row_norms[j] = K.one[ip_kind](xr + j * d, xr + j * d, d, nullptr);
             xn = row_norms.data();
@@ -296,7 +305,8 @@ void scan_float_blocks(const VectorCodec& codec, Metric metric, const float* q, 
               const size_t hits = K.select_le(row, nx, top.threshold(), sel.data());
               for (size_t h = 0; h < hits; ++h) {
                 const uint32_t j = sel[h];
-                if (row[j] <= top.threshold()) top.push(row[j], static_cast<idx_t>(xb + j));
+                if (row[j] <= top.threshold())
+                  top.push(row[j], static_cast<idx_t>(picked ? size_t{picked[xb + j]} : xb + j));
               }
             }
           }
@@ -365,11 +375,12 @@ void scan_float_blocks(const VectorCodec& codec, Metric metric, const float* q, 
       threads);
 }
 
-void FlatIndex::search_blocked_float(const float* q, size_t nq, size_t k, int threads, float* D,
-                                     idx_t* I) const {
+void FlatIndex::search_blocked_float(const float* q, size_t nq, size_t k, int threads,
+                                     const std::vector<slot_t>* allowed, float* D, idx_t* I) const {
   std::vector<uint8_t> unproven;
-  scan_float_blocks(codec_, metric_, q, nq, {codes_.data(), count(), norms_.data(), max_norm2()}, k,
-                    threads, D, I, unproven);
+  const FloatRows base{codes_.data(), allowed ? allowed->size() : count(), norms_.data(),
+                       max_norm2(), allowed ? allowed->data() : nullptr};
+  scan_float_blocks(codec_, metric_, q, nq, base, k, threads, D, I, unproven);
   // Queries the bound could not settle: exact per-query scans, batched.
   const size_t d = static_cast<size_t>(d_);
   std::vector<size_t> redo;
@@ -380,7 +391,7 @@ void FlatIndex::search_blocked_float(const float* q, size_t nq, size_t k, int th
   std::vector<idx_t> rI(redo.size() * k);
   for (size_t r = 0; r < redo.size(); ++r)
     std::memcpy(rq.data() + r * d, q + redo[r] * d, d * sizeof(float));
-  search_per_query(rq.data(), redo.size(), k, threads, nullptr, rD.data(), rI.data());
+  search_per_query(rq.data(), redo.size(), k, threads, allowed, rD.data(), rI.data());
   for (size_t r = 0; r < redo.size(); ++r) {
     std::memcpy(D + redo[r] * k, rD.data() + r * k, k * sizeof(float));
     std::memcpy(I + redo[r] * k, rI.data() + r * k, k * sizeof(idx_t));

@@ -50,8 +50,8 @@ class FlatIndex final : public Index {
   /// Batched scan of float-like codes (F32, F16, BF16, SQ8): tiles of queries against
   /// blocks of rows (decoded to float32 per block for the narrow codecs), candidates
   /// re-scored by the codec's own kernel; same answers as the per-query scan.
-  void search_blocked_float(const float* q, size_t nq, size_t k, int threads, float* D,
-                            idx_t* I) const;
+  void search_blocked_float(const float* q, size_t nq, size_t k, int threads,
+                            const std::vector<slot_t>* allowed, float* D, idx_t* I) const;
   void search_intra_query(const float* q, size_t nq, size_t k, int threads,
                           const std::vector<slot_t>* allowed, float* D, idx_t* I) const;
   /// Batched scan of binary codes (BIN / BEBR<L>, SDC or ADC): tiles of queries per pass
@@ -71,15 +71,17 @@ class FlatIndex final : public Index {
   float rows_max_norm2(size_t b, size_t e) const;
 };
 
-/// Rows of float-like codes (F32, F16, BF16, SQ8) for scan_float_blocks: n rows of
-/// `codes` (code_size apart); `norms` their squared norms (needed for F32 l2 only, else
-/// may be null); `max_norm2` at least the largest squared norm of a decoded row (the
+/// Rows of float-like codes (F32, F16, BF16, SQ8) for scan_float_blocks: rows 0..n-1 of
+/// `codes` (code_size apart), or, with `rows` (a filter), the n rows rows[0..n-1];
+/// `norms` the squared norms of all rows (needed for F32 l2 without `rows`, else may be
+/// null); `max_norm2` at least the largest squared norm of a decoded row (the
 /// rounding-error bound's scale; decoded_max_norm2 computes it).
 struct FloatRows {
   const uint8_t* codes;
   size_t n;
   const float* norms;
   float max_norm2;
+  const slot_t* rows = nullptr;
 };
 
 /// The batched exact scan of float-like codes shared by Flat and by Flat,<codec>,Refine
