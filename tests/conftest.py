@@ -216,6 +216,21 @@ def assert_knn(
             )
 
 
+def unusual_data(kind: str, n: int, d: int, seed: int) -> np.ndarray:
+    """Gaussian rows made hard for exact scans: "offset" (far from the origin, where
+    |x|^2 - 2<q,x> cancels), "anisotropic" (per-dimension scales over 4 decades) or
+    "duplicated" (every row four times: ties broken by id); anything else: plain."""
+    g = np.random.default_rng(seed)
+    x = g.standard_normal((n, d))
+    if kind == "offset":  # far from the origin: |x|^2 - 2<q,x> cancels
+        x = x + 1000.0
+    elif kind == "anisotropic":  # per-dimension scales over 4 decades
+        x = x * np.logspace(-2, 2, d)
+    elif kind == "duplicated":  # every row four times: ties broken by id
+        x = np.repeat(x[: n // 4], 4, axis=0)
+    return x.astype(np.float32)
+
+
 def normalised(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length, in float64."""
     x = np.asarray(x, np.float64)

@@ -24,6 +24,7 @@ from conftest import (
     pad_value,
     recall,
     scores,
+    unusual_data,
 )
 from hypothesis import given
 from hypothesis import strategies as st
@@ -199,18 +200,6 @@ def test_codec_search_exact_on_decoded(spec: str, metric: str) -> None:
         assert_knn(D, I, decoded, q, 15, metric)
 
 
-def _unusual_data(kind: str, n: int, d: int, seed: int) -> np.ndarray:
-    g = np.random.default_rng(seed)
-    x = g.standard_normal((n, d))
-    if kind == "offset":  # far from the origin: |x|^2 - 2<q,x> cancels
-        x = x + 1000.0
-    elif kind == "anisotropic":  # per-dimension scales over 4 decades
-        x = x * np.logspace(-2, 2, d)
-    elif kind == "duplicated":  # every row four times: ties broken by id
-        x = np.repeat(x[: n // 4], 4, axis=0)
-    return x.astype(np.float32)
-
-
 @pytest.mark.parametrize("spec", FLAT_SPECS)
 @pytest.mark.parametrize("metric", METRICS)
 @pytest.mark.parametrize("kind", ["offset", "anisotropic", "duplicated"])
@@ -221,8 +210,8 @@ def test_codec_batched_scan_equals_one_query_scans(
     """Batches (tiles over decoded blocks, re-scored by the codec's kernel) give the
     answers of one-query scans, exact over the decoded vectors, on unusual data."""
     k = 12
-    x = _unusual_data(kind, 1200, d, seed=40)
-    q = _unusual_data(kind, 40, d, seed=41)
+    x = unusual_data(kind, 1200, d, seed=40)
+    q = unusual_data(kind, 40, d, seed=41)
     if kind == "duplicated":
         q = x[::30] + np.float32(0.01)
     index = build(d, spec, metric, x)
@@ -253,9 +242,9 @@ def test_batched_scan_bound_follows_adds_and_loads(spec: str, metric: str, tmp_p
     """The batched scan's error bound uses the rows' largest norm, cached by the index:
     rows added after a search (here 1000x larger) and loaded files must update it."""
     d, k = 37, 12
-    small = _unusual_data("anisotropic", 400, d, seed=50) * np.float32(1e-3)
-    far = _unusual_data("offset", 800, d, seed=51)
-    q = _unusual_data("offset", 30, d, seed=52)
+    small = unusual_data("anisotropic", 400, d, seed=50) * np.float32(1e-3)
+    far = unusual_data("offset", 800, d, seed=51)
+    q = unusual_data("offset", 30, d, seed=52)
     index = annx.index_factory(d, spec, metric)
     if not index.is_trained:
         index.train(np.concatenate([small, far]))
@@ -294,8 +283,8 @@ def test_refine_batched_scan_equals_one_query_scans(
     (30x where float16 must hold them; the cached norm bound), and after a save / load."""
     d, k = 37, 12
     growth = np.float32(1.0 if kind == "offset" else 30.0 if "F16" in spec else 1000.0)
-    x = _unusual_data(kind, 1200, d, seed=60)
-    q = _unusual_data(kind, 30, d, seed=61)
+    x = unusual_data(kind, 1200, d, seed=60)
+    q = unusual_data(kind, 30, d, seed=61)
     if kind == "duplicated":
         q = x[::40] + np.float32(0.01)
     index = annx.index_factory(d, spec, metric)

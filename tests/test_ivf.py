@@ -27,6 +27,7 @@ from conftest import (
     normalised,
     pad_value,
     recall,
+    unusual_data,
 )
 from conftest import scores as exact_scores
 from container_format import build_container, section_bytes
@@ -684,3 +685,45 @@ def test_concurrent_search_and_mutations(spec: str) -> None:
 
     run_threads([searcher, searcher, writer])
     assert index.ntotal == 4000 - 8 * 100
+
+
+@pytest.mark.parametrize("spec", ["IVF16,Flat", "IVF16,F16", "IVF16,SQ8", "IVF16,SQ8,Refine(F32)"])
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("kind", ["offset", "anisotropic", "duplicated"])
+def test_float_grouped_batch_equals_one_query_scans(
+    spec: str, metric: str, kind: str, tmp_path
+) -> None:
+    """Batches of IVF over float-like codes are scanned list by list for the queries
+    probing each list (dot tiles, candidates re-scored and proven): the answers are those
+    of one query at a time, on data far from the origin, anisotropic or duplicated, after
+    removals, after adds of larger rows than an earlier batch saw (the cached norm bound)
+    and after a save / load. With every list probed they are the exact answers."""
+    d, k, nprobe = 37, 10, 4
+    x = unusual_data(kind, 1600, d, seed=70)
+    q = unusual_data(kind, 40, d, seed=71) if kind != "duplicated" else x[::40] + 0.01
+    index = annx.index_factory(d, spec, metric)
+    index.train(x)
+    index.add(x[:1300])
+    index.remove(np.arange(0, 1300, 9))
+    index.search(q, k, nprobe=nprobe)  # computes the cached bound on these rows
+    growth = np.float32(1.0 if kind == "offset" else 30.0 if "F16" in spec else 1000.0)
+    index.add(x[1300:] * growth)
+    path = str(tmp_path / "ivf.annx")
+    index.save(path)
+    loaded = annx.load(path)
+    # One thread: the whole batch is one chunk, so each list has a group of queries.
+    for candidate, threads in ((index, 1), (loaded, None)):
+        D, I = candidate.search(q, k, nprobe=nprobe, threads=threads)
+        for r in range(len(q)):
+            D1, I1 = candidate.search(q[r : r + 1], k, nprobe=nprobe)
+            np.testing.assert_array_equal(I1[0], I[r], err_msg=f"{spec} {metric} query {r}")
+            np.testing.assert_allclose(D1[0], D[r], rtol=1e-6, atol=1e-6)
+    if spec == "IVF16,Flat":
+        keep = np.setdiff1d(np.arange(1300), np.arange(0, 1300, 9))
+        rows = np.concatenate([x[keep], x[1300:] * growth])
+        ids = np.concatenate([keep, np.arange(1300, 1600)])
+        D, I = index.search(q, k, nprobe=16)
+        if metric == "cos":
+            assert_knn(D, I, normalised(rows), normalised(q), k, "ip", ids=ids)
+        else:
+            assert_knn(D, I, rows, q, k, metric, ids=ids)

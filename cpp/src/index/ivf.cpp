@@ -460,9 +460,9 @@ void IvfIndex::add_prepared(const float* x, size_t n, const idx_t* ids, int thre
     rcodes.resize(n * refine_->code_size());
     refine_->encode(x, n, rcodes.data());
   }
-  // The batched float scan's norm bound (float_blocked) over the new rows.
-  const bool one_float_list = flat_pq() && !is_pq() && vcodec_.levels() == 0;
-  const float new_max_norm2 = one_float_list ? decoded_max_norm2(vcodec_, codes.data(), 0, n) : 0.f;
+  // The batched float scans' norm bound (lists_max_norm2) over the new rows.
+  const bool float_lists = !is_pq() && vcodec_.levels() == 0;
+  const float new_max_norm2 = float_lists ? decoded_max_norm2(vcodec_, codes.data(), 0, n) : 0.f;
   std::unique_lock lk(mu_);
   idmap_.check_new(ids, n);
   ANNX_CHECK(InvalidArgument, idmap_.size() + n <= size_t{0xfffffffe},
@@ -512,10 +512,10 @@ void IvfIndex::add_prepared(const float* x, size_t n, const idx_t* ids, int thre
   }
   for (size_t i = 0; i < n_reused; ++i) idmap_.assign_slot(slots[i], id_vec[i]);
   idmap_.append(id_vec.data() + n_reused, n - n_reused);
-  if (one_float_list) {
+  if (float_lists) {
     // Searches are locked out, so the cached bound is updated in place (or stays unknown).
     const float known = max_norm2_.load();
-    if (known >= 0.f || lists_[0].size() == n)
+    if (known >= 0.f || idmap_.size() == n)  // known, or these are the only rows
       max_norm2_.store(std::max(std::max(known, 0.f), new_max_norm2));
   }
 }
@@ -785,16 +785,6 @@ bool IvfIndex::float_blocked(size_t nq, const std::vector<slot_t>* allowed) cons
          lists_[0].size() >= kFloatBlockedMinRows;
 }
 
-float IvfIndex::one_list_max_norm2() const {
-  float v = max_norm2_.load();
-  if (v < 0.f) {  // concurrent searches may both compute it: same value
-    const List& L = lists_[0];
-    v = decoded_max_norm2(vcodec_, L.codes.data(), 0, L.size());
-    max_norm2_.store(v);
-  }
-  return v;
-}
-
 void IvfIndex::search_impl(const float* q, size_t nq, size_t k, const SearchParams& params,
                            const std::vector<slot_t>* allowed, float* D, idx_t* I) const {
   const size_t d = static_cast<size_t>(d_);
@@ -881,7 +871,7 @@ void IvfIndex::search_impl(const float* q, size_t nq, size_t k, const SearchPara
     std::vector<idx_t> cr(nq * kc);
     std::vector<uint8_t> unproven;
     scan_float_blocks(vcodec_, metric_, q, nq,
-                      {L.codes.data(), L.size(), nullptr, one_list_max_norm2()}, kc,
+                      {L.codes.data(), L.size(), nullptr, lists_max_norm2()}, kc,
                       static_cast<int>(pool), cs.data(), cr.data(), unproven);
     parallel_for(
         nq, 1,
@@ -895,6 +885,32 @@ void IvfIndex::search_impl(const float* q, size_t nq, size_t k, const SearchPara
             for (size_t j = 0; j < kc && cr[i * kc + j] >= 0; ++j)
               top.push(cs[i * kc + j],
                        static_cast<idx_t>(L.slots[static_cast<size_t>(cr[i * kc + j])]));
+            rerank(q + i * d, top, k, D + i * k, I + i * k);
+          }
+        },
+        threads);
+    return;
+  }
+  if (float_grouped(nq, nprobe, static_cast<int>(pool), allowed)) {
+    // IVF<n>,<Flat|F16|BF16|SQ8>: the batch's queries grouped by probed list, each list's
+    // rows scored against its group in dot tiles (ivf_float_groups.cpp); the candidates
+    // are proven equal to the one-query scan's, else that query runs the one-query scan.
+    std::vector<float> cs(nq * kc);
+    std::vector<idx_t> cslot(nq * kc);
+    std::vector<uint8_t> unproven;
+    search_float_grouped(q, nq, kc, nprobe, ci.data(), static_cast<int>(pool), cs.data(),
+                         cslot.data(), unproven);
+    parallel_for(
+        nq, 1,
+        [&](size_t b, size_t e) {
+          for (size_t i = b; i < e; ++i) {
+            if (unproven[i]) {
+              one_query(i);
+              continue;
+            }
+            ReservoirTopK top(kc);
+            for (size_t j = 0; j < kc && cslot[i * kc + j] >= 0; ++j)
+              top.push(cs[i * kc + j], cslot[i * kc + j]);
             rerank(q + i * d, top, k, D + i * k, I + i * k);
           }
         },

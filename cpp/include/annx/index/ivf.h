@@ -205,9 +205,23 @@ class IvfIndex final : public Index {
   void rerank(const float* q, ReservoirTopK& cand, size_t k, float* D, idx_t* I) const;
   void reconstruct_slot(slot_t s, float* out) const;
   /// Flat,<F16|BF16|SQ8>,Refine (one list of float-like codes): whether a batch of nq
-  /// queries takes the batched scan (scan_float_blocks), and that scan's norm bound.
+  /// queries takes the batched scan (scan_float_blocks).
   bool float_blocked(size_t nq, const std::vector<slot_t>* allowed) const;
-  float one_list_max_norm2() const;
+  /// IVF<n>,<Flat|F16|BF16|SQ8> (ivf_float_groups.cpp): whether a batch takes the grouped
+  /// scan: enough queries per probed list in a thread's chunk of queries.
+  static constexpr size_t kFloatGroupMinQueries = 16;
+  static constexpr double kFloatGroupMinShare = 4.0;  // queries per list, on average
+  bool float_grouped(size_t nq, size_t nprobe, int threads,
+                     const std::vector<slot_t>* allowed) const;
+  /// The grouped scan: for each query its kc best (score, slot) over its probed lists
+  /// (ci: nprobe lists per query), as the one-query scan scores and ranks them (kc per
+  /// query in cand_scores / cand_slots, slot -1 past the end); unproven[i] = 1 where the
+  /// rounding-error bound could not prove it (the caller answers those one at a time).
+  void search_float_grouped(const float* q, size_t nq, size_t kc, size_t nprobe, const uint32_t* ci,
+                            int threads, float* cand_scores, idx_t* cand_slots,
+                            std::vector<uint8_t>& unproven) const;
+  /// The batched float scans' norm bound over every list's decoded rows (cached).
+  float lists_max_norm2() const;
 
   IvfOptions opt_;
   // Coarse quantizer.
@@ -226,7 +240,7 @@ class IvfIndex final : public Index {
   // nslots x refine code size; huge pages where the OS allows (re-ranking reads rows
   // at random, so TLB misses would add to every row).
   std::vector<uint8_t, BigAllocator<uint8_t>> refine_codes_;
-  /// float_blocked: the largest squared norm of a decoded row of the one list, -1 until
+  /// Float-like list codes: the largest squared norm of a decoded row, -1 until
   /// a batched search computes it (after a load or train); add keeps it current (it is
   /// written under the exclusive lock), remove leaves an upper bound.
   mutable std::atomic<float> max_norm2_{-1.f};
