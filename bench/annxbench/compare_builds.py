@@ -11,8 +11,8 @@ Usage (from bench/)::
     python -m annxbench.compare_builds --a /tmp/before --b ../python --rounds 7 \\
         --data-dir ../../shared/data --out results/compare.md [--cases CASES]
 
-``--cases``: ``default``, ``flat-codecs``, ``flat-refine`` or ``flat-filter`` (see the lists
-below).
+``--cases``: ``default``, ``flat-codecs``, ``flat-refine``, ``flat-filter`` or ``ivf-float``
+(see the lists below).
 
 ``--a`` / ``--b`` are folders holding an ``annx`` package (PYTHONPATH entries). The index
 files are built once with build B into ``--work`` (default /tmp/annx-ab).
@@ -86,8 +86,17 @@ FLAT_FILTER_CASES = [
     for name, data, metric in _SETS
     for spec in ("Flat", "Flat,F16", "Flat,SQ8")
 ]
+# IVF over float-like codes: batches of 1,000 queries, nprobe 16 (nlist 1024, or 256 on the
+# 10k set).
+IVF_FLOAT_CASES = [
+    (f"ivf{nl}-{codec.lower()}-{name}", data, f"IVF{nl},{codec}", metric, 1000, {"nprobe": 16})
+    for name, data, metric in _SETS
+    for nl in [256 if name == "minilm-ood" else 1024]
+    for codec in ("Flat", "F16", "SQ8")
+]
 CASE_SETS = {
     "default": DEFAULT_CASES,
+    "ivf-float": IVF_FLOAT_CASES,
     "flat-codecs": FLAT_CODEC_CASES,
     "flat-refine": FLAT_REFINE_CASES,
     "flat-filter": FLAT_FILTER_CASES,
