@@ -214,6 +214,16 @@ float decoded_max_norm2(const VectorCodec& codec, const uint8_t* codes, size_t b
   return mx;
 }
 
+float blocked_bound_norm2(const VectorCodec& codec, float max_norm2) {
+  if (codec.kind() != CodecKind::SQ8) return max_norm2;
+  // SQ8's kernels work with q - min (l2: (q - min) / scale; ip: <q, min> + <q * scale,
+  // code>), so their rounding also scales with |min|: the bound takes (max |x| + |min|)^2.
+  double min2 = 0;
+  for (const float m : codec.sq_min()) min2 += double{m} * m;
+  const double r = std::sqrt(double{max_norm2}) + std::sqrt(min2);
+  return static_cast<float>(r * r);
+}
+
 void scan_float_blocks(const VectorCodec& codec, Metric metric, const float* q, size_t nq,
                        const FloatRows& base, size_t k, int threads, float* D, idx_t* I,
                        std::vector<uint8_t>& unproven) {
@@ -313,16 +323,7 @@ void scan_float_blocks(const VectorCodec& codec, Metric metric, const float* q, 
         }
       },
       threads);
-  // Largest squared norm of the rows the tiles scored. SQ8's kernels work with q - min
-  // (l2: (q - min) / scale; ip: <q, min> + <q * scale, code>), so their rounding also
-  // scales with |min|: the bound takes (max |x| + |min|)^2 there.
-  float max_norm2 = base.max_norm2;
-  if (codec.kind() == CodecKind::SQ8) {
-    double min2 = 0;
-    for (const float m : codec.sq_min()) min2 += double{m} * m;
-    const double r = std::sqrt(double{max_norm2}) + std::sqrt(min2);
-    max_norm2 = static_cast<float>(r * r);
-  }
+  const float max_norm2 = blocked_bound_norm2(codec, base.max_norm2);
   // Merge, then recompute the candidates' scores in direct form with the per-query
   // scan's kernel (the float kernel for F32, else the codec's prepared query).
   const int exact_kind = static_cast<int>(l2 ? simd::DistKind::L2_F32 : simd::DistKind::IP_F32);
@@ -363,11 +364,7 @@ void scan_float_blocks(const VectorCodec& codec, Metric metric, const float* q, 
             // Rows outside the candidates have approximate scores >= worst_kept, hence
             // true scores >= worst_kept (+ |q|^2 for L2) - E; the k-th must not exceed it.
             const float qn = K.one[ip_kind](qi, qi, d, nullptr);
-            const double kth = Di[k - 1];
-            const bool proven =
-                l2 ? blocked_l2_proven(kth, worst_kept, qn,
-                                       blocked_l2_error_bound(d, max_norm2, qn))
-                   : blocked_ip_proven(kth, worst_kept, blocked_ip_error_bound(d, max_norm2, qn));
+            const bool proven = blocked_scan_proven(l2, d, max_norm2, qn, Di[k - 1], worst_kept);
             if (!proven) unproven[i] = 1;
           }
         }

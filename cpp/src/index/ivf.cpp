@@ -860,46 +860,29 @@ void IvfIndex::search_impl(const float* q, size_t nq, size_t k, const SearchPara
         threads);
     return;
   }
-  if (float_blocked(nq, allowed)) {
-    // Flat,<F16|BF16|SQ8>,Refine: each query's kc candidates come from Flat's batched
-    // scan (tiles of queries against blocks of rows decoded once per call, proven equal
-    // to the one-query scan's candidates, up to exact ties, which the scan gives to the
-    // lower row where the one-query scan gives them to the lower slot); queries it cannot
-    // prove take the one-query scan.
-    const List& L = lists_[0];
-    std::vector<float> cs(nq * kc);
-    std::vector<idx_t> cr(nq * kc);
-    std::vector<uint8_t> unproven;
-    scan_float_blocks(vcodec_, metric_, q, nq,
-                      {L.codes.data(), L.size(), nullptr, lists_max_norm2()}, kc,
-                      static_cast<int>(pool), cs.data(), cr.data(), unproven);
-    parallel_for(
-        nq, 1,
-        [&](size_t b, size_t e) {
-          for (size_t i = b; i < e; ++i) {
-            if (unproven[i]) {
-              one_query(i);
-              continue;
-            }
-            ReservoirTopK top(kc);
-            for (size_t j = 0; j < kc && cr[i * kc + j] >= 0; ++j)
-              top.push(cs[i * kc + j],
-                       static_cast<idx_t>(L.slots[static_cast<size_t>(cr[i * kc + j])]));
-            rerank(q + i * d, top, k, D + i * k, I + i * k);
-          }
-        },
-        threads);
-    return;
-  }
-  if (float_grouped(nq, nprobe, static_cast<int>(pool), allowed)) {
-    // IVF<n>,<Flat|F16|BF16|SQ8>: the batch's queries grouped by probed list, each list's
-    // rows scored against its group in dot tiles (ivf_float_groups.cpp); the candidates
-    // are proven equal to the one-query scan's, else that query runs the one-query scan.
+  const bool blocked = float_blocked(nq, allowed);
+  if (blocked || float_grouped(nq, nprobe, static_cast<int>(pool), allowed)) {
+    // Batches of float-like codes: each query's kc best (score, slot), proven equal to the
+    // one-query scan's (else that query runs the one-query scan), then re-ranked.
+    // - Flat,<F16|BF16|SQ8>,Refine (one list): Flat's batched scan (tiles of queries
+    //   against blocks of rows decoded once per call); exact ties go to the lower row,
+    //   where the one-query scan gives them to the lower slot.
+    // - IVF<n>,<Flat|F16|BF16|SQ8>: the queries grouped by probed list, each list's rows
+    //   scored against its group in dot tiles (ivf_float_groups.cpp).
     std::vector<float> cs(nq * kc);
     std::vector<idx_t> cslot(nq * kc);
     std::vector<uint8_t> unproven;
-    search_float_grouped(q, nq, kc, nprobe, ci.data(), static_cast<int>(pool), cs.data(),
-                         cslot.data(), unproven);
+    if (blocked) {
+      const List& L = lists_[0];
+      scan_float_blocks(vcodec_, metric_, q, nq,
+                        {L.codes.data(), L.size(), nullptr, lists_max_norm2()}, kc,
+                        static_cast<int>(pool), cs.data(), cslot.data(), unproven);
+      for (idx_t& r : cslot)
+        if (r >= 0) r = static_cast<idx_t>(L.slots[static_cast<size_t>(r)]);  // row -> slot
+    } else {
+      search_float_grouped(q, nq, kc, nprobe, ci.data(), static_cast<int>(pool), cs.data(),
+                           cslot.data(), unproven);
+    }
     parallel_for(
         nq, 1,
         [&](size_t b, size_t e) {

@@ -62,13 +62,7 @@ void IvfIndex::search_float_grouped(const float* q, size_t nq, size_t kc, size_t
   const size_t keep = kc + std::max<size_t>(kc, 8);  // candidates kept per query
   const int ip_kind = static_cast<int>(simd::DistKind::IP_F32);
   // The bound's scale: the largest decoded row norm (SQ8: plus |min|, as in Flat).
-  float max_norm2 = lists_max_norm2();
-  if (vcodec_.kind() == CodecKind::SQ8) {
-    double min2 = 0;
-    for (const float m : vcodec_.sq_min()) min2 += double{m} * m;
-    const double r = std::sqrt(double{max_norm2}) + std::sqrt(min2);
-    max_norm2 = static_cast<float>(r * r);
-  }
+  const float max_norm2 = blocked_bound_norm2(vcodec_, lists_max_norm2());
   unproven.assign(nq, 0);
   const size_t nthreads = static_cast<size_t>(std::max(1, threads));
   const size_t qc = std::min(kMaxChunk, (nq + nthreads - 1) / nthreads);
@@ -159,11 +153,7 @@ void IvfIndex::search_float_grouped(const float* q, size_t nq, size_t kc, size_t
             exact.drain_sorted(Di, Ii);
             if (complete || Ii[kc - 1] < 0) continue;
             const float qn = K.one[ip_kind](qi, qi, d, nullptr);
-            const double kth = Di[kc - 1];
-            const bool proven =
-                l2 ? blocked_l2_proven(kth, worst_kept, qn,
-                                       blocked_l2_error_bound(d, max_norm2, qn))
-                   : blocked_ip_proven(kth, worst_kept, blocked_ip_error_bound(d, max_norm2, qn));
+            const bool proven = blocked_scan_proven(l2, d, max_norm2, qn, Di[kc - 1], worst_kept);
             if (!proven) unproven[i] = 1;
           }
         }

@@ -40,4 +40,14 @@ inline bool blocked_ip_proven(double kth, float worst_kept, float err) {
   return kth + err <= static_cast<double>(worst_kept) - err;
 }
 
+/// Either of the above for a blocked scan's query: `l2` (scores |x|^2 - 2<q,x>, exact
+/// k-th a squared distance) or negated inner products; max_norm2 bounds the scanned rows'
+/// squared norms, q_norm2 is |q|^2.
+inline bool blocked_scan_proven(bool l2, size_t d, float max_norm2, float q_norm2, double kth,
+                                float worst_kept) {
+  return l2 ? blocked_l2_proven(kth, worst_kept, q_norm2,
+                                blocked_l2_error_bound(d, max_norm2, q_norm2))
+            : blocked_ip_proven(kth, worst_kept, blocked_ip_error_bound(d, max_norm2, q_norm2));
+}
+
 }  // namespace annx

@@ -3,13 +3,17 @@
 // Storage is one dense array of codes (F32, F16, BF16 or SQ8) in slot order; removal
 // moves the last vector into the freed slot, so scans never skip tombstones.
 // Search strategies (chosen per call):
-// - F32 with many queries: a blocked many-to-many kernel (query block x base block of
-//   inner products, norms added for L2), then the exact distances of the k winners
-//   are recomputed in direct form so the returned values do not depend on the path;
+// - float-like codes with many queries (also under a filter): a blocked many-to-many
+//   kernel (query block x base block of inner products, norms added for L2; narrow codes
+//   decoded per block, a filter's rows gathered per block), then the candidates' scores
+//   are recomputed with the one-query kernel and proven, so the answers do not depend on
+//   the path (scan_float_blocks, shared with Flat,<codec>,Refine; IVF batches use the same
+//   tiles and proof list by list);
+// - binary codes with a few queries or more: tiles of queries over blocks of codes;
 // - few queries over many vectors: one query at a time, split across threads by base
 //   blocks, per-block top-k merged;
 // - otherwise: the one-to-many kernel per query, queries split across threads;
-// - with a filter: the gather kernel over the allowed slots only.
+// - with a filter (few queries): the gather kernel over the allowed slots only.
 #pragma once
 
 #include <atomic>
@@ -95,6 +99,10 @@ struct FloatRows {
 void scan_float_blocks(const VectorCodec& codec, Metric metric, const float* q, size_t nq,
                        const FloatRows& base, size_t k, int threads, float* D, idx_t* I,
                        std::vector<uint8_t>& unproven);
+
+/// The norm scale of the rounding-error bound for rows of this codec whose decoded
+/// squared norms are at most max_norm2 (SQ8 adds its grid's offset).
+float blocked_bound_norm2(const VectorCodec& codec, float max_norm2);
 
 /// The largest squared norm of rows [b, e) of `codes` decoded to float32.
 float decoded_max_norm2(const VectorCodec& codec, const uint8_t* codes, size_t b, size_t e);
