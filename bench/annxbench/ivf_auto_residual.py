@@ -9,11 +9,13 @@ with ``by_residual=True`` / ``False``, and measures recall@10 of the residual an
 vector encoding at a few (nprobe, rerank) points. ``--check-equal`` also checks that the
 automatic index answers as the explicit one of its encoding (same training, same seeds). A cell's
 better encoding is the one with the higher mean recall over the points; the table says
-whether the rule picked it. Recall does not depend on machine load; training times do.
+whether the rule picked it (``tie``: the means differ by less than 0.001). Recall does
+not depend on machine load; training times do.
 
 Usage:
     python -m annxbench.ivf_auto_residual [--data A.hdf5,...] [--nq 1000]
-        [--nlists 256,1024] [--m-fracs 0.125,0.25,0.5] [--out FILE.md]
+        [--nlists 256,1024] [--m-fracs 0.125,0.25,0.5] [--out FILE.md] [--jsonl FILE]
+    python -m annxbench.ivf_auto_residual --render FILE.jsonl --out FILE.md
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from .adapters.base import train_sample
 from .ivf_matrix import cells
 
 POINTS = ((8, 40), (16, 100), (64, 200))
+TIE = 0.001  # mean recall differences below this are ties (either pick is right)
 
 
 def build(ds: datasets.Dataset, spec: str, threads: int, **kw: Any) -> tuple[Any, float]:
@@ -87,13 +90,13 @@ def write_table(rows: list[dict[str, Any]], out: Path, head: list[str]) -> None:
              "|---|---|---:|---:|---:|---:|---|---|---|---:|---|"]  # fmt: skip
     for c in rows:
         diff = statistics.mean(c["recall_residual"]) - statistics.mean(c["recall_vectors"])
-        ok = c["residual"] == c["residual_better"]
+        ok = "tie" if abs(diff) < TIE else "yes" if c["residual"] == (diff > 0) else "**no**"
         lines.append(
             f"| {c['set']} | {c['metric']} | {c['nlist']} | {c['per_list']:.0f} | {c['M']} "
             f"| {c['gain']:.3f} | {'residual' if c['residual'] else 'vectors'} "
             f"| {' / '.join(f'{x:.3f}' for x in c['recall_residual'])} "
             f"| {' / '.join(f'{x:.3f}' for x in c['recall_vectors'])} "
-            f"| {diff:+.4f} | {'yes' if ok else '**no**'} |"
+            f"| {diff:+.4f} | {ok} |"
         )
     out.write_text("\n".join(lines) + "\n")
 
@@ -112,7 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check-equal", action="store_true",
                     help="also build the automatic index's explicit twin and compare")  # fmt: skip
     ap.add_argument("--jsonl", default=None, help="append one JSON line per cell")
+    ap.add_argument("--render", default=None, help="only write --out from this --jsonl file")
     args = ap.parse_args(argv)
+    if args.render:
+        rows = [json.loads(line) for line in Path(args.render).read_text().splitlines()]
+        write_table(rows, Path(args.out), [f"- rendered from `{args.render}`"])
+        return 0
     paths = (args.data.split(",") if args.data else
              [str(p) for p in datasets.files(args.data_dir)])  # fmt: skip
     now = datetime.datetime.now(datetime.timezone.utc)
