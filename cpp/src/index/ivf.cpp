@@ -117,17 +117,20 @@ HeldOut held_out_residuals(const float* x, size_t n, size_t d, const CentroidTab
   for (size_t i = 0; i < n && rows.size() < cap; ++i)
     if (!held[perm[i]]) rows.push_back(perm[i]);
   std::sort(rows.begin(), rows.end());
-  std::vector<float> xr(rows.size() * d);
-  for (size_t i = 0; i < rows.size(); ++i)
-    std::memcpy(&xr[i * d], x + rows[i] * d, d * sizeof(float));
-  std::vector<float> dist(rows.size());
-  std::vector<uint32_t> list(rows.size());
-  table.search(xr.data(), rows.size(), 1, dist.data(), list.data(), 0);
   std::vector<double> sum(k * d, 0.0);
   std::vector<size_t> count(k, 0);
-  for (size_t i = 0; i < rows.size(); ++i) {
-    ++count[list[i]];
-    for (size_t t = 0; t < d; ++t) sum[list[i] * d + t] += xr[i * d + t];
+  const size_t chunk = 8192;  // rows assigned at a time (bounded memory)
+  std::vector<float> xr(std::min(chunk, rows.size()) * d);
+  std::vector<float> dist(std::max(std::min(chunk, rows.size()), h));
+  std::vector<uint32_t> list(dist.size());
+  for (size_t b = 0; b < rows.size(); b += chunk) {
+    const size_t m = std::min(chunk, rows.size() - b);
+    for (size_t i = 0; i < m; ++i) std::memcpy(&xr[i * d], x + rows[b + i] * d, d * sizeof(float));
+    table.search(xr.data(), m, 1, dist.data(), list.data(), 0);
+    for (size_t i = 0; i < m; ++i) {
+      ++count[list[i]];
+      for (size_t t = 0; t < d; ++t) sum[list[i] * d + t] += xr[i * d + t];
+    }
   }
   std::vector<float> c(table.centroids());
   for (size_t j = 0; j < k; ++j) {
@@ -146,8 +149,6 @@ HeldOut held_out_residuals(const float* x, size_t n, size_t d, const CentroidTab
   ho.x.resize(ho.n * d);
   for (size_t i = 0, j = 0; i < n; ++i)
     if (held[i]) std::memcpy(&ho.x[j++ * d], x + i * d, d * sizeof(float));
-  dist.resize(ho.n);
-  list.resize(ho.n);
   refit.search(ho.x.data(), ho.n, 1, dist.data(), list.data(), 0);
   ho.r = ho.x;
   for (size_t i = 0; i < ho.n; ++i)
