@@ -1,6 +1,7 @@
 // Bindings of annx::Index (the low-level handle wrapped by annx.Index in Python).
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <optional>
 
 #include "annx/factory.h"
@@ -209,6 +210,12 @@ void bind_index(py::module_& m) {
            })
       .def_property_readonly(
           "by_residual", [](const IndexPtr& self) { return as_ivf(self).options().by_residual; })
+      .def_property_readonly("auto_residual_gain",
+                             [](const IndexPtr& self) -> std::optional<double> {
+                               const double g = as_ivf(self).options().auto_residual_gain;
+                               if (std::isnan(g)) return std::nullopt;
+                               return g;
+                             })
       .def_property_readonly("ivf_precomputed_bytes",
                              [](const IndexPtr& self) { return as_ivf(self).precomputed_bytes(); })
       .def(

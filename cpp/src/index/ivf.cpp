@@ -10,6 +10,7 @@
 
 #include "annx/common/error.h"
 #include "annx/common/finite.h"
+#include "annx/common/random.h"
 #include "annx/common/thread_pool.h"
 #include "annx/common/topk.h"
 #include "annx/index/flat.h"
@@ -40,15 +41,33 @@ constexpr size_t kFloatBlockedMinRows = 256;
 // A query is split across threads (when there are fewer queries than threads) once its
 // probed lists hold at least this much scan work (see scan_cost_per_vector).
 constexpr double kSplitWork = 2e6;
-// auto_residual: residual codes are kept when their reconstruction error on the training
-// sample is at most (1 - this) times that of codes of the vectors themselves. Residual
-// codes of two near vectors in different lists err independently, codes of the vectors
-// alike, so residuals must buy clearly lower error to rank better across lists. Measured
-// (4-bit, 10-recall@50 at nprobe 16, residual vs vectors; in-sample error gain):
-// MiniLM-384 PQ96 0.857 vs 0.872 (14.5 %), PQ48 0.715 vs 0.773 (14.5 %); GloVe-50
-// angular PQ25 0.838 vs 0.799 (22.8 %), GloVe-50 dot 0.543 vs 0.528 (20 %), raw GloVe l2
-// PQ10 0.561 vs 0.408 (45 %).
-constexpr double kAutoResidualGain = 0.17;
+// auto_residual: residual codes are kept when their reconstruction error is at most
+// (1 - this) times that of codes of the vectors themselves, both measured on training
+// rows held out of the comparison (held_out_residuals). Residual codes of two near
+// vectors in different lists err independently, codes of the vectors alike, so residuals
+// must buy clearly lower error to rank better across lists. The error is not measured
+// in-sample: k-means overfits its training rows (at ~20 per list their residuals are far
+// smaller than those of the vectors added later), which made residuals look 0.25 better
+// where they ranked worse (MiniLM-100k IVF1024,PQ48x4fs trained on 20,000 rows). The
+// held-out rows' residuals are to centroids refit without them: each list's mean of its
+// other members with the trained assignment. What remains biased: that assignment was
+// trained with the held-out rows (second order), the refit lists have 1/8 fewer members
+// (slightly larger residuals, favouring vectors by well under 1 %), and the held-out rows
+// are picked outside the residual PQ's training sample where there are enough rows
+// (n > 4,096 * 8 / 7; below, the PQ saw them, favouring residuals a little); the vector
+// PQ trains on all n rows as with by_residual=False (k-means samples 4,096 per
+// sub-quantizer, about 1/8 of them held-out rows: a tiny in-sample edge for vectors),
+// so an automatic index is the explicit index of its encoding, bit for bit. Calibrated
+// on every 4-bit cell of the IVF-PQ matrix (bench/results/ivfpq-auto-residual.md:
+// held-out gain, recall@10 of both encodings): residuals rank better at gains >= 0.154
+// (GloVe-50 dot IVF256 PQ5: +5.5 points of recall), vectors at <= 0.145 (MiniLM-100k
+// IVF1024 PQ48: -2.5 points; IVF256 PQ48 0.083: -5 points); MiniLM's PQ96 / PQ192
+// cells (0.07-0.14) are ties. The gap is narrow: an unseen set with a gain near 0.15 may
+// get the worse encoding, by a few points at most in this table.
+constexpr double kAutoResidualGain = 0.15;
+// Held-out rows for that comparison (n / 8 at most), and the refit's rows per list.
+constexpr size_t kAutoHeldOut = 4096;
+constexpr size_t kAutoRefitPerList = 256;
 // The precomputed L2 residual table (ivf.h) is kept up to this size, and only while
 // every centroid's norm is within kPrecomputedMaxRatio of the codebooks' RMS norm:
 // its entries add 2<c, y> and -2<q, y>, whose float rounding grows with |c| |y|.
@@ -64,6 +83,81 @@ double pq_mse(const ProductQuantizer& pq, const float* x, size_t n, size_t d) {
   double s = 0;
   for (size_t i = 0; i < n * d; ++i) s += double{x[i] - y[i]} * (x[i] - y[i]);
   return n ? s / static_cast<double>(n) : 0.0;
+}
+
+/// Held-out rows for auto_residual (see kAutoResidualGain): up to kAutoHeldOut seeded
+/// rows of x (n / 8 at most), taken outside the strided residual-PQ sample (`ns` rows
+/// every `step`) while there are enough such rows, with their residuals to centroids
+/// refit without them: every list's mean over its other members (at most
+/// kAutoRefitPerList per list on average, seeded, as k-means subsamples too),
+/// unit-normalised for spherical k-means, assigned by the same metric. A list with no
+/// other members keeps its trained centroid.
+struct HeldOut {
+  size_t n = 0;
+  std::vector<float> x, r;  // n x d: the rows, and their residuals
+};
+
+HeldOut held_out_residuals(const float* x, size_t n, size_t d, const CentroidTable& table,
+                           size_t ns, size_t step, uint64_t seed) {
+  const size_t k = table.k();
+  std::vector<uint64_t> perm(n);
+  std::iota(perm.begin(), perm.end(), uint64_t{0});
+  Rng rng(seed);
+  for (size_t i = 0; i + 1 < n; ++i) std::swap(perm[i], perm[i + rng.below(n - i)]);
+  const auto in_pq_sample = [&](uint64_t row) { return row % step == 0 && row / step < ns; };
+  HeldOut ho;
+  const size_t h = std::min(kAutoHeldOut, n / 8);
+  std::vector<uint8_t> held(n, 0);
+  for (int pass = 0; pass < 2 && ho.n < h; ++pass) {
+    for (size_t i = 0; i < n && ho.n < h; ++i) {
+      if (held[perm[i]] || (pass == 0 && in_pq_sample(perm[i]))) continue;
+      held[perm[i]] = 1;
+      ++ho.n;
+    }
+  }
+  // The refit rows: every other row, or a seeded kAutoRefitPerList * k of them.
+  std::vector<uint64_t> rows;
+  const size_t cap = kAutoRefitPerList * k;
+  for (size_t i = 0; i < n && rows.size() < cap; ++i)
+    if (!held[perm[i]]) rows.push_back(perm[i]);
+  std::sort(rows.begin(), rows.end());
+  std::vector<double> sum(k * d, 0.0);
+  std::vector<size_t> count(k, 0);
+  const size_t chunk = 8192;  // rows assigned at a time (bounded memory)
+  std::vector<float> xr(std::min(chunk, rows.size()) * d);
+  std::vector<float> dist(std::max(std::min(chunk, rows.size()), h));
+  std::vector<uint32_t> list(dist.size());
+  for (size_t b = 0; b < rows.size(); b += chunk) {
+    const size_t m = std::min(chunk, rows.size() - b);
+    for (size_t i = 0; i < m; ++i) std::memcpy(&xr[i * d], x + rows[b + i] * d, d * sizeof(float));
+    table.search(xr.data(), m, 1, dist.data(), list.data(), 0);
+    for (size_t i = 0; i < m; ++i) {
+      ++count[list[i]];
+      for (size_t t = 0; t < d; ++t) sum[list[i] * d + t] += xr[i * d + t];
+    }
+  }
+  std::vector<float> c(table.centroids());
+  for (size_t j = 0; j < k; ++j) {
+    if (count[j] == 0) continue;
+    double norm = 0;
+    for (size_t t = 0; t < d; ++t) {
+      const double v = sum[j * d + t] / static_cast<double>(count[j]);
+      norm += v * v;
+      c[j * d + t] = static_cast<float>(v);
+    }
+    if (table.ip() && norm > 0)
+      for (size_t t = 0; t < d; ++t)
+        c[j * d + t] = static_cast<float>(c[j * d + t] / std::sqrt(norm));
+  }
+  const CentroidTable refit(c.data(), k, d, table.ip());
+  ho.x.resize(ho.n * d);
+  for (size_t i = 0, j = 0; i < n; ++i)
+    if (held[i]) std::memcpy(&ho.x[j++ * d], x + i * d, d * sizeof(float));
+  refit.search(ho.x.data(), ho.n, 1, dist.data(), list.data(), 0);
+  ho.r = ho.x;
+  for (size_t i = 0; i < ho.n; ++i)
+    for (size_t t = 0; t < d; ++t) ho.r[i * d + t] -= c[list[i] * d + t];
+  return ho;
 }
 
 /// Grouped batch search scans probe ranks phase by phase: 0 | 1 | 2-3 | 4-7 | ...
@@ -300,6 +394,7 @@ void IvfIndex::train_impl(const float* x, size_t n, ProgressCounter& progress) {
   VectorCodec vcodec(opt_.vector_codec, d_);
   ProductQuantizer pq;
   bool use_residual = opt_.by_residual;
+  double gain = std::numeric_limits<double>::quiet_NaN();
   if (!is_pq()) {
     vcodec.train(x, n);
   } else if (!residual() && !opt_.auto_residual) {
@@ -311,8 +406,6 @@ void IvfIndex::train_impl(const float* x, size_t n, ProgressCounter& progress) {
     const size_t step = n / ns;
     std::vector<float> r(ns * d);
     for (size_t i = 0; i < ns; ++i) std::memcpy(&r[i * d], x + i * step * d, d * sizeof(float));
-    std::vector<float> sample;
-    if (opt_.auto_residual) sample = r;
     std::vector<float> cd(ns);
     std::vector<uint32_t> ci(ns);
     coarse_search(table, graph.get(), r.data(), ns, 1, 0, 0, cd.data(), ci.data());
@@ -325,9 +418,11 @@ void IvfIndex::train_impl(const float* x, size_t n, ProgressCounter& progress) {
     if (opt_.auto_residual) {
       ProductQuantizer pv(d, pq_.M(), pq_.nbits());
       pv.train(x, n, opt_.pq_iters, opt_.seed + 1, 0, &progress);
-      const double mse_r = pq_mse(pq, r.data(), ns, d);
-      const double mse_v = pq_mse(pv, sample.data(), ns, d);
+      const HeldOut ho = held_out_residuals(x, n, d, table, ns, step, opt_.seed + 2);
+      const double mse_r = pq_mse(pq, ho.r.data(), ho.n, d);
+      const double mse_v = pq_mse(pv, ho.x.data(), ho.n, d);
       use_residual = mse_r <= (1.0 - kAutoResidualGain) * mse_v;
+      gain = mse_v > 0 ? 1.0 - mse_r / mse_v : 0.0;
       if (!use_residual) pq = std::move(pv);
     }
   }
@@ -339,7 +434,10 @@ void IvfIndex::train_impl(const float* x, size_t n, ProgressCounter& progress) {
   }
   if (is_pq()) {
     pq_ = std::move(pq);
-    if (opt_.auto_residual) opt_.by_residual = use_residual;
+    if (opt_.auto_residual) {
+      opt_.by_residual = use_residual;
+      opt_.auto_residual_gain = gain;
+    }
     build_precomputed();
   } else {
     vcodec_ = std::move(vcodec);

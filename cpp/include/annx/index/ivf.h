@@ -41,6 +41,7 @@
 #pragma once
 
 #include <atomic>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <shared_mutex>
@@ -70,9 +71,12 @@ struct IvfOptions {
   std::optional<CodecKind> refine;          // F32 or F16
   bool by_residual = true;                  // PQ codecs: encode x - centroid
   // IVF fast-scan without an explicit by_residual: train() trains both encodings and
-  // keeps residuals only when they cut the sample's reconstruction error by at least
-  // kAutoResidualGain (ivf.cpp), then sets by_residual.
+  // keeps residuals only when they cut the reconstruction error of held-out training
+  // rows by at least kAutoResidualGain (ivf.cpp), then sets by_residual.
   bool auto_residual = false;
+  // Set by that choice: 1 - residual error / vector error on the held-out rows (NaN
+  // when not measured; not saved).
+  double auto_residual_gain = std::numeric_limits<double>::quiet_NaN();
   uint64_t seed = 1234;   // k-means seeds (coarse and PQ)
   int coarse_iters = 10;  // faiss's IVF default
   int pq_iters = 25;      // faiss's PQ default
