@@ -88,7 +88,8 @@ void bind_multivector(py::module_& m) {
              const auto& g = self.simhash();
              const size_t rows = size_t(self.config().reps) * size_t(self.config().k_sim);
              CArray<float> out = matrix(rows, size_t(self.dim()));
-             std::copy(g.begin(), g.end(), out.mutable_data());
+             std::copy(g.begin(), g.begin() + std::ptrdiff_t(rows * size_t(self.dim())),
+                       out.mutable_data());
              return out;
            })
       .def("ams",
