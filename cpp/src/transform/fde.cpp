@@ -560,8 +560,8 @@ void FdeEncoder::encode_chunk(const simd::KernelTable& K, const float* tokens,
           for (; c + 4 <= m; c += 4) {
             __m128i* vp = reinterpret_cast<__m128i*>(v + c);
             const __m128i gt = _mm_castps_si128(_mm_cmpgt_ps(_mm_loadu_ps(row + c), zero));
-            _mm_storeu_si128(vp, _mm_or_si128(_mm_slli_epi32(_mm_loadu_si128(vp), 1),
-                                              _mm_srli_epi32(gt, 31)));
+            _mm_storeu_si128(
+                vp, _mm_or_si128(_mm_slli_epi32(_mm_loadu_si128(vp), 1), _mm_srli_epi32(gt, 31)));
           }
 #endif
           for (; c < m; ++c) v[c] = (v[c] << 1) | uint32_t(row[c] > 0.f);
