@@ -712,3 +712,84 @@ def test_token_screen_boundaries():
     both[3, 4] = np.inf
     with pytest.raises(annx.InvalidArgumentError, match="non-finite"):
         fde.encode_docs([both[:1], both[1:]])
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(k_sim=0, d_proj=5, reps=2),
+        dict(k_sim=1, d_proj=None, reps=3, fill="hamming"),
+        dict(k_sim=3, d_proj=5, reps=7),
+        dict(k_sim=5, d_proj=16, reps=3, fill="hamming"),
+        dict(k_sim=7, d_proj=4, reps=2),
+    ],
+)
+def test_fde_encoding_independent_of_batching(kw):
+    """Encoding runs on chunks of whole sets cut to fill the GEMM's panels, with the
+    SimHash rows padded to the GEMM's row block: a set's encoding must not depend on which
+    chunk, panel or lane it lands in. Every set encoded alone equals, bit for bit, its row
+    of a batch (odd dim, 1 to 300 tokens, many small sets so that the chunk cuts move),
+    on every ISA, documents and queries, one and two threads."""
+    rng = np.random.default_rng(81)
+    lens = [1, 70, 300, 1, 2] + [int(v) for v in rng.integers(1, 20, 60)] + [257, 1]
+    sets = [rng.standard_normal((n, 13)).astype(np.float32) for n in lens]
+    sets[7] = np.concatenate([sets[7], sets[7][:1]])  # a repeated token (margin ties)
+    fde = annx.FDE(seed=3, **kw)
+    before = annx.get_isa()
+    try:
+        for isa in annx.available_isas():
+            annx.set_isa(isa)
+            for queries in (False, True):
+                enc = fde.encode_queries if queries else fde.encode_docs
+                batch = enc(sets, threads=1)
+                np.testing.assert_array_equal(enc(sets, threads=2).view(np.uint32),
+                                              batch.view(np.uint32))  # fmt: skip
+                alone = np.concatenate([enc([s], threads=1) for s in sets])
+                np.testing.assert_array_equal(alone.view(np.uint32), batch.view(np.uint32))
+    finally:
+        annx.set_isa(before)
+
+
+def test_fde_encode_into_out():
+    """``out=`` writes the same bits into the caller's array and returns it; a wrong
+    dtype, shape, layout, a read-only array or one overlapping the tokens is refused with
+    InvalidArgumentError and leaves the array untouched."""
+    rng = np.random.default_rng(82)
+    sets = random_sets(rng, 9, 11, 1, 30)
+    tokens = np.concatenate(sets)
+    offsets = np.concatenate([[0], np.cumsum([len(s) for s in sets])]).astype(np.int64)
+    fde = annx.FDE(k_sim=3, d_proj=4, reps=5)
+    odim = fde.output_dim(11)
+    for queries in (False, True):
+        enc = fde.encode_queries if queries else fde.encode_docs
+        want = enc(sets)
+        out = np.full((9, odim), np.nan, np.float32)
+        assert enc((tokens, offsets), out=out) is out
+        np.testing.assert_array_equal(out.view(np.uint32), want.view(np.uint32))
+        out[:] = 7.0
+        assert enc(sets, out=out) is out  # reused
+        np.testing.assert_array_equal(out.view(np.uint32), want.view(np.uint32))
+    empty = np.zeros((0, odim), np.float32)
+    assert fde.encode_docs((tokens[:0], offsets[:1]), out=empty) is empty
+    ro = np.zeros((9, odim), np.float32)
+    ro.flags.writeable = False
+    big = np.zeros((9, 2 * odim), np.float32)
+    for bad in (
+        np.zeros((9, odim), np.float64),
+        np.zeros((8, odim), np.float32),
+        np.zeros((9, odim + 1), np.float32),
+        np.zeros((odim, 9), np.float32).T,
+        big[:, ::2],
+        ro,
+        [[0.0] * odim] * 9,
+    ):
+        before = np.array(bad, copy=True)
+        with pytest.raises(annx.InvalidArgumentError, match="out must"):
+            fde.encode_docs(sets, out=bad)
+        np.testing.assert_array_equal(np.asarray(bad), before)
+    # out overlapping the token vectors
+    buf = np.zeros(9 * odim + tokens.size, np.float32)
+    tok_view = buf[9 * odim - 5 : 9 * odim - 5 + tokens.size].reshape(tokens.shape)
+    tok_view[:] = tokens
+    with pytest.raises(annx.InvalidArgumentError, match="overlap"):
+        fde.encode_docs((tok_view, offsets), out=buf[: 9 * odim].reshape(9, odim))

@@ -185,24 +185,51 @@ class FDE:
         return self.reps * (2**self.k_sim) * (self.d_proj or dim)
 
     def _encode(
-        self, sets: Sets, queries: bool, threads: int | None, dim: int | None
+        self,
+        sets: Sets,
+        queries: bool,
+        threads: int | None,
+        dim: int | None,
+        out: np.ndarray | None = None,
     ) -> np.ndarray:
         tokens, offsets = _as_sets(sets, "queries" if queries else "docs", dim)
+        enc = self._encoder(tokens.shape[1])
+        if out is not None:
+            if not isinstance(out, np.ndarray):
+                raise InvalidArgumentError(
+                    f"out must be a numpy float32 array, got {type(out).__name__}"
+                )
+            return enc.encode_into(tokens, offsets, queries, as_threads(threads), out)
         if offsets.size == 1:
             return np.zeros((0, self.output_dim(tokens.shape[1])), np.float32)
-        return self._encoder(tokens.shape[1]).encode(tokens, offsets, queries, as_threads(threads))
+        return enc.encode(tokens, offsets, queries, as_threads(threads))
 
-    def encode_queries(self, sets: Sets, threads: int | None = None) -> np.ndarray:
-        """Encode query sets (sum per bucket, no filling): float32 ``[n, output_dim]``."""
-        return self._encode(sets, True, threads, None)
+    def encode_queries(
+        self, sets: Sets, threads: int | None = None, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Encode query sets (sum per bucket, no filling): float32 ``[n, output_dim]``.
 
-    def encode_docs(self, sets: Sets, threads: int | None = None) -> np.ndarray:
+        ``out``: optional writeable C-contiguous float32 array ``[n, output_dim]`` to write
+        the encodings into (and return), as ``encode_docs``.
+        """
+        return self._encode(sets, True, threads, None, out)
+
+    def encode_docs(
+        self, sets: Sets, threads: int | None = None, out: np.ndarray | None = None
+    ) -> np.ndarray:
         """Encode document sets: float32 ``[n, output_dim]``.
 
         Blocks are the mean of the bucket's tokens; empty buckets are filled when
         ``fill_empty``.
+
+        ``out``: optional writeable C-contiguous float32 array ``[n, output_dim]``, not
+        overlapping the tokens, that receives the encodings and is returned (anything else
+        raises ``InvalidArgumentError`` and writes nothing). Reusing one array across
+        batches of the same size skips the zero-filling of fresh memory that every new
+        result array costs (the kernel clears each new page: about a sixth of the
+        encoding time for large batches of documents).
         """
-        return self._encode(sets, False, threads, None)
+        return self._encode(sets, False, threads, None, out)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, FDE) and self._config() == other._config()

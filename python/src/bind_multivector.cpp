@@ -83,12 +83,44 @@ void bind_multivector(py::module_& m) {
             return out;
           },
           py::arg("tokens"), py::arg("offsets"), py::arg("queries"), py::arg("threads") = 0)
+      .def(
+          "encode_into",
+          [](const FdeEncoder& self, const CArray<float>& tokens, const CArray<int64_t>& offsets,
+             bool queries, int threads, py::array out) {
+            // Writes into a caller's array (reused across calls, it saves the kernel's
+            // zero-filling of fresh pages): exactly float32, C-contiguous, writeable,
+            // [n, output_dim], not overlapping the tokens; nothing is written otherwise.
+            const float* tp = nullptr;
+            const int64_t* op = nullptr;
+            const size_t n =
+                ragged(tokens, offsets, size_t(self.dim()), queries ? "queries" : "docs", &tp, &op);
+            const size_t odim = self.output_dim();
+            ANNX_CHECK(InvalidArgument,
+                       out.dtype().is(py::dtype::of<float>()) && out.ndim() == 2 &&
+                           size_t(out.shape(0)) == n && size_t(out.shape(1)) == odim &&
+                           (out.flags() & py::array::c_style) != 0 && out.writeable(),
+                       "out must be a writeable C-contiguous float32 array of shape (", n, ", ",
+                       odim, ")");
+            if (n == 0) return out;
+            float* o = static_cast<float*>(out.mutable_data());
+            const auto ob = reinterpret_cast<uintptr_t>(o);
+            const auto oe = ob + n * odim * sizeof(float);
+            const auto tb = reinterpret_cast<uintptr_t>(tp);
+            const auto te = tb + size_t(op[n]) * size_t(self.dim()) * sizeof(float);
+            ANNX_CHECK(InvalidArgument, oe <= tb || te <= ob,
+                       "out must not overlap the token vectors");
+            without_gil([&] { self.encode(tp, op, n, queries, o, threads); });
+            return out;
+          },
+          py::arg("tokens"), py::arg("offsets"), py::arg("queries"), py::arg("threads"),
+          py::arg("out"))
       .def("simhash",
            [](const FdeEncoder& self) {
              const auto& g = self.simhash();
              const size_t rows = size_t(self.config().reps) * size_t(self.config().k_sim);
              CArray<float> out = matrix(rows, size_t(self.dim()));
-             std::copy(g.begin(), g.end(), out.mutable_data());
+             std::copy(g.begin(), g.begin() + std::ptrdiff_t(rows * size_t(self.dim())),
+                       out.mutable_data());
              return out;
            })
       .def("ams",

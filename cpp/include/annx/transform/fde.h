@@ -93,7 +93,9 @@ class FdeEncoder {
               int threads = 0) const;
 
   /// The random matrices, for tests and documentation. simhash: reps*k_sim rows of dim
-  /// (row r*k_sim + i is hyperplane i of repetition r); ams: the output coordinate and
+  /// (row r*k_sim + i is hyperplane i of repetition r), followed by zero rows up to a
+  /// multiple of 8 (the GEMM's row block, so that no row runs in a narrow tail; the
+  /// first reps*k_sim rows are the hyperplanes); ams: the output coordinate and
   /// sign of every input coordinate, reps*dim each (empty for the identity), rebuilt
   /// from the segments the encoder keeps; final_rows / final_signs: block_dim() (empty
   /// without a final projection).
@@ -114,7 +116,7 @@ class FdeEncoder {
                    std::vector<float>& mt, std::vector<uint32_t>& who, Fill&& fill) const;
 
   FdeConfig c_;
-  std::vector<float> g_;  // reps*k_sim x dim
+  std::vector<float> g_;  // reps*k_sim x dim, then zero rows up to a multiple of 8
   std::vector<uint32_t> final_rows_;
   std::vector<float> final_signs_;
   // The AMS sketch grouped by output coordinate (see signed_segment_sum).
