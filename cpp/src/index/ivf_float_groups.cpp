@@ -79,7 +79,10 @@ void IvfIndex::search_float_grouped(const float* q, size_t nq, size_t kc, size_t
   const float max_norm2 = blocked_bound_norm2(vcodec_, lists_max_norm2());
   unproven.assign(nq, 0);
   const size_t nthreads = static_cast<size_t>(std::max(1, threads));
-  const size_t qc = std::min(kMaxChunk, (nq + nthreads - 1) / nthreads);
+  // Chunks of queries per thread; each query's collector holds up to 2 x keep entries,
+  // so large re-rank budgets get smaller chunks (about 32 MiB of collectors per thread).
+  const size_t mem_cap = std::max<size_t>(64, (size_t{32} << 20) / (keep * 2 * 12));
+  const size_t qc = std::min({kMaxChunk, mem_cap, (nq + nthreads - 1) / nthreads});
   const size_t nchunks = (nq + qc - 1) / qc;
   const size_t nl = lists_.size();
   parallel_for(
