@@ -959,7 +959,7 @@ void IvfIndex::search_impl(const float* q, size_t nq, size_t k, const SearchPara
     return;
   }
   const bool blocked = float_blocked(nq, allowed);
-  if (blocked || float_grouped(nq, nprobe, static_cast<int>(pool), allowed)) {
+  if (blocked || float_grouped(nq, kc, nprobe, static_cast<int>(pool), allowed)) {
     // Batches of float-like codes: each query's kc best (score, slot), proven equal to the
     // one-query scan's (else that query runs the one-query scan), then re-ranked.
     // - Flat,<F16|BF16|SQ8>,Refine (one list): Flat's batched scan (tiles of queries

@@ -24,15 +24,35 @@ namespace {
 
 constexpr size_t kRowBlock = 256;   // rows decoded and scored at once
 constexpr size_t kQueryTile = 64;   // queries per dot tile
-constexpr size_t kMaxChunk = 4096;  // queries grouped together (Ctrl-C stays prompt)
+constexpr size_t kMaxChunk = 4096;  // queries grouped together at most
+// Multiply-adds of one chunk at most (~0.1-0.5 s here), so that Ctrl-C, seen between
+// chunks, stays prompt.
+constexpr double kChunkTerms = 2147483648.0;
 // Narrow codecs take the grouped scan only on lists this long on average (rows, or rows
 // x dimensions); see float_grouped.
 constexpr double kNarrowMinListRows = 128;
 constexpr double kNarrowMinListTerms = 32768;
 
+/// Queries per chunk (one thread's group of queries): at most kMaxChunk, about 32 MiB of
+/// collectors (2 x keep entries each) and kChunkTerms multiply-adds of scanning.
+size_t chunk_queries(size_t nq, int threads, size_t keep, double terms_per_query) {
+  const size_t nthreads = static_cast<size_t>(std::max(1, threads));
+  const size_t mem_cap = std::max<size_t>(64, (size_t{32} << 20) / (keep * 2 * 12));
+  const size_t work_cap =
+      static_cast<size_t>(std::max(16.0, kChunkTerms / std::max(1.0, terms_per_query)));
+  return std::max<size_t>(1,
+                          std::min({kMaxChunk, mem_cap, work_cap, (nq + nthreads - 1) / nthreads}));
+}
+
 }  // namespace
 
-bool IvfIndex::float_grouped(size_t nq, size_t nprobe, int threads,
+double IvfIndex::rows_per_list() const {
+  size_t rows = 0;
+  for (const List& L : lists_) rows += L.size();
+  return static_cast<double>(rows) / static_cast<double>(std::max<size_t>(1, lists_.size()));
+}
+
+bool IvfIndex::float_grouped(size_t nq, size_t kc, size_t nprobe, int threads,
                              const std::vector<slot_t>* allowed) const {
   if (flat_pq() || allowed || opt_.codec != IvfCodec::Vector || vcodec_.levels() > 0) return false;
   if (nq < kFloatGroupMinQueries || lists_.empty()) return false;
@@ -41,15 +61,14 @@ bool IvfIndex::float_grouped(size_t nq, size_t nprobe, int threads,
     // repay: measured (1,000 queries, nprobe 16, 1 thread, CPU time) SQ8 / F16 ran
     // 0.76-0.95x the one-query scan with 39-98 rows of d = 50 or 39 rows of d = 384 per
     // list, and 1.2-2.4x with 195 rows of d = 50 or 98 rows of d = 384.
-    size_t rows = 0;
-    for (const List& L : lists_) rows += L.size();
-    const double per_list = static_cast<double>(rows) / static_cast<double>(lists_.size());
+    const double per_list = rows_per_list();
     if (per_list < kNarrowMinListRows && per_list * d_ < kNarrowMinListTerms) return false;
   }
   // Queries per probed list in a thread's chunk: below a few, the tile (and for l2 the
   // rows' norms) costs more than it saves over the one-query kernel.
-  const size_t nthreads = static_cast<size_t>(std::max(1, threads));
-  const size_t chunk = std::min(kMaxChunk, (nq + nthreads - 1) / nthreads);
+  const size_t keep = kc + std::max<size_t>(kc, 8);
+  const size_t chunk =
+      chunk_queries(nq, threads, keep, static_cast<double>(nprobe) * rows_per_list() * d_);
   return static_cast<double>(chunk) * static_cast<double>(nprobe) >=
          kFloatGroupMinShare * static_cast<double>(lists_.size());
 }
@@ -78,11 +97,9 @@ void IvfIndex::search_float_grouped(const float* q, size_t nq, size_t kc, size_t
   // The bound's scale: the largest decoded row norm (SQ8: plus |min|, as in Flat).
   const float max_norm2 = blocked_bound_norm2(vcodec_, lists_max_norm2());
   unproven.assign(nq, 0);
-  const size_t nthreads = static_cast<size_t>(std::max(1, threads));
-  // Chunks of queries per thread; each query's collector holds up to 2 x keep entries,
-  // so large re-rank budgets get smaller chunks (about 32 MiB of collectors per thread).
-  const size_t mem_cap = std::max<size_t>(64, (size_t{32} << 20) / (keep * 2 * 12));
-  const size_t qc = std::min({kMaxChunk, mem_cap, (nq + nthreads - 1) / nthreads});
+  // The same chunks as float_grouped decided on.
+  const size_t qc = chunk_queries(
+      nq, threads, keep, static_cast<double>(nprobe) * rows_per_list() * static_cast<double>(d));
   const size_t nchunks = (nq + qc - 1) / qc;
   const size_t nl = lists_.size();
   parallel_for(
@@ -110,7 +127,8 @@ void IvfIndex::search_float_grouped(const float* q, size_t nq, size_t kc, size_t
                 order[start[l]++] = static_cast<uint32_t>(j);
           size_t g0 = 0;
           for (size_t l = 0; l < nl; ++l) {
-            const size_t g1 = start[l];  // after the fill, start[l] is the group's end
+            const size_t g1 = start[l];             // after the fill, start[l] is the group's end
+            if ((l & 63) == 63) check_interrupt();  // the calling thread's Ctrl-C
             const List& L = lists_[l];
             const size_t n = L.size();
             for (size_t xb = 0; xb < n && g0 < g1; xb += kRowBlock) {

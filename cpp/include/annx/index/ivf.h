@@ -215,8 +215,10 @@ class IvfIndex final : public Index {
   /// scan: enough queries per probed list in a thread's chunk of queries.
   static constexpr size_t kFloatGroupMinQueries = 16;
   static constexpr double kFloatGroupMinShare = 4.0;  // queries per list, on average
-  bool float_grouped(size_t nq, size_t nprobe, int threads,
+  bool float_grouped(size_t nq, size_t kc, size_t nprobe, int threads,
                      const std::vector<slot_t>* allowed) const;
+  /// Vectors per list, on average.
+  double rows_per_list() const;
   /// The grouped scan: for each query its kc best (score, slot) over its probed lists
   /// (ci: nprobe lists per query), as the one-query scan scores and ranks them (kc per
   /// query in cand_scores / cand_slots, slot -1 past the end); unproven[i] = 1 where the
