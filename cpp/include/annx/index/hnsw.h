@@ -88,6 +88,7 @@ class HnswIndex final : public Index {
 
   struct Scratch;  // per-thread walk buffers (defined in hnsw.cpp)
   struct Query;
+  struct Compact;  // int8 copy of the vectors used while linking an add (hnsw.cpp)
 
  protected:
   void train_impl(const float* x, size_t n, ProgressCounter& progress) override;
@@ -130,6 +131,9 @@ class HnswIndex final : public Index {
                           int to_level, Scratch& sc) const;
   bool collect(int level, Scratch& sc) const;
   void score_batch(const Query& q, Scratch& sc) const;
+  /// dist[i] = score of ids[i] against q: exact (the codec's gather), or, for a
+  /// construction query with q.c8 set, from the int8 copy (approximate).
+  void score_ids(const Query& q, const uint32_t* ids, size_t n, float* dist, Scratch& sc) const;
   void walk(const Query& q, int level, Scratch& sc) const;
   bool begin_walk(const Query& q, size_t ef, size_t want, const uint8_t* allow_bits,
                   size_t n_admissible, Scratch& sc) const;
@@ -156,6 +160,11 @@ class HnswIndex final : public Index {
   void select_neighbors(const std::vector<Candidate>& cand, size_t m, Scratch& sc,
                         std::vector<uint32_t>& out, float alpha, const float* center,
                         const uint8_t* core = nullptr) const;
+  /// select_neighbors on the int8 copy (c8_): pair scores from exact int8 inner
+  /// products, re-scored in float only where the quantisation bound leaves the decision open.
+  void select_neighbors_c8(const std::vector<Candidate>& cand, size_t m, Scratch& sc,
+                           std::vector<uint32_t>& out, float alpha, const uint8_t* core) const;
+  void build_compact(int threads);
   void insert(uint32_t s, const float* x, Scratch& sc, bool reused);
   void link_back(uint32_t e, uint32_t s, int level, Scratch& sc);
   /// Scores sc.ids against `base`, selects at most m and writes them into list `l` of
@@ -198,6 +207,10 @@ class HnswIndex final : public Index {
   // skips the pairs that selection already checked (see select_neighbors). Guarded by
   // the node locks; allocated for the linking phase of an add only.
   std::vector<uint16_t> core0_;
+  // During the linking phase of an add (F32 codec): a per-row int8 copy of every slot's
+  // vector, centred on the mean, that the insertion walks and the neighbour selection
+  // score first (see Compact in hnsw.cpp). Null otherwise.
+  std::unique_ptr<Compact> c8_;
 };
 
 }  // namespace annx
