@@ -32,8 +32,6 @@ constexpr size_t kFilterEfFactorCap = 16;  // pool grows at most 16x under filte
 // time rose by about a fifth on GloVe.
 constexpr float kPruneAlpha = 1.1f;
 constexpr float kPruneTarget = 0.75f;
-// Linking an add scores walks and pair decisions on an int8 copy (see Compact).
-constexpr bool kCompactBuild = true;
 
 uint32_t load_acquire(const uint32_t* p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 uint32_t load_relaxed(const uint32_t* p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
@@ -78,11 +76,11 @@ struct HnswIndex::Compact {
 };
 
 struct HnswIndex::Query {
-  const float* x = nullptr;  // the float query (normalised for cosine)
+  const float* x = nullptr;     // the float query (normalised for cosine)
   const Compact* c8 = nullptr;  // construction walks: score from the int8 copy
   uint32_t self = 0;            // ... with the inserted slot's own row as the query
-  PreparedQuery pq;          // against the traversal codes
-  PreparedQuery rq;          // against the refine store
+  PreparedQuery pq;             // against the traversal codes
+  PreparedQuery rq;             // against the refine store
   const simd::KernelTable* K = nullptr;
   // Inserting into a Mobius graph: the kernels give squared L2 and scores are divided
   // by the two squared norms (inv_norm2 non-null: 1 / |y|^2 per slot).
@@ -110,7 +108,7 @@ struct HnswIndex::Scratch {
   std::vector<int8_t> c8rows;   // select_neighbors_c8: a block of candidate rows
   std::vector<uint32_t> kslot;  // select_neighbors_c8: kept slots (two arrays of m)
   const int8_t* pf8 = nullptr;  // walks on the int8 copy: prefetch its rows, not the codes
-  uint32_t m = 0;  // neighbours collected into batch
+  uint32_t m = 0;               // neighbours collected into batch
   // Admission of walk results (tombstones, filters); results == nullptr: every node
   // is admissible and the pool holds the results.
   const uint8_t* deleted = nullptr;
@@ -396,8 +394,7 @@ void HnswIndex::score_ids(const Query& q, const uint32_t* ids, size_t n, float* 
   const size_t d = static_cast<size_t>(d_);
   if (!q.c8) {
     const int kind = static_cast<int>(q.pq.kind);
-    q.K->gather[kind](q.pq.q.data(), level0_.data() + code_off_, ids, n, block_, d, q.pq.aux,
-                      dist);
+    q.K->gather[kind](q.pq.q.data(), level0_.data() + code_off_, ids, n, block_, d, q.pq.aux, dist);
     q.pq.finish_all(dist, n);
     q.transform(dist, ids, n);
     return;
@@ -975,8 +972,8 @@ void HnswIndex::select_neighbors_c8(const std::vector<Candidate>& cand, size_t m
         const size_t nn = nk[a] - nk0[a];
         if (nn == 0) continue;
         int32_t dots[kB];
-        K.dot_i8_gather(sc.c8rows.data() + i * d, 1, c.rows.data(), kslot[a] + nk0[a], nn,
-                        c.stride, d, dots, nn);
+        K.dot_i8_gather(sc.c8rows.data() + i * d, 1, c.rows.data(), kslot[a] + nk0[a], nn, c.stride,
+                        d, dots, nn);
         for (size_t j = 0; j < nn && keep; ++j)
           if (rejects(i, a, nk0[a] + j, dots[j])) keep = false;
       }
@@ -1390,8 +1387,11 @@ void HnswIndex::add_prepared(const float* x, size_t n, const idx_t* ids, int thr
   }
   // The int8 copy pays when the add links a fair share of the index (building it
   // costs one pass over every stored vector); F32 codec and l2 / cos / Mobius graphs.
-  const bool compact = codec_.kind() == CodecKind::F32 && ip_graph_ != IpGraph::Ip &&
-                       n * 8 >= nslots() && kCompactBuild;
+  bool compact = codec_.kind() == CodecKind::F32 && ip_graph_ != IpGraph::Ip && n * 8 >= nslots();
+  // Mobius scores of (near-)zero rows reach the end of the float range, where the float
+  // rule clamps them (tests/test_hnsw_ip.py): such adds score in float throughout.
+  if (compact && mobius())
+    for (float v : inv_norm2_) compact = compact && v < 1e30f;
   // Link the new nodes while searches go on (see the concurrency notes in hnsw.h).
   std::vector<uint32_t> order(n);
   std::iota(order.begin(), order.end(), 0u);

@@ -122,6 +122,24 @@ int32_t dot_i8(const int8_t* a, const int8_t* b, size_t d) {
 }
 
 // dot_i8_gather: QA queries x XB gathered rows, exact int32 sums.
+
+/// The XB lane sums of acc[0..XB) into out[0..XB) (four at a time share the shuffles).
+template <int XB>
+inline void i8_store_sums(const __m512i* acc, int32_t corr, int32_t* out) {
+  int b = 0;
+  for (; b + 4 <= XB; b += 4) {
+    __m256i h[4];
+    for (int u = 0; u < 4; ++u)
+      h[u] = _mm256_add_epi32(_mm512_castsi512_si256(acc[b + u]),
+                              _mm512_extracti64x4_epi64(acc[b + u], 1));
+    const __m256i h01 = _mm256_hadd_epi32(h[0], h[1]);
+    const __m256i h23 = _mm256_hadd_epi32(h[2], h[3]);
+    const __m256i h4 = _mm256_hadd_epi32(h01, h23);
+    const __m128i s = _mm_add_epi32(_mm256_castsi256_si128(h4), _mm256_extracti128_si256(h4, 1));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + b), _mm_sub_epi32(s, _mm_set1_epi32(corr)));
+  }
+  for (; b < XB; ++b) out[b] = _mm512_reduce_add_epi32(acc[b]) - corr;
+}
 #if ANNX_AVX512_ICL
 // vpdpbusd multiplies unsigned by signed bytes: the rows are made unsigned by flipping
 // their sign bit (r + 128), so each sum is <q, r> + 128 * sum(q); the caller subtracts
@@ -140,15 +158,14 @@ inline void i8_micro(const int8_t* q, size_t d, const int8_t* const* xr, const i
   for (size_t t = 0; t < d; t += 64) {
     const __mmask64 m = tail_mask64(d - t);
     __m512i xv[XB];
-    for (int b = 0; b < XB; ++b) xv[b] = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, xr[b] + t), flip);
+    for (int b = 0; b < XB; ++b)
+      xv[b] = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, xr[b] + t), flip);
     for (int a = 0; a < QA; ++a) {
       const __m512i qv = _mm512_maskz_loadu_epi8(m, q + a * d + t);
       for (int b = 0; b < XB; ++b) acc[a][b] = _mm512_dpbusd_epi32(acc[a][b], xv[b], qv);
     }
   }
-  for (int a = 0; a < QA; ++a)
-    for (int b = 0; b < XB; ++b)
-      out[a * out_stride + b] = _mm512_reduce_add_epi32(acc[a][b]) - qcorr[a];
+  for (int a = 0; a < QA; ++a) i8_store_sums<XB>(acc[a], qcorr[a], out + a * out_stride);
 }
 #else
 // Sign-extended to i16 and multiply-added in pairs (vpmaddwd), 32 bytes at a time.
@@ -169,8 +186,7 @@ inline void i8_micro(const int8_t* q, size_t d, const int8_t* const* xr, const i
         acc[a][b] = _mm512_add_epi32(acc[a][b], _mm512_madd_epi16(qv, xv[b]));
     }
   }
-  for (int a = 0; a < QA; ++a)
-    for (int b = 0; b < XB; ++b) out[a * out_stride + b] = _mm512_reduce_add_epi32(acc[a][b]);
+  for (int a = 0; a < QA; ++a) i8_store_sums<XB>(acc[a], 0, out + a * out_stride);
 }
 #endif
 

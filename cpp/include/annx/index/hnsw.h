@@ -19,6 +19,15 @@
 // recall@10 at ef_search 32 rose from 0.904 to 0.952. The squared norms are kept in
 // memory for adds only (recomputed from the codes after a load, at the first add).
 //
+// Construction scoring. An add that links at least 1/8 of the index (F32 codec, l2 / cos
+// / Mobius graphs) first makes a temporary int8 copy of every slot's vector (centred on
+// the mean, one scale per row, d + ~20 bytes per slot, freed when the add ends). The
+// insertion walks score that copy (exact int8 inner products, kernels' dot_i8_gather)
+// and re-score their final candidate list in float; the neighbour selection decides a
+// pair from the copy when the quantisation error bound cannot change the decision and
+// re-scores it in float otherwise (1-3 % of pairs on the shared sets). Recall per
+// candidate stayed within 0.1 point of the float build on all five shared sets.
+//
 // Deletion. remove() tombstones slots: they are still walked through but never
 // returned. A later add reuses tombstoned slots first; before the new vector is
 // linked, every neighbour that pointed to the old one gets its links recomputed by

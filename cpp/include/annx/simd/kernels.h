@@ -165,8 +165,8 @@ struct KernelTable {
   /// sum_t q[a * d + t] * r[t] with r the row at x + rows[i] * stride bytes, for a < nq,
   /// i < n (any int8 values; int32 sums, exact for d < 2^17). Rows are read once per
   /// call for up to four queries at a time (VNNI vpdpbusd on the avx512_icl level).
-  void (*dot_i8_gather)(const int8_t* q, size_t nq, const int8_t* x, const uint32_t* rows,
-                        size_t n, size_t stride, size_t d, int32_t* out, size_t out_stride);
+  void (*dot_i8_gather)(const int8_t* q, size_t nq, const int8_t* x, const uint32_t* rows, size_t n,
+                        size_t stride, size_t d, int32_t* out, size_t out_stride);
 };
 
 /// The table of the active ISA (see isa.h). The reference is stable for the life of
