@@ -200,3 +200,17 @@ def test_select_le(isa, n, rng):
     v = rng.standard_normal(n).astype(np.float32)
     for thr in (-np.inf, -0.5, 0.0, 0.7, np.inf):
         np.testing.assert_array_equal(_core.kernel_select_le(v, thr), np.flatnonzero(v <= thr))
+
+
+@pytest.mark.parametrize("nq,n,d", [(1, 1, 1), (1, 9, 50), (2, 5, 63), (3, 7, 64), (4, 4, 65),
+                                    (5, 13, 384), (9, 3, 130)])  # fmt: skip
+def test_dot_i8_gather_exact(isa, nq, n, d, rng):
+    q = rng.integers(-128, 128, size=(nq, d), dtype=np.int8)
+    x = rng.integers(-128, 128, size=(20, d), dtype=np.int8)
+    x[0] = -128  # extreme rows: the VNNI level offsets rows by 128
+    x[1] = 127
+    q[0, : d // 2] = -128
+    rows = rng.integers(0, 20, size=n).astype(np.uint32)
+    rows[0] = 0
+    ref = q.astype(np.int64) @ x[rows].astype(np.int64).T
+    np.testing.assert_array_equal(_core.kernel_dot_i8_gather(q, x, rows), ref)

@@ -11,7 +11,8 @@ Usage (from the repository root)::
     python bench/annxbench/build_vs_hnswlib.py annx PKG_DIR SET N [--recall]
     python bench/annxbench/build_vs_hnswlib.py hnswlib - SET N [--recall]
     # prints one JSON line: {"lib", "pkg", "set", "n", "cpu_s", "wall_s", "threads",
-    #                        "recall": {ef: r}}   (--threads T: build threads, default 1)
+    #                        "load", "recall": {ef: r}}   (--threads T: build threads,
+    #                        default 1; load: 1-minute load average after the build)
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def main() -> None:
             return idx.knn_query(xq, k=10, num_threads=1)[0]
 
     out = {"lib": a.lib, "pkg": a.pkg, "set": a.set, "n": n, "cpu_s": round(cpu, 3)}
-    out |= {"wall_s": round(wall, 3), "threads": a.threads}
+    out |= {"wall_s": round(wall, 3), "threads": a.threads, "load": os.getloadavg()[0]}
     if a.recall:
         gt = exact_top10(xb, xq, metric)
         out["recall"] = {

@@ -208,6 +208,23 @@ void bind_kernels(py::module_& m) {
       py::arg("op"), py::arg("a"), py::arg("b"));
 
   m.def(
+      "kernel_dot_i8_gather",
+      [](const CArray<int8_t>& q, const CArray<int8_t>& x, const CArray<uint32_t>& rows) {
+        ANNX_CHECK(InvalidArgument, q.ndim() == 2 && x.ndim() == 2 && q.shape(1) == x.shape(1),
+                   "kernel_dot_i8_gather: q and x must be 2-D with the same number of columns");
+        const size_t nq = static_cast<size_t>(q.shape(0)), n = static_cast<size_t>(rows.size()),
+                     d = static_cast<size_t>(q.shape(1));
+        for (ssize_t i = 0; i < rows.size(); ++i)
+          ANNX_CHECK(InvalidArgument, rows.data()[i] < static_cast<uint32_t>(x.shape(0)),
+                     "kernel_dot_i8_gather: row out of range");
+        CArray<int32_t> out({static_cast<ssize_t>(nq), static_cast<ssize_t>(n)});
+        simd::kernels().dot_i8_gather(q.data(), nq, x.data(), rows.data(), n, d, d,
+                                      out.mutable_data(), n);
+        return out;
+      },
+      py::arg("q"), py::arg("x"), py::arg("rows"));
+
+  m.def(
       "kernel_hamming",
       [](const CArray<uint8_t>& a, const CArray<uint8_t>& b) {
         ANNX_CHECK(InvalidArgument, a.size() == b.size(), "kernel_hamming: lengths differ");

@@ -172,6 +172,13 @@ int32_t dot_i8(const int8_t* a, const int8_t* b, size_t d) {
   return s;
 }
 
+void dot_i8_gather(const int8_t* q, size_t nq, const int8_t* x, const uint32_t* rows, size_t n,
+                   size_t stride, size_t d, int32_t* out, size_t out_stride) {
+  for (size_t a = 0; a < nq; ++a)
+    for (size_t i = 0; i < n; ++i)
+      out[a * out_stride + i] = dot_i8(q + a * d, x + size_t{rows[i]} * stride, d);
+}
+
 inline uint64_t popcount64(uint64_t v) {
   // Portable SWAR popcount (the baseline x86-64 target has no POPCNT instruction).
   v = v - ((v >> 1) & 0x5555555555555555ull);
@@ -317,6 +324,7 @@ void fill_table(simd::KernelTable& t) {
   t.select_le = &select_le;
   t.l2sq_i8 = &l2sq_i8;
   t.dot_i8 = &dot_i8;
+  t.dot_i8_gather = &dot_i8_gather;
   t.hamming = &hamming;
   t.hamming_many = &hamming_many;
   t.f32_to_f16 = &f32_to_f16;

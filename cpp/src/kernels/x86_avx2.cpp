@@ -106,6 +106,65 @@ int32_t dot_i8(const int8_t* a, const int8_t* b, size_t d) {
   return s;
 }
 
+// dot_i8_gather: QA queries x XB gathered rows, sign-extended to i16 and multiply-added
+// in pairs (vpmaddwd), 16 bytes at a time; the tail of d in scalar code.
+template <int QA, int XB>
+inline void i8_micro(const int8_t* q, size_t d, const int8_t* const* xr, int32_t* out,
+                     size_t out_stride) {
+  __m256i acc[QA][XB];
+  for (int a = 0; a < QA; ++a)
+    for (int b = 0; b < XB; ++b) acc[a][b] = _mm256_setzero_si256();
+  size_t t = 0;
+  for (; t + 16 <= d; t += 16) {
+    __m256i xv[XB];
+    for (int b = 0; b < XB; ++b)
+      xv[b] = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xr[b] + t)));
+    for (int a = 0; a < QA; ++a) {
+      const __m256i qv =
+          _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + a * d + t)));
+      for (int b = 0; b < XB; ++b)
+        acc[a][b] = _mm256_add_epi32(acc[a][b], _mm256_madd_epi16(qv, xv[b]));
+    }
+  }
+  for (int a = 0; a < QA; ++a)
+    for (int b = 0; b < XB; ++b) {
+      int32_t s = hsum_epi32(acc[a][b]);
+      for (size_t u = t; u < d; ++u) s += int32_t{q[a * d + u]} * int32_t{xr[b][u]};
+      out[a * out_stride + b] = s;
+    }
+}
+
+template <int QA>
+void i8_gather_q(const int8_t* q, const int8_t* x, const uint32_t* rows, size_t n, size_t stride,
+                 size_t d, int32_t* out, size_t out_stride) {
+  constexpr int XB = 3;  // 12 accumulators + 3 rows + 1 query of 16 registers
+  size_t i = 0;
+  for (; i + XB <= n; i += XB) {
+    const int8_t* xr[XB];
+    for (int b = 0; b < XB; ++b) xr[b] = x + size_t{rows[i + b]} * stride;
+    i8_micro<QA, XB>(q, d, xr, out + i, out_stride);
+  }
+  for (; i < n; ++i) {
+    const int8_t* xr[1] = {x + size_t{rows[i]} * stride};
+    i8_micro<QA, 1>(q, d, xr, out + i, out_stride);
+  }
+}
+
+void dot_i8_gather(const int8_t* q, size_t nq, const int8_t* x, const uint32_t* rows, size_t n,
+                   size_t stride, size_t d, int32_t* out, size_t out_stride) {
+  size_t a = 0;
+  for (; a + 4 <= nq; a += 4)
+    i8_gather_q<4>(q + a * d, x, rows, n, stride, d, out + a * out_stride, out_stride);
+  const int8_t* qa = q + a * d;
+  int32_t* oa = out + a * out_stride;
+  switch (nq - a) {
+    case 3: i8_gather_q<3>(qa, x, rows, n, stride, d, oa, out_stride); break;
+    case 2: i8_gather_q<2>(qa, x, rows, n, stride, d, oa, out_stride); break;
+    case 1: i8_gather_q<1>(qa, x, rows, n, stride, d, oa, out_stride); break;
+    default: break;
+  }
+}
+
 uint64_t hamming(const uint8_t* a, const uint8_t* b, size_t nbytes) {
   // Scalar POPCNT on 64-bit words with four chains beats the vpshufb nibble-LUT
   // method for the code lengths ANN uses (<= a few hundred bytes).
@@ -259,6 +318,7 @@ void fill_table(simd::KernelTable& t) {
   t.select_le = &select_le;
   t.l2sq_i8 = &l2sq_i8;
   t.dot_i8 = &dot_i8;
+  t.dot_i8_gather = &dot_i8_gather;
   t.hamming = &hamming;
   t.hamming_many = &hamming_many;
   t.f32_to_f16 = &f32_to_f16;

@@ -121,6 +121,112 @@ int32_t dot_i8(const int8_t* a, const int8_t* b, size_t d) {
   return _mm512_reduce_add_epi32(acc);
 }
 
+// dot_i8_gather: QA queries x XB gathered rows, exact int32 sums.
+
+/// The XB lane sums of acc[0..XB) into out[0..XB) (four at a time share the shuffles).
+template <int XB>
+inline void i8_store_sums(const __m512i* acc, int32_t corr, int32_t* out) {
+  int b = 0;
+  for (; b + 4 <= XB; b += 4) {
+    __m256i h[4];
+    for (int u = 0; u < 4; ++u)
+      h[u] = _mm256_add_epi32(_mm512_castsi512_si256(acc[b + u]),
+                              _mm512_extracti64x4_epi64(acc[b + u], 1));
+    const __m256i h01 = _mm256_hadd_epi32(h[0], h[1]);
+    const __m256i h23 = _mm256_hadd_epi32(h[2], h[3]);
+    const __m256i h4 = _mm256_hadd_epi32(h01, h23);
+    const __m128i s = _mm_add_epi32(_mm256_castsi256_si128(h4), _mm256_extracti128_si256(h4, 1));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + b), _mm_sub_epi32(s, _mm_set1_epi32(corr)));
+  }
+  for (; b < XB; ++b) out[b] = _mm512_reduce_add_epi32(acc[b]) - corr;
+}
+#if ANNX_AVX512_ICL
+// vpdpbusd multiplies unsigned by signed bytes: the rows are made unsigned by flipping
+// their sign bit (r + 128), so each sum is <q, r> + 128 * sum(q); the caller subtracts
+// the query's 128 * sum(q) (qcorr). Masked-off tail bytes are 0 in q, so they add 0.
+inline __mmask64 tail_mask64(size_t n) {
+  return n >= 64 ? ~__mmask64{0} : static_cast<__mmask64>((uint64_t{1} << n) - 1u);
+}
+
+template <int QA, int XB>
+inline void i8_micro(const int8_t* q, size_t d, const int8_t* const* xr, const int32_t* qcorr,
+                     int32_t* out, size_t out_stride) {
+  __m512i acc[QA][XB];
+  for (int a = 0; a < QA; ++a)
+    for (int b = 0; b < XB; ++b) acc[a][b] = _mm512_setzero_si512();
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  for (size_t t = 0; t < d; t += 64) {
+    const __mmask64 m = tail_mask64(d - t);
+    __m512i xv[XB];
+    for (int b = 0; b < XB; ++b)
+      xv[b] = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, xr[b] + t), flip);
+    for (int a = 0; a < QA; ++a) {
+      const __m512i qv = _mm512_maskz_loadu_epi8(m, q + a * d + t);
+      for (int b = 0; b < XB; ++b) acc[a][b] = _mm512_dpbusd_epi32(acc[a][b], xv[b], qv);
+    }
+  }
+  for (int a = 0; a < QA; ++a) i8_store_sums<XB>(acc[a], qcorr[a], out + a * out_stride);
+}
+#else
+// Sign-extended to i16 and multiply-added in pairs (vpmaddwd), 32 bytes at a time.
+template <int QA, int XB>
+inline void i8_micro(const int8_t* q, size_t d, const int8_t* const* xr, const int32_t*,
+                     int32_t* out, size_t out_stride) {
+  __m512i acc[QA][XB];
+  for (int a = 0; a < QA; ++a)
+    for (int b = 0; b < XB; ++b) acc[a][b] = _mm512_setzero_si512();
+  for (size_t t = 0; t < d; t += 32) {
+    const __mmask32 m = tail_mask32(d - t);
+    __m512i xv[XB];
+    for (int b = 0; b < XB; ++b)
+      xv[b] = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, xr[b] + t));
+    for (int a = 0; a < QA; ++a) {
+      const __m512i qv = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, q + a * d + t));
+      for (int b = 0; b < XB; ++b)
+        acc[a][b] = _mm512_add_epi32(acc[a][b], _mm512_madd_epi16(qv, xv[b]));
+    }
+  }
+  for (int a = 0; a < QA; ++a) i8_store_sums<XB>(acc[a], 0, out + a * out_stride);
+}
+#endif
+
+template <int QA>
+void i8_gather_q(const int8_t* q, const int8_t* x, const uint32_t* rows, size_t n, size_t stride,
+                 size_t d, int32_t* out, size_t out_stride) {
+  int32_t qcorr[QA];
+  for (int a = 0; a < QA; ++a) {
+    int32_t s = 0;
+    for (size_t t = 0; t < d; ++t) s += q[a * d + t];
+    qcorr[a] = 128 * s;
+  }
+  constexpr int XB = 4;
+  size_t i = 0;
+  for (; i + XB <= n; i += XB) {
+    const int8_t* xr[XB];
+    for (int b = 0; b < XB; ++b) xr[b] = x + size_t{rows[i + b]} * stride;
+    i8_micro<QA, XB>(q, d, xr, qcorr, out + i, out_stride);
+  }
+  for (; i < n; ++i) {
+    const int8_t* xr[1] = {x + size_t{rows[i]} * stride};
+    i8_micro<QA, 1>(q, d, xr, qcorr, out + i, out_stride);
+  }
+}
+
+void dot_i8_gather(const int8_t* q, size_t nq, const int8_t* x, const uint32_t* rows, size_t n,
+                   size_t stride, size_t d, int32_t* out, size_t out_stride) {
+  size_t a = 0;
+  for (; a + 4 <= nq; a += 4)
+    i8_gather_q<4>(q + a * d, x, rows, n, stride, d, out + a * out_stride, out_stride);
+  const int8_t* qa = q + a * d;
+  int32_t* oa = out + a * out_stride;
+  switch (nq - a) {
+    case 3: i8_gather_q<3>(qa, x, rows, n, stride, d, oa, out_stride); break;
+    case 2: i8_gather_q<2>(qa, x, rows, n, stride, d, oa, out_stride); break;
+    case 1: i8_gather_q<1>(qa, x, rows, n, stride, d, oa, out_stride); break;
+    default: break;
+  }
+}
+
 uint64_t hamming(const uint8_t* a, const uint8_t* b, size_t nbytes) {
 #if ANNX_AVX512_ICL
   __m512i acc = _mm512_setzero_si512();
@@ -429,6 +535,7 @@ void fill_table(simd::KernelTable& t) {
   t.select_le = &select_le;
   t.l2sq_i8 = &l2sq_i8;
   t.dot_i8 = &dot_i8;
+  t.dot_i8_gather = &dot_i8_gather;
   t.hamming = &hamming;
   t.hamming_many = &hamming_many;
   t.f32_to_f16 = &f32_to_f16;

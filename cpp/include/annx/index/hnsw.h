@@ -19,6 +19,15 @@
 // recall@10 at ef_search 32 rose from 0.904 to 0.952. The squared norms are kept in
 // memory for adds only (recomputed from the codes after a load, at the first add).
 //
+// Construction scoring. An add that links at least 1/8 of the index (F32 codec, l2 / cos
+// / Mobius graphs) first makes a temporary int8 copy of every slot's vector (centred on
+// the mean, one scale per row, d + ~20 bytes per slot, freed when the add ends). The
+// insertion walks score that copy (exact int8 inner products, kernels' dot_i8_gather)
+// and re-score their final candidate list in float; the neighbour selection decides a
+// pair from the copy when the quantisation error bound cannot change the decision and
+// re-scores it in float otherwise (1-3 % of pairs on the shared sets). Recall per
+// candidate stayed within 0.1 point of the float build on all five shared sets.
+//
 // Deletion. remove() tombstones slots: they are still walked through but never
 // returned. A later add reuses tombstoned slots first; before the new vector is
 // linked, every neighbour that pointed to the old one gets its links recomputed by
@@ -88,6 +97,7 @@ class HnswIndex final : public Index {
 
   struct Scratch;  // per-thread walk buffers (defined in hnsw.cpp)
   struct Query;
+  struct Compact;  // int8 copy of the vectors used while linking an add (hnsw.cpp)
 
  protected:
   void train_impl(const float* x, size_t n, ProgressCounter& progress) override;
@@ -130,6 +140,9 @@ class HnswIndex final : public Index {
                           int to_level, Scratch& sc) const;
   bool collect(int level, Scratch& sc) const;
   void score_batch(const Query& q, Scratch& sc) const;
+  /// dist[i] = score of ids[i] against q: exact (the codec's gather), or, for a
+  /// construction query with q.c8 set, from the int8 copy (approximate).
+  void score_ids(const Query& q, const uint32_t* ids, size_t n, float* dist, Scratch& sc) const;
   void walk(const Query& q, int level, Scratch& sc) const;
   bool begin_walk(const Query& q, size_t ef, size_t want, const uint8_t* allow_bits,
                   size_t n_admissible, Scratch& sc) const;
@@ -156,6 +169,11 @@ class HnswIndex final : public Index {
   void select_neighbors(const std::vector<Candidate>& cand, size_t m, Scratch& sc,
                         std::vector<uint32_t>& out, float alpha, const float* center,
                         const uint8_t* core = nullptr) const;
+  /// select_neighbors on the int8 copy (c8_): pair scores from exact int8 inner
+  /// products, re-scored in float only where the quantisation bound leaves the decision open.
+  void select_neighbors_c8(const std::vector<Candidate>& cand, size_t m, Scratch& sc,
+                           std::vector<uint32_t>& out, float alpha, const uint8_t* core) const;
+  void build_compact(int threads);
   void insert(uint32_t s, const float* x, Scratch& sc, bool reused);
   void link_back(uint32_t e, uint32_t s, int level, Scratch& sc);
   /// Scores sc.ids against `base`, selects at most m and writes them into list `l` of
@@ -198,6 +216,10 @@ class HnswIndex final : public Index {
   // skips the pairs that selection already checked (see select_neighbors). Guarded by
   // the node locks; allocated for the linking phase of an add only.
   std::vector<uint16_t> core0_;
+  // During the linking phase of an add (F32 codec): a per-row int8 copy of every slot's
+  // vector, centred on the mean, that the insertion walks and the neighbour selection
+  // score first (see Compact in hnsw.cpp). Null otherwise.
+  std::unique_ptr<Compact> c8_;
 };
 
 }  // namespace annx

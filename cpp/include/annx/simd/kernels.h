@@ -159,6 +159,14 @@ struct KernelTable {
   void (*segment_sum_pm)(const float* src, size_t ld, size_t len, const uint32_t* idx,
                          const uint32_t* seg_split, const uint32_t* seg_end, size_t nseg,
                          float* dst);
+
+  // ---- int8 rows (HNSW construction's compact copy, index/hnsw.cpp) ----
+  /// Exact inner products of int8 rows, gathered: out[a * out_stride + i] =
+  /// sum_t q[a * d + t] * r[t] with r the row at x + rows[i] * stride bytes, for a < nq,
+  /// i < n (any int8 values; int32 sums, exact for d < 2^17). Rows are read once per
+  /// call for up to four queries at a time (VNNI vpdpbusd on the avx512_icl level).
+  void (*dot_i8_gather)(const int8_t* q, size_t nq, const int8_t* x, const uint32_t* rows, size_t n,
+                        size_t stride, size_t d, int32_t* out, size_t out_stride);
 };
 
 /// The table of the active ISA (see isa.h). The reference is stable for the life of
