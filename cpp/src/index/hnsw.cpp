@@ -1387,7 +1387,9 @@ void HnswIndex::add_prepared(const float* x, size_t n, const idx_t* ids, int thr
   }
   // The int8 copy pays when the add links a fair share of the index (building it
   // costs one pass over every stored vector); F32 codec and l2 / cos / Mobius graphs.
-  bool compact = codec_.kind() == CodecKind::F32 && ip_graph_ != IpGraph::Ip && n * 8 >= nslots();
+  // The copy's int32 inner products are exact below d = 2^17 (|code| <= 127).
+  bool compact = codec_.kind() == CodecKind::F32 && ip_graph_ != IpGraph::Ip && n * 8 >= nslots() &&
+                 d_ < (1 << 17);
   // Mobius scores of (near-)zero rows reach the end of the float range, where the float
   // rule clamps them (tests/test_hnsw_ip.py): such adds score in float throughout.
   if (compact && mobius())
