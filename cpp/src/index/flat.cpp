@@ -245,6 +245,11 @@ void scan_float_blocks(const VectorCodec& codec, Metric metric, const float* q, 
   const bool decoded = codec.kind() != CodecKind::F32;
   const slot_t* picked = base.rows;       // scan these rows (a filter), else rows 0..n-1
   const bool copied = decoded || picked;  // blocks are decoded / gathered into a buffer
+  // Candidates are kept by id (ties to the lower id, as the caller's one-query scan).
+  const auto id_of = [&](size_t r) { return static_cast<idx_t>(base.ids ? base.ids[r] : r); };
+  const auto row_of = [&](idx_t id) {
+    return base.ids ? size_t{base.id_row[static_cast<size_t>(id)]} : static_cast<size_t>(id);
+  };
   const uint8_t* codes = base.codes;
   const float* x = reinterpret_cast<const float*>(codes);  // F32 rows
   const bool l2 = metric == Metric::L2;
@@ -316,7 +321,7 @@ void scan_float_blocks(const VectorCodec& codec, Metric metric, const float* q, 
               for (size_t h = 0; h < hits; ++h) {
                 const uint32_t j = sel[h];
                 if (row[j] <= top.threshold())
-                  top.push(row[j], static_cast<idx_t>(picked ? size_t{picked[xb + j]} : xb + j));
+                  top.push(row[j], id_of(picked ? size_t{picked[xb + j]} : xb + j));
               }
             }
           }
@@ -344,16 +349,27 @@ void scan_float_blocks(const VectorCodec& codec, Metric metric, const float* q, 
           size_t m = 0;
           while (m < kc && ci[m] >= 0) ++m;
           TopK exact(k);
-          if (decoded) {
+          if (picked) {
+            // Under a filter the one-query scan scores rows with the gather kernel: the
+            // candidates are re-scored by the same kernel.
+            const PreparedQuery pq = codec.prepare(qi, metric);
+            std::vector<uint32_t> rows_m(m);
+            std::vector<float> v(m);
+            for (size_t j = 0; j < m; ++j) rows_m[j] = static_cast<uint32_t>(row_of(ci[j]));
+            K.gather[static_cast<int>(pq.kind)](pq.q.data(), codes, rows_m.data(), m, cs, d, pq.aux,
+                                                v.data());
+            pq.finish_all(v.data(), m);
+            for (size_t j = 0; j < m; ++j) exact.push(v[j], ci[j]);
+          } else if (decoded) {
             const PreparedQuery pq = codec.prepare(qi, metric);
             const auto one = K.one[static_cast<int>(pq.kind)];
             for (size_t j = 0; j < m; ++j) {
-              const uint8_t* row = codes + static_cast<size_t>(ci[j]) * cs;
+              const uint8_t* row = codes + row_of(ci[j]) * cs;
               exact.push(pq.finish(one(pq.q.data(), row, d, pq.aux)), ci[j]);
             }
           } else {
             for (size_t j = 0; j < m; ++j) {
-              const float v = K.one[exact_kind](qi, x + static_cast<size_t>(ci[j]) * d, d, nullptr);
+              const float v = K.one[exact_kind](qi, x + row_of(ci[j]) * d, d, nullptr);
               exact.push(l2 ? v : -v, ci[j]);
             }
           }

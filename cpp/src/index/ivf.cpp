@@ -963,8 +963,7 @@ void IvfIndex::search_impl(const float* q, size_t nq, size_t k, const SearchPara
     // Batches of float-like codes: each query's kc best (score, slot), proven equal to the
     // one-query scan's (else that query runs the one-query scan), then re-ranked.
     // - Flat,<F16|BF16|SQ8>,Refine (one list): Flat's batched scan (tiles of queries
-    //   against blocks of rows decoded once per call); exact ties go to the lower row,
-    //   where the one-query scan gives them to the lower slot.
+    //   against blocks of rows decoded once per call), candidates kept by slot.
     // - IVF<n>,<Flat|F16|BF16|SQ8>: the queries grouped by probed list, each list's rows
     //   scored against its group in dot tiles (ivf_float_groups.cpp).
     std::vector<float> cs(nq * kc);
@@ -972,11 +971,11 @@ void IvfIndex::search_impl(const float* q, size_t nq, size_t k, const SearchPara
     std::vector<uint8_t> unproven;
     if (blocked) {
       const List& L = lists_[0];
+      // Candidates by slot (slot_pos_: slot -> row), so ties go to the lower slot.
       scan_float_blocks(vcodec_, metric_, q, nq,
-                        {L.codes.data(), L.size(), nullptr, lists_max_norm2()}, kc,
-                        static_cast<int>(pool), cs.data(), cslot.data(), unproven);
-      for (idx_t& r : cslot)
-        if (r >= 0) r = static_cast<idx_t>(L.slots[static_cast<size_t>(r)]);  // row -> slot
+                        {L.codes.data(), L.size(), nullptr, lists_max_norm2(), nullptr,
+                         L.slots.data(), slot_pos_.data()},
+                        kc, static_cast<int>(pool), cs.data(), cslot.data(), unproven);
     } else {
       search_float_grouped(q, nq, kc, nprobe, ci.data(), static_cast<int>(pool), cs.data(),
                            cslot.data(), unproven);

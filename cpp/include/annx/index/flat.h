@@ -86,10 +86,15 @@ struct FloatRows {
   const float* norms;
   float max_norm2;
   const slot_t* rows = nullptr;
+  /// Optional ids of the rows (ids[row], distinct) and their inverse (id_row[id]): the
+  /// scan then keeps and returns ids, and breaks score ties by id, as a one-query scan
+  /// that ranks by id does (a one-list IVF ranks by slot).
+  const slot_t* ids = nullptr;
+  const uint32_t* id_row = nullptr;
 };
 
 /// The batched exact scan of float-like codes shared by Flat and by Flat,<codec>,Refine
-/// (a one-list IVF): for each of nq queries, the k best (score, row) of the rows, scored
+/// (a one-list IVF): for each of nq queries, the k best (score, row or id) of the rows, scored
 /// and ordered as the one-query scan (the codec's prepared query and kernel) scores them,
 /// ties to the lower row, written to D / I (k per query). Tiles of queries run against
 /// blocks of rows decoded to float32; each query's k + max(k, 8) best are re-scored with
