@@ -152,17 +152,10 @@ void i8_gather_q(const int8_t* q, const int8_t* x, const uint32_t* rows, size_t 
 
 void dot_i8_gather(const int8_t* q, size_t nq, const int8_t* x, const uint32_t* rows, size_t n,
                    size_t stride, size_t d, int32_t* out, size_t out_stride) {
-  size_t a = 0;
-  for (; a + 4 <= nq; a += 4)
-    i8_gather_q<4>(q + a * d, x, rows, n, stride, d, out + a * out_stride, out_stride);
-  const int8_t* qa = q + a * d;
-  int32_t* oa = out + a * out_stride;
-  switch (nq - a) {
-    case 3: i8_gather_q<3>(qa, x, rows, n, stride, d, oa, out_stride); break;
-    case 2: i8_gather_q<2>(qa, x, rows, n, stride, d, oa, out_stride); break;
-    case 1: i8_gather_q<1>(qa, x, rows, n, stride, d, oa, out_stride); break;
-    default: break;
-  }
+  in_query_blocks_of_4(nq, [&](size_t a, auto qa) {
+    i8_gather_q<decltype(qa)::value>(q + a * d, x, rows, n, stride, d, out + a * out_stride,
+                                     out_stride);
+  });
 }
 
 uint64_t hamming(const uint8_t* a, const uint8_t* b, size_t nbytes) {
