@@ -47,10 +47,10 @@ if(ANNX_ISA_X86 AND CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
     #include <immintrin.h>
     int main() { __m512 a = _mm512_maskz_loadu_ps(3, nullptr); __m512i b = _mm512_cvtepi8_epi16(_mm256_setzero_si256());
                  return (int)_mm512_reduce_add_ps(a) + _mm512_reduce_add_epi32(_mm512_madd_epi16(b, b)); }")
-  set(_icl "${_avx512} -mavx512vnni -mavx512vpopcntdq")
+  set(_icl "${_avx512} -mavx512vnni -mavx512vpopcntdq -mavx512vbmi")
   annx_probe(ANNX_PROBE_AVX512_ICL "${_icl}" "
     #include <immintrin.h>
-    int main() { __m512i z = _mm512_setzero_si512();
+    int main() { __m512i z = _mm512_permutex2var_epi8(_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512());
                  return (int)_mm512_reduce_add_epi64(_mm512_popcnt_epi64(z)) + _mm512_reduce_add_epi32(_mm512_dpwssd_epi32(z, z, z)); }")
   if(ANNX_PROBE_AVX2)
     set(ANNX_HAVE_AVX2 ON)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import unusual_data
 
 import annx
 from annx import _core
@@ -244,6 +245,47 @@ def test_pq8_adc_blocks(isa, M, rng):
         annx.set_isa("scalar")
         np.testing.assert_array_equal(_core.kernel_pq8_adc_blocks(codes, lut), got)
         annx.set_isa(isa)
+
+
+@pytest.mark.skipif("avx512_icl" not in annx.available_isas(), reason="no byte-sum kernel here")
+@pytest.mark.parametrize("metric", ["l2", "ip", "cos"])
+@pytest.mark.parametrize("kind", ["plain", "offset", "anisotropic", "duplicated"])
+@pytest.mark.parametrize("by_residual", [True, False])
+def test_pq8_byte_sums_keep_float_answers(metric, kind, by_residual):
+    """IVF 8-bit PQ on avx512_icl skips the codes whose byte-table sums cannot win and
+    scores the rest with the float sums: every answer (ids and distances, bit for bit)
+    equals the float scan's (avx512), for k-NN with and without a first list bounded by
+    its own k-th best (k vs list length), re-ranking, filters and range search."""
+    x = unusual_data(kind, 6000, 24, seed=11)
+    q = x[:40] + np.random.default_rng(12).standard_normal((40, 24)).astype(np.float32) * (
+        0.3 * x.std()
+    )
+    before = annx.get_isa()
+    try:
+        annx.set_isa("avx512")
+        index = annx.index_factory(24, "IVF12,PQ12", metric=metric, by_residual=by_residual)
+        refine = annx.index_factory(24, "IVF12,PQ12,Refine(F32)", metric=metric)
+        for ix in (index, refine):
+            ix.train(x)
+            ix.add(x)
+        D0, _ = index.search(q[:1], 50, nprobe=12)
+        radius = float(D0[0, 20])  # ~20 hits per query within 6 lists
+        cases = [(index, k, dict(nprobe=p)) for k in (1, 10, 100, 400) for p in (1, 3, 12)]
+        cases += [
+            (index, 10, dict(nprobe=4, filter=np.arange(0, 6000, 3))),
+            (refine, 10, dict(nprobe=4, rerank=80)),
+        ]
+        results = {}
+        for isa in ("avx512", "avx512_icl"):
+            annx.set_isa(isa)
+            out = [ix.search(q, k, **params) for ix, k, params in cases]
+            lims, Dr, Ir = index.range_search(q, radius, nprobe=6)
+            results[isa] = [*out, (Dr, Ir), (lims, lims)]
+    finally:
+        annx.set_isa(before)
+    for (Da, Ia), (Db, Ib) in zip(results["avx512"], results["avx512_icl"], strict=True):
+        np.testing.assert_array_equal(Ia, Ib)
+        np.testing.assert_array_equal(Da, Db)
 
 
 # ------------------------------------------------------------------------------ errors

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -506,6 +507,89 @@ void test_pq(const KernelTable& ref, const KernelTable& t) {
     bool ok = true;
     for (size_t i = 0; i < o0.size(); ++i) ok = ok && bits_of(o0[i]) == bits_of(o1[i]);
     CHECK(ok);  // bit-identical by contract
+  }
+  for (size_t ksub : {size_t{16}, size_t{256}, size_t{4}, size_t{40}})
+    for (size_t dsub : {size_t{1}, size_t{2}, size_t{5}, size_t{8}})
+      for (bool ip : {false, true}) {
+        g_ctx = std::string(annx::simd::isa_name(t.isa)) + " pq_lut ksub=" + std::to_string(ksub) +
+                " dsub=" + std::to_string(dsub) + (ip ? " ip" : " l2");
+        const size_t M = 5, kstride = (ksub + 15) / 16 * 16, d = M * dsub - 1;  // padded
+        std::vector<float> q(d), ct(M * dsub * kstride), o0(M * ksub), o1(M * ksub, 7.f);
+        for (auto& v : q) v = normal() * 3.f;
+        for (auto& v : ct) v = normal();
+        ref.pq_lut(q.data(), d, M, dsub, ct.data(), kstride, ksub, ip, o0.data());
+        t.pq_lut(q.data(), d, M, dsub, ct.data(), kstride, ksub, ip, o1.data());
+        // Exact where no FMA contraction happens (scalar, NEON); x86 within rounding.
+        const bool exact = t.isa == Isa::Neon || t.isa == Isa::Scalar;
+        bool ok = true;
+        for (size_t i = 0; i < o0.size(); ++i) {
+          double mag = 0;  // sum of the entry's |terms|
+          const size_t m = i / ksub, j = i % ksub;
+          for (size_t u = 0; u < dsub; ++u) {
+            const double v = m * dsub + u < d ? q[m * dsub + u] : 0.0;
+            const double c = ct[(m * dsub + u) * kstride + j];
+            mag += ip ? std::abs(v * c) : (v - c) * (v - c);
+          }
+          ok = ok && (exact ? bits_of(o0[i]) == bits_of(o1[i])
+                            : std::abs(double{o0[i]} - o1[i]) <= 1e-6 * mag + 1e-30);
+        }
+        CHECK(ok);
+      }
+  for (bool with_b : {false, true}) {  // pq8_byte_lut: range, rounding, statistics
+    g_ctx = std::string(annx::simd::isa_name(t.isa)) + " pq8_byte_lut";
+    const size_t M = 9;
+    std::vector<float> a(256 * M), b(256 * M), sum(256 * M), s0(256 * M);
+    for (auto& v : a) v = normal() * 50.f;
+    for (auto& v : b) v = normal();
+    for (size_t j = 0; j < 256; ++j) a[3 * 256 + j] = 2.5f;  // a zero-span row
+    std::vector<uint8_t> q(256 * M);
+    double st[3];
+    CHECK(t.pq8_byte_lut(a.data(), with_b ? b.data() : nullptr, M, sum.data(), q.data(), st));
+    double span = 0, bias = 0;
+    bool ok = true;
+    for (size_t m = 0; m < M; ++m) {
+      float lo = 1e30f, hi = -1e30f;
+      for (size_t j = 0; j < 256; ++j) {
+        const size_t i = m * 256 + j;
+        s0[i] = with_b ? a[i] + b[i] : a[i];
+        if (with_b) ok = ok && bits_of(sum[i]) == bits_of(s0[i]);
+        lo = std::min(lo, s0[i]);
+        hi = std::max(hi, s0[i]);
+      }
+      span = std::max(span, static_cast<double>(hi - lo));
+      bias += lo;
+      for (size_t j = 0; j < 256; ++j) {
+        const double x = st[0] * (s0[m * 256 + j] - static_cast<double>(lo));
+        ok = ok && std::abs(q[m * 256 + j] - x) <= 0.5 + 1e-3;
+      }
+    }
+    CHECK(ok);
+    CHECK(std::abs(st[0] - 255.0 / span) <= 1e-6 * st[0] && std::abs(st[1] - bias) <= 1e-3);
+    a[5 * 256 + 7] = std::numeric_limits<float>::quiet_NaN();
+    CHECK(!t.pq8_byte_lut(a.data(), with_b ? b.data() : nullptr, M, sum.data(), q.data(), st));
+  }
+  if (t.pq8_accumulate_u8) {  // byte tables: exact uint16 sums, every block count's tail
+    for (size_t M : {size_t{1}, size_t{3}, size_t{16}, size_t{97}, size_t{257}})
+      for (size_t nblocks : {size_t{1}, size_t{2}, size_t{3}, size_t{4}, size_t{5}, size_t{7}}) {
+        g_ctx = std::string(annx::simd::isa_name(t.isa)) + " pq8_u8 M=" + std::to_string(M) +
+                " blocks=" + std::to_string(nblocks);
+        Buf cb(nblocks * 32 * M, 1);
+        for (size_t i = 0; i < nblocks * 32 * M; ++i) cb.p[i] = static_cast<uint8_t>(urand(256));
+        std::vector<uint8_t> lut(256 * M);
+        for (size_t i = 0; i < lut.size(); ++i)  // extremes included: 0 and 255 in every row
+          lut[i] = static_cast<uint8_t>(i % 256 == 0 ? 255 : i % 256 == 1 ? 0 : urand(256));
+        std::vector<uint16_t> want(32 * nblocks, 0), got(32 * nblocks + 32, 7);
+        for (size_t b = 0; b < nblocks; ++b)
+          for (size_t m = 0; m < M; ++m)
+            for (size_t i = 0; i < 32; ++i)
+              want[32 * b + i] = static_cast<uint16_t>(
+                  want[32 * b + i] + lut[m * 256 + cb.p[b * 32 * M + m * 32 + i]]);
+        t.pq8_accumulate_u8(cb.p, nblocks, M, lut.data(), got.data());
+        bool ok = true;
+        for (size_t i = 0; i < want.size(); ++i) ok = ok && got[i] == want[i];
+        for (size_t i = want.size(); i < got.size(); ++i) ok = ok && got[i] == 7;  // no overrun
+        CHECK(ok);
+      }
   }
   for (size_t d : {size_t{1}, size_t{2}, size_t{3}, size_t{4}, size_t{8}})
     for (size_t k : {size_t{1}, size_t{5}, size_t{16}, size_t{17}, size_t{256}}) {

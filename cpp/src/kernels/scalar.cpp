@@ -252,6 +252,60 @@ size_t select_le_u16(const uint16_t* v, size_t n, uint16_t thr, uint32_t* out) {
   return m;
 }
 
+void pq_lut(const float* q, size_t d, size_t M, size_t dsub, const float* ct, size_t kstride,
+            size_t ksub, bool ip, float* out) {
+  for (size_t m = 0; m < M; ++m) {
+    const float* c = ct + m * dsub * kstride;
+    const size_t b = m * dsub, nq = b < d ? std::min(dsub, d - b) : 0;  // padded sub-space
+    float* o = out + m * ksub;
+    for (size_t j = 0; j < ksub; ++j) o[j] = 0.f;
+    for (size_t t = 0; t < dsub; ++t) {
+      const float v = t < nq ? q[b + t] : 0.f;
+      const float* ctj = c + t * kstride;
+      for (size_t j = 0; j < ksub; ++j) {
+        if (ip) {
+          o[j] -= v * ctj[j];
+        } else {
+          const float diff = v - ctj[j];
+          o[j] += diff * diff;
+        }
+      }
+    }
+  }
+}
+
+bool pq8_byte_lut(const float* a, const float* b, size_t M, float* sum, uint8_t* q, double* stats) {
+  float lo[257];
+  float max_span = 0.f;
+  double bias = 0.0, abs_sum = 0.0;
+  bool finite = true;
+  const float* t = b ? sum : a;
+  for (size_t m = 0; m < M; ++m) {
+    float l = std::numeric_limits<float>::infinity(), h = -l;
+    for (size_t j = 0; j < 256; ++j) {
+      const size_t i = m * 256 + j;
+      const float v = b ? (sum[i] = a[i] + b[i]) : a[i];
+      finite = finite && std::isfinite(v);  // the sum is written whole either way
+      l = std::min(l, v);
+      h = std::max(h, v);
+    }
+    lo[m] = l;
+    max_span = std::max(max_span, h - l);
+    bias += l;
+    abs_sum += std::max(std::fabs(l), std::fabs(h));
+  }
+  if (!finite || !std::isfinite(max_span)) return false;
+  const float scale = max_span > 0.f ? 255.f / max_span : 1.f;
+  for (size_t m = 0; m < M; ++m)
+    for (size_t j = 0; j < 256; ++j)
+      q[m * 256 + j] =
+          static_cast<uint8_t>(std::min((t[m * 256 + j] - lo[m]) * scale + 0.5f, 255.f));
+  stats[0] = scale;
+  stats[1] = bias;
+  stats[2] = abs_sum;
+  return true;
+}
+
 void pq8_adc_blocks(const uint8_t* blocks, size_t nblocks, size_t M, const float* lut, float* out) {
   for (size_t b = 0; b < nblocks; ++b) {
     const uint8_t* blk = blocks + b * 32 * M;
@@ -334,6 +388,8 @@ void fill_table(simd::KernelTable& t) {
   t.pq4_accumulate = &pq4_accumulate;
   t.select_le_u16 = &select_le_u16;
   t.pq8_adc_blocks = &pq8_adc_blocks;
+  t.pq8_byte_lut = &pq8_byte_lut;
+  t.pq_lut = &pq_lut;
   t.nearest_l2_small = &nearest_l2_small;
   t.pq4_accumulate_nq = &pq4_accumulate_nq;
   t.maxsim_f32 = &maxsim_f32;

@@ -575,6 +575,64 @@ void segment_sum_pm(const float* src, size_t ld, size_t len, const uint32_t* idx
   }
 }
 
+/// PQ lookup tables (KernelTable::pq_lut): W centroids per register, 4 registers per
+/// pass over the sub-space's dimensions; per entry the scalar kernel's operations in its
+/// order (x86 builds may contract them into FMA).
+void pq_lut(const float* q, size_t d, size_t M, size_t dsub, const float* ct, size_t kstride,
+            size_t ksub, bool ip, float* out) {
+  for (size_t m = 0; m < M; ++m) {
+    const float* c = ct + m * dsub * kstride;
+    const size_t b = m * dsub, nq = b < d ? std::min(dsub, d - b) : 0;  // padded sub-space
+    float* o = out + m * ksub;
+    size_t j = 0;
+    for (; j + 4 * W <= ksub; j += 4 * W) {
+      F acc[4] = {Ops::zero(), Ops::zero(), Ops::zero(), Ops::zero()};
+      for (size_t t = 0; t < dsub; ++t) {
+        const float v = t < nq ? q[b + t] : 0.f;
+        const F vb = Ops::broadcast(&v);
+        const float* ctj = c + t * kstride + j;
+        for (int u = 0; u < 4; ++u) {
+          const F cv = Ops::load(ctj + u * W);
+          if (ip) {
+            acc[u] = Ops::sub(acc[u], Ops::mul(vb, cv));
+          } else {
+            const F diff = Ops::sub(vb, cv);
+            acc[u] = Ops::add(acc[u], Ops::mul(diff, diff));
+          }
+        }
+      }
+      for (int u = 0; u < 4; ++u) Ops::store(o + j + u * W, acc[u]);
+    }
+    for (; j + W <= ksub; j += W) {  // e.g. 4-bit PQ's 16 centroids
+      F acc = Ops::zero();
+      for (size_t t = 0; t < dsub; ++t) {
+        const float v = t < nq ? q[b + t] : 0.f;
+        const F vb = Ops::broadcast(&v), cv = Ops::load(c + t * kstride + j);
+        if (ip) {
+          acc = Ops::sub(acc, Ops::mul(vb, cv));
+        } else {
+          const F diff = Ops::sub(vb, cv);
+          acc = Ops::add(acc, Ops::mul(diff, diff));
+        }
+      }
+      Ops::store(o + j, acc);
+    }
+    for (; j < ksub; ++j) {  // ksub not a multiple of W
+      float acc = 0.f;
+      for (size_t t = 0; t < dsub; ++t) {
+        const float v = t < nq ? q[b + t] : 0.f, cv = c[t * kstride + j];
+        if (ip) {
+          acc -= v * cv;
+        } else {
+          const float diff = v - cv;
+          acc += diff * diff;
+        }
+      }
+      o[j] = acc;
+    }
+  }
+}
+
 #if defined(__AVX2__)  // the NEON level (arm_neon.cpp) has its own, without gathers
 /// 8-bit PQ over blocked codes (pq8_layout.h): per sub-quantizer, 32 codes index its
 /// 1 KB table (L1-resident) with four 8-lane gathers. Shared by the AVX2 and AVX-512
@@ -629,6 +687,7 @@ inline void fill_float_kinds(simd::KernelTable& t) {
   t.maxsim_f32 = &maxsim_f32;
   t.signed_segment_sum = &signed_segment_sum;
   t.segment_sum_pm = &segment_sum_pm;
+  t.pq_lut = &pq_lut;
 }
 
 // ---- 4-bit PQ fast-scan, 256-bit (pq4 layout, see annx/quant/pq4_layout.h) -----------

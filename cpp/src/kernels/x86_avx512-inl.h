@@ -1,10 +1,12 @@
 // AVX-512 kernels, compiled twice: once as the "avx512" level (F/BW/DQ/VL) and once
-// as "avx512_icl" (adds VNNI and VPOPCNTDQ), see x86_avx512.cpp / x86_avx512_icl.cpp.
+// as "avx512_icl" (adds VNNI, VPOPCNTDQ and VBMI), see x86_avx512.cpp / x86_avx512_icl.cpp.
 // The including TU defines ANNX_AVX512_NS and ANNX_AVX512_ICL (0 or 1) first.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "annx/simd/kernels.h"
 #include "kernel_tables.h"
@@ -522,6 +524,108 @@ void pack_f32_panel_t16(const float* x, size_t nrows, size_t d, float* panel) {
   }
 }
 
+#if ANNX_AVX512_ICL
+/// P pairs of pq8 blocks (64 P vectors) from `b0` (block stride bb; the last pair's second
+/// block is `last1`, which may repeat its first when the count is odd). Per sub-quantizer
+/// its 256-byte table sits in four registers; vpermi2b looks up 64 codes in each half and
+/// the codes' bit 7 picks the half. Sums are kept in 16-bit lanes, even and odd bytes
+/// (vectors) apart, and interleaved back at the end.
+template <int P>
+inline void pq8_u8_pass(const uint8_t* b0, size_t bb, const uint8_t* last1, size_t M,
+                        const uint8_t* lut8, __m512i* even, __m512i* odd) {
+  const __m512i low_byte = _mm512_set1_epi16(0x00ff);
+  for (int p = 0; p < P; ++p) even[p] = odd[p] = _mm512_setzero_si512();
+  for (size_t m = 0; m < M; ++m) {
+    const uint8_t* t = lut8 + m * 256;
+    const __m512i t0 = _mm512_loadu_si512(t), t1 = _mm512_loadu_si512(t + 64),
+                  t2 = _mm512_loadu_si512(t + 128), t3 = _mm512_loadu_si512(t + 192);
+    for (int p = 0; p < P; ++p) {
+      const uint8_t* lo = b0 + 2 * p * bb + m * 32;
+      const uint8_t* hi = p + 1 == P ? last1 + m * 32 : lo + bb;
+      const __m512i c = _mm512_inserti64x4(
+          _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(lo))),
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(hi)), 1);
+      const __m512i v =
+          _mm512_mask_blend_epi8(_mm512_movepi8_mask(c), _mm512_permutex2var_epi8(t0, c, t1),
+                                 _mm512_permutex2var_epi8(t2, c, t3));
+      even[p] = _mm512_add_epi16(even[p], _mm512_and_si512(v, low_byte));
+      odd[p] = _mm512_add_epi16(odd[p], _mm512_srli_epi16(v, 8));
+    }
+  }
+}
+
+/// Vectors 0..63 of a pass's pair, in order: 16-bit lane i of `even` is vector 2i, of
+/// `odd` 2i + 1; the unpacks interleave them per 128-bit lane, the qword permutes put
+/// the lanes back in order.
+inline void pq8_u8_store(__m512i even, __m512i odd, uint16_t* out, bool both) {
+  const __m512i a = _mm512_unpacklo_epi16(even, odd), c = _mm512_unpackhi_epi16(even, odd);
+  const __m512i first = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
+  const __m512i second = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
+  _mm512_storeu_si512(out, _mm512_permutex2var_epi64(a, first, c));
+  if (both) _mm512_storeu_si512(out + 32, _mm512_permutex2var_epi64(a, second, c));
+}
+
+bool pq8_byte_lut(const float* a, const float* b, size_t M, float* sum, uint8_t* q, double* stats) {
+  float lo[257];
+  float max_span = 0.f;
+  double bias = 0.0, abs_sum = 0.0;
+  __mmask16 bad = 0;
+  for (size_t m = 0; m < M; ++m) {  // the table (a + b written out), its rows' ranges
+    __m512 mn = _mm512_set1_ps(std::numeric_limits<float>::infinity());
+    __m512 mx = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+    for (size_t j = m * 256; j < m * 256 + 256; j += 16) {
+      __m512 v = _mm512_loadu_ps(a + j);
+      if (b) {
+        v = _mm512_add_ps(v, _mm512_loadu_ps(b + j));
+        _mm512_storeu_ps(sum + j, v);
+      }
+      bad = static_cast<__mmask16>(bad | _mm512_fpclass_ps_mask(v, 0x99));  // NaN, +-inf
+      mn = _mm512_min_ps(mn, v);
+      mx = _mm512_max_ps(mx, v);
+    }
+    const float l = _mm512_reduce_min_ps(mn), h = _mm512_reduce_max_ps(mx);
+    lo[m] = l;
+    max_span = std::max(max_span, h - l);
+    bias += l;
+    abs_sum += std::max(std::fabs(l), std::fabs(h));
+  }
+  if (bad || !std::isfinite(max_span)) return false;
+  const float scale = max_span > 0.f ? 255.f / max_span : 1.f;
+  const float* t = b ? sum : a;
+  const __m512 sc = _mm512_set1_ps(scale), half = _mm512_set1_ps(0.5f);
+  for (size_t m = 0; m < M; ++m) {
+    const __m512 l = _mm512_set1_ps(lo[m]);
+    for (size_t j = m * 256; j < m * 256 + 256; j += 16) {
+      const __m512 x = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_loadu_ps(t + j), l), sc, half);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + j),
+                       _mm512_cvtusepi32_epi8(_mm512_cvttps_epi32(x)));
+    }
+  }
+  stats[0] = scale;
+  stats[1] = bias;
+  stats[2] = abs_sum;
+  return true;
+}
+
+void pq8_accumulate_u8(const uint8_t* blocks, size_t nblocks, size_t M, const uint8_t* lut8,
+                       uint16_t* out) {
+  const size_t bb = 32 * M;
+  __m512i even[2], odd[2];
+  size_t b = 0;
+  for (; b + 4 <= nblocks; b += 4) {  // two pairs per pass: each table load serves 128 codes
+    const uint8_t* b0 = blocks + b * bb;
+    pq8_u8_pass<2>(b0, bb, b0 + 3 * bb, M, lut8, even, odd);
+    for (int p = 0; p < 2; ++p) pq8_u8_store(even[p], odd[p], out + 32 * (b + 2 * p), true);
+  }
+  for (; b < nblocks; b += 2) {
+    const uint8_t* b0 = blocks + b * bb;
+    const bool both = b + 1 < nblocks;
+    pq8_u8_pass<1>(b0, bb, both ? b0 + bb : b0, M, lut8, even, odd);
+    pq8_u8_store(even[0], odd[0], out + 32 * b, both);
+  }
+}
+#endif  // ANNX_AVX512_ICL
+
 void fill_table(simd::KernelTable& t) {
   t.isa = ANNX_AVX512_ICL ? simd::Isa::Avx512Icl : simd::Isa::Avx512;
   fill_float_kinds(t);
@@ -537,6 +641,10 @@ void fill_table(simd::KernelTable& t) {
   t.select_le_u16 = &select_le_u16;
   t.nearest_l2_small = &nearest_l2_small;
   t.pq8_adc_blocks = &pq8_adc_blocks;
+#if ANNX_AVX512_ICL
+  t.pq8_accumulate_u8 = &pq8_accumulate_u8;
+  t.pq8_byte_lut = &pq8_byte_lut;
+#endif
   t.pq4_accumulate_nq = &pq4_accumulate_nq;
   static_assert(kPanel % 16 == 0, "pack_f32_panel_t16 packs 16-row blocks");
   t.pack_f32_panel = &pack_f32_panel_t16;

@@ -102,53 +102,10 @@ void ProductQuantizer::decode(const uint8_t* codes, size_t n, float* x) const {
     }
 }
 
-namespace {
-
-/// One sub-quantizer's row of the table: `ks` centroids (a compile-time count where
-/// KS > 0) accumulated in a local array, so the compiler neither re-checks aliasing
-/// between the table and the codebooks nor keeps a runtime trip count (with L2
-/// residuals this runs for every probed list; at dsub 2 and nlist 4096 the generic loop
-/// was 16 % of a GloVe-50 search profile).
-template <size_t KS>
-void lut_row(const float* qm, size_t nq_dims, size_t dsub, const float* ct, size_t kstride,
-             size_t ks_rt, bool ip, float* out) {
-  const size_t ks = KS > 0 ? KS : ks_rt;
-  float acc[KS > 0 ? KS : 256];
-  for (size_t j = 0; j < ks; ++j) acc[j] = 0.f;
-  for (size_t t = 0; t < dsub; ++t) {
-    const float v = t < nq_dims ? qm[t] : 0.f;
-    const float* c = ct + t * kstride;
-    if (ip) {
-      for (size_t j = 0; j < ks; ++j) acc[j] -= v * c[j];
-    } else {
-      for (size_t j = 0; j < ks; ++j) {
-        const float diff = v - c[j];
-        acc[j] += diff * diff;
-      }
-    }
-  }
-  std::memcpy(out, acc, ks * sizeof(float));
-}
-
-}  // namespace
-
 void ProductQuantizer::compute_lut(const float* q, bool ip, float* lut) const {
-  // Over the transposed codebooks, so the inner loop runs over centroids (contiguous,
-  // vectorised by the compiler): this table is built for every query (and, with L2
-  // residuals, for every probed list).
-  for (size_t m = 0; m < M_; ++m) {
-    float* out = lut + m * ksub_;
-    const float* ct = transposed_.data() + m * dsub_ * kstride_;
-    const size_t b = m * dsub_;
-    const size_t nq_dims = b < d_ ? d_ - b : 0;  // the last sub-space may be padded
-    const float* qm = q + std::min(b, d_);
-    if (ksub_ == 16)
-      lut_row<16>(qm, nq_dims, dsub_, ct, kstride_, ksub_, ip, out);
-    else if (ksub_ == 256)
-      lut_row<256>(qm, nq_dims, dsub_, ct, kstride_, ksub_, ip, out);
-    else
-      lut_row<0>(qm, nq_dims, dsub_, ct, kstride_, ksub_, ip, out);
-  }
+  // Over the transposed codebooks, so the inner loop runs over centroids (a kernel: this
+  // table is built for every query and, with L2 residuals, for every probed list).
+  simd::kernels().pq_lut(q, d_, M_, dsub_, transposed_.data(), kstride_, ksub_, ip, lut);
 }
 
 void ProductQuantizer::residual_terms(const float* centroids, size_t nlist, float* out) const {

@@ -81,8 +81,8 @@ CpuFeatures probe() {
   const bool avx512f = b7 & (1u << 16), avx512dq = b7 & (1u << 17), avx512bw = b7 & (1u << 30),
              avx512vl = b7 & (1u << 31);
   f.avx512 = f.avx2 && zmm_saved && avx512f && avx512dq && avx512bw && avx512vl;
-  const bool vnni = c7 & (1u << 11), vpopcntdq = c7 & (1u << 14);
-  f.avx512_icl = f.avx512 && vnni && vpopcntdq;
+  const bool vbmi = c7 & (1u << 1), vnni = c7 & (1u << 11), vpopcntdq = c7 & (1u << 14);
+  f.avx512_icl = f.avx512 && vbmi && vnni && vpopcntdq;
   return f;
 }
 

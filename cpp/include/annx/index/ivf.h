@@ -54,6 +54,7 @@
 #include "annx/index/index.h"
 #include "annx/index/vector_codec.h"
 #include "annx/quant/pq4_layout.h"
+#include "annx/quant/pq8_layout.h"
 #include "annx/quant/product_quantizer.h"
 
 namespace annx {
@@ -196,9 +197,9 @@ class IvfIndex final : public Index {
   /// L2 residual codes: the float table of query q for list l in ctx.lut; returns the
   /// list's additive bias (||q - c||^2 with the precomputed table, else 0). `qterm`:
   /// the query's -2<q, y> from prepare_pq (used with the precomputed table only).
-  /// `qout` (fast-scan): also quantised into it.
+  /// `qout` (fast-scan) / `bout` (8-bit PQ byte sums): also quantised into it.
   float list_lut(QueryCtx& ctx, const float* q, const float* qterm, uint32_t l,
-                 pq4::QuantizedLut* qout) const;
+                 pq4::QuantizedLut* qout, pq8::ByteLut* bout = nullptr) const;
   /// Prefetches list l's precomputed table row and first code blocks.
   void prefetch_list(uint32_t l) const;
   /// (Re)builds precomp_ from the centroids and codebooks, or clears it (see above).

@@ -16,7 +16,7 @@ enum class Isa : int {
   Scalar = 0,     // portable C++; the reference every other level is tested against
   Avx2 = 1,       // AVX2 + FMA + F16C + POPCNT (Haswell, Zen 1 and later)
   Avx512 = 2,     // AVX-512 F/BW/DQ/VL (Skylake-SP, Zen 4 and later)
-  Avx512Icl = 3,  // Avx512 + VNNI + VPOPCNTDQ (Ice Lake, Sapphire Rapids, Zen 4)
+  Avx512Icl = 3,  // Avx512 + VNNI + VPOPCNTDQ + VBMI (Ice Lake, Sapphire Rapids, Zen 4)
   Neon = 4,       // AArch64 Advanced SIMD (every 64-bit ARM: Apple M*, Graviton, Ampere)
 };
 

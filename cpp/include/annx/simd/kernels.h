@@ -116,15 +116,38 @@ struct KernelTable {
   /// results are bit-identical across ISAs.
   void (*nearest_l2_small)(const float* x, size_t n, size_t d, const float* ct, size_t k,
                            size_t kstride, uint32_t* I, float* D);
-  /// pq4_accumulate for nq <= 4 queries at once over the same blocks: out[j][32 * b + i]
-  /// is what pq4_accumulate(blocks, nblocks, npairs, luts[j], out[j]) writes, for j < nq.
-  /// Codes are loaded and unpacked once per pass and shuffled with each query's LUT.
-  /// nq > 4 runs in passes of up to 4 queries; nq == 0 does nothing.
+  /// Product-quantizer lookup tables of query q (d floats) over transposed codebooks
+  /// (sub-quantizer m: dsub rows of kstride floats, row t holding coordinate t of its
+  /// ksub centroids): out[m * ksub + j] = sum_t (q_m[t] - c[t][j])^2 (l2) or
+  /// -sum_t q_m[t] * c[t][j] (ip), q_m[t] = q[m * dsub + t] (0 past d), summed over t
+  /// ascending from 0: bit-identical to the scalar kernel on NEON (built without FMA
+  /// contraction); on x86 levels within rounding (GCC contracts the multiply and add).
+  void (*pq_lut)(const float* q, size_t d, size_t M, size_t dsub, const float* ct, size_t kstride,
+                 size_t ksub, bool ip, float* out);
   /// 8-bit PQ ADC over blocked codes (annx/quant/pq8_layout.h: blocks of 32 vectors,
   /// sub-quantizer-major): out[32 * b + t] = sum_{m < M} lut[m * 256 + code m of vector t
   /// of block b], summed with m ascending (bit-identical across ISAs).
   void (*pq8_adc_blocks)(const uint8_t* blocks, size_t nblocks, size_t M, const float* lut,
                          float* out);
+  /// The same sums over a byte table (lut8: M x 256 entries, M <= 257 so that they stay
+  /// exact): out[32 * b + t] = sum_{m < M} lut8[m * 256 + code m of vector t of block b]
+  /// (uint16). Null on levels without a fast 256-entry byte lookup (set on avx512_icl,
+  /// whose VBMI permutes look up 64 codes per instruction); IVF uses it to skip the
+  /// codes that cannot win before scoring them with pq8_adc's float sums.
+  void (*pq8_accumulate_u8)(const uint8_t* blocks, size_t nblocks, size_t M, const uint8_t* lut8,
+                            uint16_t* out);
+  /// The byte table for pq8_accumulate_u8 of the 8-bit PQ table t = a (M x 256 floats) or,
+  /// with b non-null, t = a + b, which is then also written to `sum`:
+  /// q[m][j] = round(scale * (t[m][j] - min_m)) in [0, 255] (within +-0.5 + 1e-4 of the
+  /// real product), scale = 255 / (largest span max_m - min_m), 1 if every span is 0.
+  /// stats = {scale, sum_m min_m, sum_m max_j |t[m][j]|}. Returns false (q and stats
+  /// unspecified) when an entry of t is not finite. 1 <= M <= 257.
+  bool (*pq8_byte_lut)(const float* a, const float* b, size_t M, float* sum, uint8_t* q,
+                       double* stats);
+  /// pq4_accumulate for nq <= 4 queries at once over the same blocks: out[j][32 * b + i]
+  /// is what pq4_accumulate(blocks, nblocks, npairs, luts[j], out[j]) writes, for j < nq.
+  /// Codes are loaded and unpacked once per pass and shuffled with each query's LUT.
+  /// nq > 4 runs in passes of up to 4 queries; nq == 0 does nothing.
   void (*pq4_accumulate_nq)(const uint8_t* blocks, size_t nblocks, size_t npairs,
                             const uint8_t* const* luts, size_t nq, uint16_t* const* out);
 
