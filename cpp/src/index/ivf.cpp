@@ -39,11 +39,13 @@ constexpr size_t kGroupChunk = 256;
 constexpr size_t kFloatBlockedMinQueries = 8;
 constexpr size_t kFloatBlockedMinRows = 256;
 // 8-bit PQ takes the byte-sum scan when quantising a table (M x 256 entries) is repaid:
-// a shared table from this many rows in the probed lists, a list's own table (L2
-// residuals) from this many rows in the list. Measured on MiniLM-100k IVF1024,PQ48 (97
-// rows per list: 0.97x the float scan at nprobe 1, 1.2-1.4x from nprobe 8) and GloVe-200k
-// IVF256/IVF1024,PQ25 (780 rows: 1.3-1.6x from nprobe 4; 195 rows: 0.9-1.2x).
-constexpr size_t kPq8ByteMinRowsShared = 512;
+// a shared table when the probed lists hold this many table lookups (rows x M; each list
+// also pays fixed costs that do not shrink with M), a list's own table (L2 residuals)
+// from this many rows in the list. Measured (annxbench.pq8_bytes_ab): MiniLM-100k
+// IVF1024,PQ48 0.9-1.0x the float scan at 390 rows x 48, 1.2x at 780 x 48; GloVe dot /
+// angular IVF256,PQ10 0.81x / 0.83x at 1,560 / 780 rows x 10, 1.3-1.4x at 4x that;
+// GloVe-200k IVF256/IVF1024,PQ25 (per-list tables) 1.3-2.0x at 780 rows, 0.9-1.2x at 195.
+constexpr size_t kPq8ByteMinLookupsShared = 32768;
 constexpr size_t kPq8ByteMinRows = 256;
 // A query is split across threads (when there are fewer queries than threads) once its
 // probed lists hold at least this much scan work (see scan_cost_per_vector).
@@ -675,7 +677,7 @@ void IvfIndex::scan_lists(QueryCtx& ctx, const uint32_t* probes, const float* co
     size_t rows = 0;
     for (size_t p = 0; p < np; ++p)
       if (probes[p] != kNoList) rows += lists_[probes[p]].size();
-    bytes = rows >= kPq8ByteMinRowsShared &&
+    bytes = rows * pq_.M() >= kPq8ByteMinLookupsShared &&
             pq8::quantize_lut(ctx.lut.data(), nullptr, pq_.M(), nullptr, ctx.blut);
     ctx.blut_shared = bytes;
   }
