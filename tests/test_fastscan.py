@@ -288,6 +288,43 @@ def test_pq8_byte_sums_keep_float_answers(metric, kind, by_residual):
         np.testing.assert_array_equal(Da, Db)
 
 
+@pytest.mark.parametrize("metric", ["l2", "ip", "cos"])
+@pytest.mark.parametrize("kind", ["plain", "offset", "duplicated"])
+@pytest.mark.parametrize("by_residual", [True, False])
+def test_fastscan_first_lists_bounded_by_own_kth_keep_answers(metric, kind, by_residual):
+    """A collector's first fast-scan lists (unfiltered, more than 2 kc rows) keep only the
+    rows at or below their own kc-th smallest sum (and its ties) instead of pushing every
+    row. Filtered scans never bound themselves, so with a filter that allows every id they
+    push every row: the answers (ids and distances, bit for bit) must be the same, for one
+    query at a time and for batches (grouped by list), with and without re-ranking, and
+    where kc is too large for the bound (k = 400 against lists of ~750 rows). (Where the
+    probed lists hold fewer than k vectors a filtered search goes on to the other lists,
+    so those queries are compared one query against batch only.)"""
+    x = unusual_data(kind, 6000, 24, seed=21)
+    q = x[:48] + np.random.default_rng(22).standard_normal((48, 24)).astype(np.float32) * (
+        0.3 * x.std()
+    )
+    index = annx.index_factory(24, "IVF8,PQ12x4fs", metric=metric, by_residual=by_residual)
+    refine = annx.index_factory(24, "IVF8,PQ12x4fs,Refine(F32)", metric=metric)
+    for ix in (index, refine):
+        ix.train(x)
+        ix.add(x)
+    everyone = np.arange(6000)
+    cases = [(index, k, dict(nprobe=p)) for k in (1, 10, 100, 400) for p in (1, 3, 8)]
+    cases += [(refine, 10, dict(nprobe=3, rerank=60))]
+    for ix, k, params in cases:
+        D, I = ix.search(q, k, **params)  # grouped batch
+        Df, If = ix.search(q, k, filter=everyone, **params)
+        full = (I >= 0).all(axis=1)
+        assert full.sum() >= 24
+        np.testing.assert_array_equal(I[full], If[full])
+        np.testing.assert_array_equal(D[full], Df[full])
+        for i in (0, 17, 47):  # one query at a time
+            D1, I1 = ix.search(q[i : i + 1], k, **params)
+            np.testing.assert_array_equal(I1[0], I[i])
+            np.testing.assert_array_equal(D1[0], D[i])
+
+
 # ------------------------------------------------------------------------------ errors
 def test_invalid_arguments():
     bad = pytest.raises(annx.InvalidArgumentError)

@@ -11,8 +11,8 @@ Usage (from bench/)::
     python -m annxbench.compare_builds --a /tmp/before --b ../python --rounds 7 \\
         --data-dir ../../shared/data --out results/compare.md [--cases CASES]
 
-``--cases``: ``default``, ``flat-codecs``, ``flat-refine``, ``flat-filter`` or ``ivf-float``
-(see the lists below).
+``--cases``: ``default``, ``flat-codecs``, ``flat-refine``, ``flat-filter``, ``ivf-float``
+or ``ivf-fastscan`` (see the lists below).
 
 ``--a`` / ``--b`` are folders holding an ``annx`` package (PYTHONPATH entries). The index
 files are built once with build B into ``--work`` (default /tmp/annx-ab).
@@ -94,8 +94,23 @@ IVF_FLOAT_CASES = [
     for nl in [256 if name == "minilm-ood" else 1024]
     for codec in ("Flat", "F16", "SQ8")
 ]
+# IVF-PQ 4-bit fast-scan + re-rank (the matrix's 4-bit cells): batches of 300 queries.
+IVF_FASTSCAN_CASES = [
+    (f"ivf{nl}-pq{m}x4fs-{name}", data, f"IVF{nl},PQ{m}x4fs,Refine(F32)", metric, 300,
+     {"nprobe": p, "rerank": r})
+    for name, data, metric, nl, m, p, r in [
+        ("minilm100k", "minilm-100000-384-angular.hdf5", "cos", 256, 48, 32, 100),
+        ("minilm100k", "minilm-100000-384-angular.hdf5", "cos", 256, 192, 32, 100),
+        ("minilm100k", "minilm-100000-384-angular.hdf5", "cos", 1024, 96, 32, 100),
+        ("glove200k", "glove6b-200000-50-euclidean.hdf5", "l2", 256, 25, 16, 50),
+        ("glove200k", "glove6b-200000-50-euclidean.hdf5", "l2", 1024, 25, 16, 50),
+        ("glove50k", "glove6b-50000-50-angular.hdf5", "cos", 256, 25, 16, 50),
+        ("dot100k", "glove6b-100000-50-dot.hdf5", "ip", 256, 25, 16, 50),
+    ]
+]  # fmt: skip
 CASE_SETS = {
     "default": DEFAULT_CASES,
+    "ivf-fastscan": IVF_FASTSCAN_CASES,
     "ivf-float": IVF_FLOAT_CASES,
     "flat-codecs": FLAT_CODEC_CASES,
     "flat-refine": FLAT_REFINE_CASES,

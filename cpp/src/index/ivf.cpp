@@ -188,6 +188,67 @@ bool u16_threshold(float thr, float base, float a, uint16_t& t16) {
   return true;
 }
 
+/// A fast-scan sum's approximate score. Every push and every bound below computes it with
+/// this one expression, so equal sums give equal scores wherever they are computed.
+inline float pq4_score(float base, uint16_t sum, float inv_a) {
+  return base + static_cast<float>(sum) * inv_a;
+}
+
+/// The k-th smallest (1-based, 1 <= k <= n) of n sums, by radix selection: a histogram of
+/// the high bytes finds its bin, one of the low bytes within that bin finds it (two
+/// branch-free passes; std::nth_element on a copy measured slower in the fast-scan scan
+/// than pushing every row).
+uint16_t kth_smallest_u16(const uint16_t* sums, size_t n, size_t k) {
+  uint32_t hist[256] = {};
+  for (size_t i = 0; i < n; ++i) ++hist[sums[i] >> 8];
+  uint32_t hi = 0;
+  size_t below = 0;
+  while (below + hist[hi] < k) below += hist[hi++];
+  std::fill(std::begin(hist), std::end(hist), 0u);
+  for (size_t i = 0; i < n; ++i) hist[sums[i] & 255] += (sums[i] >> 8) == hi;
+  uint32_t lo = 0;
+  while (below + hist[lo] < k) below += hist[lo++];
+  return static_cast<uint16_t>(hi << 8 | lo);
+}
+
+/// The largest sum whose score equals that of sum t (see pq4_score).
+uint16_t same_score_bound(uint16_t t, float base, float inv_a) {
+  const float s = pq4_score(base, t, inv_a);
+  uint32_t u = t;
+  while (u < 65535 && pq4_score(base, static_cast<uint16_t>(u + 1), inv_a) == s) ++u;
+  return static_cast<uint16_t>(u);
+}
+
+/// A collector's first lists (its threshold still infinite) would push every row. An
+/// unfiltered list of more than 2 kc rows bounds itself instead (bounds_itself), as the
+/// 8-bit byte path does, by any sum t with at least kc rows at or below it, extended to
+/// the largest sum of the same score: a row above that scores strictly more than those kc
+/// rows (the map from sums to scores never decreases), so it cannot be among the kc
+/// results, and no tie at the k-th score is lost. The results are those of pushing every
+/// row. t is first estimated from a strided sample (about 1.5 kc rows expected at or
+/// below it; the selection proves it has kc), else it is the exact kc-th smallest.
+/// Selects the rows at or below the bound into sel; returns how many.
+size_t select_bounded_first_list(const simd::KernelTable& K, const uint16_t* sums, size_t n,
+                                 size_t kc, float base, float inv_a, uint32_t* sel) {
+  constexpr size_t kMaxSample = 512;
+  const size_t stride = std::max<size_t>(8, (n + kMaxSample - 1) / kMaxSample);
+  uint16_t sample[kMaxSample];
+  size_t ns = 0;
+  for (size_t i = 0; i < n && ns < kMaxSample; i += stride) sample[ns++] = sums[i];
+  const size_t r = std::min(ns - 1, 3 * kc * ns / (2 * n) + 1);
+  std::nth_element(sample, sample + r, sample + ns);
+  size_t hits = K.select_le_u16(sums, n, same_score_bound(sample[r], base, inv_a), sel);
+  if (hits < kc)
+    hits =
+        K.select_le_u16(sums, n, same_score_bound(kth_smallest_u16(sums, n, kc), base, inv_a), sel);
+  return hits;
+}
+
+/// Whether a list of n rows bounds itself (select_bounded_first_list).
+bool bounds_itself(float thr, size_t kc, size_t n, bool filtered) {
+  return !(thr < kInf) && !filtered && kc > 0 && n / 2 > kc;
+}
+
 /// Collects every candidate under a fixed radius (range search).
 struct RangeSink {
   float radius;
@@ -224,7 +285,6 @@ struct IvfIndex::QueryCtx {
   bool shared_lut = false;    // one table for every list (inner products, or no residual)
   std::vector<float> buf;     // per-list scores
   std::vector<uint16_t> buf16;
-  std::vector<uint16_t> kth16;  // 8-bit PQ: a first list's byte sums, partly sorted
   std::vector<uint32_t> sel;
   // Grouped batch search: (list, query, probe rank) triples sorted by list.
   struct Probe {
@@ -700,7 +760,7 @@ void IvfIndex::scan_lists(QueryCtx& ctx, const uint32_t* probes, const float* co
     // (unfiltered lists of > 2k rows); a list's own table only from kPq8ByteMinRows rows.
     const bool first = !(sink.threshold() < kInf);
     const bool try_bytes = bytes && (ctx.shared_lut || n >= kPq8ByteMinRows) &&
-                           (!first || (!bitset && sink.capacity() > 0 && n / 2 > sink.capacity()));
+                           (!first || bounds_itself(kInf, sink.capacity(), n, bitset != nullptr));
     if (is_pq() && !ctx.shared_lut) {
       bias = list_lut(ctx, ctx.q, ctx.qterm.data(), l,
                       opt_.codec == IvfCodec::PQ4FastScan ? &ctx.qlut : nullptr,
@@ -715,12 +775,15 @@ void IvfIndex::scan_lists(QueryCtx& ctx, const uint32_t* probes, const float* co
       if (!u16_threshold(sink.threshold(), base, a, t16)) continue;  // nothing can win here
       K.pq4_accumulate(L.codes.data(), nb, pq4::npairs(pq_.M()), ctx.qlut.packed.data(),
                        ctx.buf16.data());
-      const size_t hits = K.select_le_u16(ctx.buf16.data(), n, t16, ctx.sel.data());
+      const size_t hits = bounds_itself(sink.threshold(), sink.capacity(), n, bitset != nullptr)
+                              ? select_bounded_first_list(K, ctx.buf16.data(), n, sink.capacity(),
+                                                          base, inv_a, ctx.sel.data())
+                              : K.select_le_u16(ctx.buf16.data(), n, t16, ctx.sel.data());
       for (size_t h = 0; h < hits; ++h) {
         const uint32_t j = ctx.sel[h];
         const slot_t s = L.slots[j];
         if (bitset && !test_bit(*bitset, s)) continue;
-        sink.push(base + static_cast<float>(ctx.buf16[j]) * inv_a, s);
+        sink.push(pq4_score(base, ctx.buf16[j], inv_a), s);
       }
       continue;
     }
@@ -737,11 +800,8 @@ void IvfIndex::scan_lists(QueryCtx& ctx, const uint32_t* probes, const float* co
       if (ctx.buf16.size() < nb * pq8::kBlock) ctx.buf16.resize(nb * pq8::kBlock);
       K.pq8_accumulate_u8(L.codes.data(), nb, pq_.M(), ctx.blut.q.data(), ctx.buf16.data());
       if (first) {
-        ctx.kth16.assign(ctx.buf16.begin(), ctx.buf16.begin() + static_cast<ptrdiff_t>(n));
-        const size_t k = sink.capacity() - 1;
-        std::nth_element(ctx.kth16.begin(), ctx.kth16.begin() + static_cast<ptrdiff_t>(k),
-                         ctx.kth16.end());
-        bound = pq8::byte_sum_bound_from_sum(ctx.blut, ctx.kth16[k], bias);
+        const uint16_t kth = kth_smallest_u16(ctx.buf16.data(), n, sink.capacity());
+        bound = pq8::byte_sum_bound_from_sum(ctx.blut, kth, bias);
       }
       const size_t hits = K.select_le_u16(ctx.buf16.data(), n, bound, ctx.sel.data());
       for (size_t h = 0; h < hits; ++h) {
@@ -1278,15 +1338,23 @@ void IvfIndex::search_grouped(const float* q, size_t nq, size_t k, size_t kc, si
               }
               if (nq_g == 0) continue;
               K.pq4_accumulate_nq(L.codes.data(), nb, npairs, luts, nq_g, outs);
+              // Locals: the loop below calls push, after which the compiler would
+              // reload ctx's vectors (through the thread-local lookup) per hit.
+              uint32_t* const sel = ctx.sel.data();
+              const slot_t* const slots = L.slots.data();
               for (size_t j = 0; j < nq_g; ++j) {
-                const size_t hits = K.select_le_u16(outs[j], n, t16[j], ctx.sel.data());
                 const float inv_a = 1.f / scale[j];
                 ReservoirTopK& top = tops[who[j]];
+                const uint16_t* const sums = outs[j];
+                const size_t hits =
+                    bounds_itself(top.threshold(), kc, n, bits != nullptr)
+                        ? select_bounded_first_list(K, sums, n, kc, base[j], inv_a, sel)
+                        : K.select_le_u16(sums, n, t16[j], sel);
                 for (size_t hh = 0; hh < hits; ++hh) {
-                  const uint32_t r = ctx.sel[hh];
-                  const slot_t s = L.slots[r];
+                  const uint32_t r = sel[hh];
+                  const slot_t s = slots[r];
                   if (bits && !test_bit(*bits, s)) continue;
-                  top.push(base[j] + static_cast<float>(outs[j][r]) * inv_a, static_cast<idx_t>(s));
+                  top.push(pq4_score(base[j], sums[r], inv_a), static_cast<idx_t>(s));
                 }
               }
             }
