@@ -185,11 +185,18 @@ def lut_cases(rng):
     yield "odd M", (rng.standard_normal((33, 16)) * 50 - 100).astype(np.float32)
 
 
-def test_quantize_lut_bounds(rng):
+def test_quantize_lut_bounds(isa, rng):
+    """The quantised fast-scan table's range, rounding and scale; bit-identical on every
+    ISA level (the row kernels pq4_lut_stats / pq4_quantize_rows round alike)."""
     for name, lut in lut_cases(rng):
         M = lut.shape[0]
         npairs = (M + 1) // 2
         packed, a, bias = _core.pq4_quantize_lut(lut)
+        annx.set_isa("scalar")
+        reference = _core.pq4_quantize_lut(lut)
+        annx.set_isa(isa)
+        np.testing.assert_array_equal(packed, reference[0], name)
+        assert (a, bias) == reference[1:], name
         assert packed.dtype == np.uint8 and packed.shape == (npairs * 32,), name
         q = packed.reshape(2 * npairs, 16).astype(np.int64)
         assert not q[M:].any(), name  # padding sub-quantizer

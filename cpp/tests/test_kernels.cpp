@@ -568,6 +568,42 @@ void test_pq(const KernelTable& ref, const KernelTable& t) {
     a[5 * 256 + 7] = std::numeric_limits<float>::quiet_NaN();
     CHECK(!t.pq8_byte_lut(a.data(), with_b ? b.data() : nullptr, M, sum.data(), q.data(), st));
   }
+  for (size_t M : {size_t{1}, size_t{7}, size_t{25}, size_t{193}})  // pq4 tables: bit-identical
+    for (bool with_b : {false, true}) {
+      g_ctx = std::string(annx::simd::isa_name(t.isa)) + " pq4 tables M=" + std::to_string(M) +
+              (with_b ? " a+b" : " a");
+      std::vector<float> a(16 * M), b(16 * M), s0(16 * M), s1(16 * M, 7.f);
+      for (auto& v : a) v = normal() * 40.f + 3.f;
+      for (auto& v : b) v = normal();
+      for (size_t j = 0; M > 1 && j < 16; ++j) a[j] = -1.25f;  // a zero-span row
+      std::vector<float> lo0(M), hi0(M), lo1(M), hi1(M);
+      const float* bp = with_b ? b.data() : nullptr;
+      CHECK(ref.pq4_lut_stats(a.data(), bp, M, s0.data(), lo0.data(), hi0.data()));
+      CHECK(t.pq4_lut_stats(a.data(), bp, M, s1.data(), lo1.data(), hi1.data()));
+      bool ok = true;
+      for (size_t m = 0; m < M; ++m) ok = ok && lo0[m] == lo1[m] && hi0[m] == hi1[m];
+      for (size_t i = 0; with_b && i < 16 * M; ++i) ok = ok && bits_of(s0[i]) == bits_of(s1[i]);
+      CHECK(ok);
+      const float* rows = with_b ? s0.data() : a.data();
+      float span = 0.f;
+      for (size_t m = 0; m < M; ++m) span = std::max(span, hi0[m] - lo0[m]);
+      for (float scale : {255.f / span, 254.9f / span, 0.37f, 1e-7f}) {
+        std::vector<uint8_t> q0(16 * M), q1(16 * M, 1);
+        ref.pq4_quantize_rows(rows, lo0.data(), scale, M, q0.data());
+        t.pq4_quantize_rows(rows, lo0.data(), scale, M, q1.data());
+        ok = q0 == q1;
+        for (size_t i = 0; i < 16 * M; ++i) {  // round half up of scale * (x - lo), clamped
+          const double x =
+              static_cast<double>(scale) * (rows[i] - static_cast<double>(lo0[i / 16]));
+          ok = ok && std::abs(q0[i] - std::min(x, 255.0)) <= 0.5 + 1e-3;
+        }
+        CHECK(ok);
+      }
+      a[16 * (M / 2) + 5] = std::numeric_limits<float>::infinity();
+      CHECK(!t.pq4_lut_stats(a.data(), bp, M, s1.data(), lo1.data(), hi1.data()));
+      a[16 * (M / 2) + 5] = std::numeric_limits<float>::quiet_NaN();
+      CHECK(!t.pq4_lut_stats(a.data(), bp, M, s1.data(), lo1.data(), hi1.data()));
+    }
   if (t.pq8_accumulate_u8) {  // byte tables: exact uint16 sums, every block count's tail
     for (size_t M : {size_t{1}, size_t{3}, size_t{16}, size_t{97}, size_t{257}})
       for (size_t nblocks : {size_t{1}, size_t{2}, size_t{3}, size_t{4}, size_t{5}, size_t{7}}) {

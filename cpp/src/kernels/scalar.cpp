@@ -245,6 +245,37 @@ void pq4_accumulate_nq(const uint8_t* blocks, size_t nblocks, size_t npairs,
   for (size_t q = 0; q < nq; ++q) pq4_accumulate(blocks, nblocks, npairs, luts[q], out[q]);
 }
 
+bool pq4_lut_stats(const float* a, const float* b, size_t M, float* sum, float* mins, float* maxs) {
+  bool finite = true;
+  for (size_t m = 0; m < M; ++m) {
+    const float* row = a + m * 16;
+    if (b) {
+      for (size_t j = 0; j < 16; ++j) sum[m * 16 + j] = row[j] + b[m * 16 + j];
+      row = sum + m * 16;
+    }
+    float lo = row[0], hi = row[0];
+    for (size_t j = 0; j < 16; ++j) {
+      lo = std::min(lo, row[j]);
+      hi = std::max(hi, row[j]);
+      finite = finite && std::isfinite(row[j]);
+    }
+    mins[m] = lo;
+    maxs[m] = hi;
+  }
+  return finite;
+}
+
+void pq4_quantize_rows(const float* rows, const float* mins, float scale, size_t M, uint8_t* q) {
+  // No fused multiply-add here: x86's baseline has none, AArch64 builds with
+  // -ffp-contract=off.
+  for (size_t m = 0; m < M; ++m)
+    for (size_t j = 0; j < 16; ++j) {
+      const float v = scale * (rows[m * 16 + j] - mins[m]) + 0.5f;
+      q[m * 16 + j] =
+          v >= 255.f ? uint8_t{255} : (v > 0.f ? static_cast<uint8_t>(static_cast<int32_t>(v)) : 0);
+    }
+}
+
 size_t select_le_u16(const uint16_t* v, size_t n, uint16_t thr, uint32_t* out) {
   size_t m = 0;
   for (size_t i = 0; i < n; ++i)
@@ -387,6 +418,8 @@ void fill_table(simd::KernelTable& t) {
   t.bf16_to_f32 = &bf16_to_f32;
   t.pq4_accumulate = &pq4_accumulate;
   t.select_le_u16 = &select_le_u16;
+  t.pq4_lut_stats = &pq4_lut_stats;
+  t.pq4_quantize_rows = &pq4_quantize_rows;
   t.pq8_adc_blocks = &pq8_adc_blocks;
   t.pq8_byte_lut = &pq8_byte_lut;
   t.pq_lut = &pq_lut;

@@ -304,6 +304,48 @@ void nearest_l2_small(const float* x, size_t n, size_t d, const float* ct, size_
   }
 }
 
+/// pq4 table rows, one 16-entry row in four SSE registers (the code that ran in
+/// pq4_layout.cpp before these were kernels).
+bool pq4_lut_stats(const float* a, const float* b, size_t M, float* sum, float* mins, float* maxs) {
+  const __m128 z = _mm_setzero_ps();
+  __m128 ok = _mm_castsi128_ps(_mm_set1_epi32(-1));
+  for (size_t m = 0; m < M; ++m) {
+    __m128 r[4];
+    for (int c = 0; c < 4; ++c) {
+      r[c] = _mm_loadu_ps(a + m * 16 + 4 * c);
+      if (b) {
+        r[c] = _mm_add_ps(r[c], _mm_loadu_ps(b + m * 16 + 4 * c));
+        _mm_storeu_ps(sum + m * 16 + 4 * c, r[c]);
+      }
+      ok = _mm_and_ps(ok, _mm_cmpeq_ps(_mm_sub_ps(r[c], r[c]), z));  // x - x: NaN if not finite
+    }
+    __m128 lo = _mm_min_ps(_mm_min_ps(r[0], r[1]), _mm_min_ps(r[2], r[3]));
+    __m128 hi = _mm_max_ps(_mm_max_ps(r[0], r[1]), _mm_max_ps(r[2], r[3]));
+    lo = _mm_min_ps(lo, _mm_movehl_ps(lo, lo));
+    hi = _mm_max_ps(hi, _mm_movehl_ps(hi, hi));
+    mins[m] = _mm_cvtss_f32(_mm_min_ss(lo, _mm_shuffle_ps(lo, lo, 1)));
+    maxs[m] = _mm_cvtss_f32(_mm_max_ss(hi, _mm_shuffle_ps(hi, hi, 1)));
+  }
+  return _mm_movemask_ps(ok) == 15;
+}
+
+void pq4_quantize_rows(const float* rows, const float* mins, float scale, size_t M, uint8_t* q) {
+  const __m128 s = _mm_set1_ps(scale), half = _mm_set1_ps(0.5f), top = _mm_set1_ps(255.f);
+  for (size_t m = 0; m < M; ++m) {
+    const __m128 lo = _mm_set1_ps(mins[m]);
+    __m128i w[4];
+    for (int c = 0; c < 4; ++c) {
+      __m128 p = _mm_mul_ps(s, _mm_sub_ps(_mm_loadu_ps(rows + m * 16 + 4 * c), lo));
+      asm("" : "+x"(p));  // the product rounded on its own: no fused multiply-add
+      w[c] = _mm_cvttps_epi32(_mm_min_ps(_mm_add_ps(p, half), top));
+    }
+    // Saturating packs: int32 -> int16 -> uint8 (negatives to 0).
+    const __m128i bytes =
+        _mm_packus_epi16(_mm_packs_epi32(w[0], w[1]), _mm_packs_epi32(w[2], w[3]));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + m * 16), bytes);
+  }
+}
+
 void fill_table(simd::KernelTable& t) {
   // bf16 conversions stay scalar (filled by the dispatcher): they run once per add.
   t.isa = simd::Isa::Avx2;
@@ -321,6 +363,8 @@ void fill_table(simd::KernelTable& t) {
   t.nearest_l2_small = &nearest_l2_small;
   t.pq8_adc_blocks = &pq8_adc_blocks;
   t.pq4_accumulate_nq = &pq4_accumulate_nq;
+  t.pq4_lut_stats = &pq4_lut_stats;
+  t.pq4_quantize_rows = &pq4_quantize_rows;
 }
 
 }  // namespace annx::kernels::avx2

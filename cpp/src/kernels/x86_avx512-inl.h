@@ -626,6 +626,35 @@ void pq8_accumulate_u8(const uint8_t* blocks, size_t nblocks, size_t M, const ui
 }
 #endif  // ANNX_AVX512_ICL
 
+/// pq4 table rows, one 16-entry row per register.
+bool pq4_lut_stats(const float* a, const float* b, size_t M, float* sum, float* mins, float* maxs) {
+  __mmask16 bad = 0;
+  for (size_t m = 0; m < M; ++m) {
+    __m512 v = _mm512_loadu_ps(a + 16 * m);
+    if (b) {
+      v = _mm512_add_ps(v, _mm512_loadu_ps(b + 16 * m));
+      _mm512_storeu_ps(sum + 16 * m, v);
+    }
+    bad = static_cast<__mmask16>(bad | _mm512_fpclass_ps_mask(v, 0x99));  // NaN, +-inf
+    mins[m] = _mm512_reduce_min_ps(v);
+    maxs[m] = _mm512_reduce_max_ps(v);
+  }
+  return bad == 0;
+}
+
+void pq4_quantize_rows(const float* rows, const float* mins, float scale, size_t M, uint8_t* q) {
+  const __m512 s = _mm512_set1_ps(scale), half = _mm512_set1_ps(0.5f);
+  const __m512 top = _mm512_set1_ps(255.f);
+  for (size_t m = 0; m < M; ++m) {
+    __m512 p =
+        _mm512_mul_ps(s, _mm512_sub_ps(_mm512_loadu_ps(rows + 16 * m), _mm512_set1_ps(mins[m])));
+    asm("" : "+v"(p));  // the product rounded on its own: no fused multiply-add
+    const __m512i w = _mm512_cvttps_epi32(_mm512_min_ps(_mm512_add_ps(p, half), top));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 16 * m),
+                     _mm512_cvtusepi32_epi8(_mm512_max_epi32(w, _mm512_setzero_si512())));
+  }
+}
+
 void fill_table(simd::KernelTable& t) {
   t.isa = ANNX_AVX512_ICL ? simd::Isa::Avx512Icl : simd::Isa::Avx512;
   fill_float_kinds(t);
@@ -646,6 +675,8 @@ void fill_table(simd::KernelTable& t) {
   t.pq8_byte_lut = &pq8_byte_lut;
 #endif
   t.pq4_accumulate_nq = &pq4_accumulate_nq;
+  t.pq4_lut_stats = &pq4_lut_stats;
+  t.pq4_quantize_rows = &pq4_quantize_rows;
   static_assert(kPanel % 16 == 0, "pack_f32_panel_t16 packs 16-row blocks");
   t.pack_f32_panel = &pack_f32_panel_t16;
 }

@@ -1,6 +1,7 @@
 // pq4 layout packing and LUT quantisation (see annx/quant/pq4_layout.h). None of this is
 // on a per-distance path: pack/set_code run once per added vector, quantize_lut once per
-// (query, list) at M x 16 cost, so it is written plainly.
+// (query, list) at M x 16 cost, its row loops in kernels (pq4_lut_stats,
+// pq4_quantize_rows), so it is written plainly.
 #include "annx/quant/pq4_layout.h"
 
 #include <algorithm>
@@ -8,10 +9,7 @@
 #include <cstring>
 
 #include "annx/common/error.h"
-
-#if defined(__SSE2__)
-#include <emmintrin.h>  // x86-64 baseline: safe in this generic translation unit
-#endif
+#include "annx/simd/kernels.h"
 
 namespace annx::pq4 {
 namespace {
@@ -30,72 +28,6 @@ inline Slot slot_of(size_t r) {
 
 /// Offset of sub-quantizer m's 16 bytes within a block.
 inline size_t sq_offset(size_t m) { return (m / 2) * 32 + (m & 1) * 16; }
-
-// quantize_lut runs once per (query, probed list) in IVF search, where a plain loop
-// (5 ns per entry, libm round) cost as much as scanning ~200 blocks of M = 192 codes: one
-// 16-entry row is handled in SSE2 registers here (~0.5 ns per entry).
-
-struct RowStats {
-  float lo, hi;
-  bool finite;
-};
-
-#if defined(__SSE2__)
-/// Min, max and finiteness of the 16 floats in r0..r3.
-inline RowStats row_stats(__m128 r0, __m128 r1, __m128 r2, __m128 r3) {
-  __m128 lo = _mm_min_ps(_mm_min_ps(r0, r1), _mm_min_ps(r2, r3));
-  __m128 hi = _mm_max_ps(_mm_max_ps(r0, r1), _mm_max_ps(r2, r3));
-  lo = _mm_min_ps(lo, _mm_movehl_ps(lo, lo));
-  lo = _mm_min_ss(lo, _mm_shuffle_ps(lo, lo, 1));
-  hi = _mm_max_ps(hi, _mm_movehl_ps(hi, hi));
-  hi = _mm_max_ss(hi, _mm_shuffle_ps(hi, hi, 1));
-  // x - x is 0 for finite x and NaN for NaN and +-inf.
-  const __m128 z = _mm_setzero_ps();
-  const __m128 ok = _mm_and_ps(
-      _mm_and_ps(_mm_cmpeq_ps(_mm_sub_ps(r0, r0), z), _mm_cmpeq_ps(_mm_sub_ps(r1, r1), z)),
-      _mm_and_ps(_mm_cmpeq_ps(_mm_sub_ps(r2, r2), z), _mm_cmpeq_ps(_mm_sub_ps(r3, r3), z)));
-  return {_mm_cvtss_f32(lo), _mm_cvtss_f32(hi), _mm_movemask_ps(ok) == 15};
-}
-#else
-/// Min, max and finiteness of a 16-float row (no SSE2).
-inline RowStats row_stats(const float* row) {
-  RowStats s{row[0], row[0], true};
-  for (size_t j = 0; j < 16; ++j) {
-    s.lo = std::min(s.lo, row[j]);
-    s.hi = std::max(s.hi, row[j]);
-    s.finite &= std::isfinite(row[j]);
-  }
-  return s;
-}
-#endif
-
-/// dst[j] = min(255, round-half-up(a * (row[j] - lo))) (row[j] >= lo, a > 0); returns the
-/// largest of them.
-inline uint8_t quantize_row(const float* row, float lo, float a, uint8_t* dst) {
-#if defined(__SSE2__)
-  const __m128 av = _mm_set1_ps(a), lv = _mm_set1_ps(lo), half = _mm_set1_ps(0.5f);
-  auto q = [&](size_t k) {  // truncating v + 0.5 rounds a non-negative v half up
-    return _mm_cvttps_epi32(
-        _mm_add_ps(_mm_mul_ps(av, _mm_sub_ps(_mm_loadu_ps(row + k), lv)), half));
-  };
-  // Saturating packs: int32 -> int16 -> uint8 clamps at 255.
-  const __m128i b = _mm_packus_epi16(_mm_packs_epi32(q(0), q(4)), _mm_packs_epi32(q(8), q(12)));
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), b);
-  __m128i m = _mm_max_epu8(b, _mm_srli_si128(b, 8));
-  m = _mm_max_epu8(m, _mm_srli_si128(m, 4));
-  m = _mm_max_epu8(m, _mm_srli_si128(m, 2));
-  m = _mm_max_epu8(m, _mm_srli_si128(m, 1));
-  return static_cast<uint8_t>(_mm_cvtsi128_si32(m));
-#else
-  uint8_t mx = 0;
-  for (size_t j = 0; j < 16; ++j) {
-    const int v = static_cast<int>(a * (row[j] - lo) + 0.5f);
-    dst[j] = static_cast<uint8_t>(v < 255 ? v : 255);
-    mx = std::max(mx, dst[j]);
-  }
-  return mx;
-#endif
-}
 
 }  // namespace
 
@@ -142,51 +74,10 @@ void unpack(const uint8_t* blocks, size_t n, size_t M, uint8_t* codes) {
 
 namespace {
 
-/// Row m's min and max (rows of `lut`, or of a + b written to `sum` when b is given);
-/// returns whether every entry is finite.
-bool lut_stats(const float* lut, const float* b, size_t M, float* sum, float* mins, float* maxs) {
-#if defined(__SSE2__)
-  bool finite = true;
-  for (size_t m = 0; m < M; ++m) {
-    const float* row = lut + m * 16;
-    __m128 r0 = _mm_loadu_ps(row), r1 = _mm_loadu_ps(row + 4), r2 = _mm_loadu_ps(row + 8),
-           r3 = _mm_loadu_ps(row + 12);
-    if (b) {
-      const float* br = b + m * 16;
-      float* sr = sum + m * 16;
-      r0 = _mm_add_ps(r0, _mm_loadu_ps(br));
-      r1 = _mm_add_ps(r1, _mm_loadu_ps(br + 4));
-      r2 = _mm_add_ps(r2, _mm_loadu_ps(br + 8));
-      r3 = _mm_add_ps(r3, _mm_loadu_ps(br + 12));
-      _mm_storeu_ps(sr, r0);
-      _mm_storeu_ps(sr + 4, r1);
-      _mm_storeu_ps(sr + 8, r2);
-      _mm_storeu_ps(sr + 12, r3);
-    }
-    const RowStats st = row_stats(r0, r1, r2, r3);
-    mins[m] = st.lo;
-    maxs[m] = st.hi;
-    finite &= st.finite;
-  }
-  return finite;
-#else
-  bool finite = true;
-  for (size_t m = 0; m < M; ++m) {
-    const float* row = lut + m * 16;
-    if (b) {
-      for (size_t j = 0; j < 16; ++j) sum[m * 16 + j] = row[j] + b[m * 16 + j];
-      row = sum + m * 16;
-    }
-    const RowStats st = row_stats(row);
-    mins[m] = st.lo;
-    maxs[m] = st.hi;
-    finite &= st.finite;
-  }
-  return finite;
-#endif
-}
-
 void quantize_rows(const float* lut, const float* b, size_t M, float* sum, QuantizedLut& out) {
+  // Once per (query, probed list) in IVF search: the row statistics and the rounding are
+  // kernels (one 16-entry row per AVX-512 register).
+  const auto& K = simd::kernels();
   float stats_small[512];
   std::vector<float> stats_large;
   float* mins = stats_small;
@@ -195,33 +86,36 @@ void quantize_rows(const float* lut, const float* b, size_t M, float* sum, Quant
     mins = stats_large.data();
   }
   float* maxs = mins + M;
-  const bool finite = lut_stats(lut, b, M, sum, mins, maxs);
-  const float* rows = b ? sum : lut;
+  const bool finite = K.pq4_lut_stats(lut, b, M, sum, mins, maxs);
   double bias = 0, sum_span = 0;
   float max_span = 0.f;
-  for (size_t m = 0; m < M; ++m) {
-    const float span = maxs[m] - mins[m];
-    bias += mins[m];
-    sum_span += span;
-    max_span = std::max(max_span, span);
+  if (finite) {
+    for (size_t m = 0; m < M; ++m) {
+      const float span = maxs[m] - mins[m];
+      bias += mins[m];
+      sum_span += span;
+      max_span = std::max(max_span, span);
+    }
   }
   ANNX_CHECK(InvalidArgument, finite && std::isfinite(max_span) && std::isfinite(sum_span),
              "pq4 quantize_lut: LUT entries must be finite (and so must their spans)");
   float a = 1.f;
   if (max_span > 0.f) a = static_cast<float>(std::min(255.0 / max_span, 65535.0 / sum_span));
-
-  out.packed.resize(npairs(M) * 32);
-  if (M & 1) std::memset(out.packed.data() + sq_offset(M), 0, 16);  // padding sub-quantizer
-  for (int attempt = 0;; ++attempt) {
+  // Each row's largest entry is at most a * span_m + 1 (rounding), so the sum of the
+  // maxima can only pass 65535 when a * sum_span + M does (M > 257 or so).
+  const bool sum_may_overflow =
+      static_cast<double>(a) * sum_span + static_cast<double>(M) > 65535.0;
+  for (int attempt = 0; sum_may_overflow; ++attempt) {
     // Entries are <= round(a * span_m) <= 255 by the choice of a; when the sum bound binds
     // (M > 257 or so), rounding can push the sum of the maxima past 65535 by up to M / 2,
     // and a shrinks: first in proportion, then (should that not do) to a value that no
     // rounding can push past the bound. A row's largest entry is that of its max (the
-    // rounding is monotone), computed as quantize_row computes it.
+    // rounding is monotone), computed as pq4_quantize_rows computes it.
     uint64_t sum_max = 0;
     for (size_t m = 0; m < M; ++m) {
-      quantize_row(rows + m * 16, mins[m], a, out.packed.data() + sq_offset(m));
-      const float v = a * (maxs[m] - mins[m]) + 0.5f;
+      float p = a * (maxs[m] - mins[m]);
+      asm("" : "+m"(p));  // the product rounded to float, as the kernel rounds it
+      const float v = p + 0.5f;
       sum_max += v >= 255.f ? 255u : static_cast<uint64_t>(static_cast<int32_t>(v));
     }
     if (sum_max <= 65535) break;
@@ -231,6 +125,9 @@ void quantize_rows(const float* lut, const float* b, size_t M, float* sum, Quant
       a = static_cast<float>(std::max((65535.0 - static_cast<double>(M)) / sum_span,
                                       0.49 / static_cast<double>(max_span)));
   }
+  out.packed.resize(npairs(M) * 32);
+  K.pq4_quantize_rows(b ? sum : lut, mins, a, M, out.packed.data());
+  if (M & 1) std::memset(out.packed.data() + sq_offset(M), 0, 16);  // padding sub-quantizer
   out.scale = a;
   out.bias = static_cast<float>(bias);
 }

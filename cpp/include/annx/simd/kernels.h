@@ -104,6 +104,18 @@ struct KernelTable {
   /// identical on every ISA).
   void (*pq4_accumulate)(const uint8_t* blocks, size_t nblocks, size_t npairs, const uint8_t* lut,
                          uint16_t* out);
+  /// 4-bit fast-scan table statistics, once per (query, probed list) in IVF search: for
+  /// each of the M rows of 16 floats (of `a`, or of a + b, then written to `sum`, when b is
+  /// non-null) its min and max into mins[m] / maxs[m]. Returns whether every entry is
+  /// finite (the statistics are unspecified where not).
+  bool (*pq4_lut_stats)(const float* a, const float* b, size_t M, float* sum, float* mins,
+                        float* maxs);
+  /// The quantised fast-scan table: q[16 m + j] = the nearest integer to
+  /// scale * (rows[16 m + j] - mins[m]), halves up, clamped to [0, 255], computed as
+  /// trunc(product + 0.5f) with the product rounded to float first (never a fused
+  /// multiply-add), so bit-identical on every level. Needs scale > 0 and finite rows.
+  void (*pq4_quantize_rows)(const float* rows, const float* mins, float scale, size_t M,
+                            uint8_t* q);
   /// Writes the positions i < n with v[i] <= thr into out (ascending); returns how many.
   /// `out` must have room for n entries: SIMD levels may clobber entries past the count.
   size_t (*select_le_u16)(const uint16_t* v, size_t n, uint16_t thr, uint32_t* out);
