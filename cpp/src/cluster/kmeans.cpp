@@ -52,8 +52,11 @@ void select_best(const simd::KernelTable& K, const float* row, size_t k, size_t 
   } else {
     for (size_t j = 0; j < k; ++j) sc.cand.emplace_back(row[j], static_cast<uint32_t>(j));
   }
+  // The p best by (score, index), ties to the lower index, in order: a selection, then a
+  // sort of those p (std::partial_sort's heap cost 7 % of an IVF1024 search at nprobe 64).
   const auto mid = sc.cand.begin() + static_cast<std::ptrdiff_t>(p);
-  std::partial_sort(sc.cand.begin(), mid, sc.cand.end());  // (score, index): ties to lower index
+  if (mid != sc.cand.end()) std::nth_element(sc.cand.begin(), mid, sc.cand.end());
+  std::sort(sc.cand.begin(), mid);
   for (size_t j = 0; j < p; ++j) {
     D[j] = sc.cand[j].first;
     I[j] = sc.cand[j].second;
