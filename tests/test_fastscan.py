@@ -296,15 +296,16 @@ def test_pq8_byte_sums_keep_float_answers(metric, kind, by_residual):
 
 
 @pytest.mark.parametrize("metric", ["l2", "ip", "cos"])
-@pytest.mark.parametrize("kind", ["plain", "offset", "duplicated"])
+@pytest.mark.parametrize("kind", ["plain", "offset", "anisotropic", "duplicated"])
 @pytest.mark.parametrize("by_residual", [True, False])
 def test_fastscan_first_lists_bounded_by_own_kth_keep_answers(metric, kind, by_residual):
     """A collector's first fast-scan lists (unfiltered, more than 2 kc rows) keep only the
     rows at or below their own kc-th smallest sum (and its ties) instead of pushing every
     row. Filtered scans never bound themselves, so with a filter that allows every id they
-    push every row: the answers (ids and distances, bit for bit) must be the same, for one
-    query at a time and for batches (grouped by list), with and without re-ranking, and
-    where kc is too large for the bound (k = 400 against lists of ~750 rows). (Where the
+    push every row: the answers (ids and distances, bit for bit) must be the same, on
+    plain, offset, anisotropic and duplicated data, for one query at a time and for
+    batches (grouped by list), with and without re-ranking, and where kc is too large for
+    the bound (k = 400 against lists of ~750 rows). (Where the
     probed lists hold fewer than k vectors a filtered search goes on to the other lists,
     so those queries are compared one query against batch only.)"""
     x = unusual_data(kind, 6000, 24, seed=21)

@@ -106,6 +106,7 @@ IVF_FASTSCAN_CASES = [
         ("glove200k", "glove6b-200000-50-euclidean.hdf5", "l2", 1024, 25, 16, 50),
         ("glove50k", "glove6b-50000-50-angular.hdf5", "cos", 256, 25, 16, 50),
         ("dot100k", "glove6b-100000-50-dot.hdf5", "ip", 256, 25, 16, 50),
+        ("minilm-ood", "minilm-ood-10000-384-angular.hdf5", "cos", 256, 96, 16, 50),
     ]
 ]  # fmt: skip
 CASE_SETS = {

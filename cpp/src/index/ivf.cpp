@@ -759,8 +759,9 @@ void IvfIndex::scan_lists(QueryCtx& ctx, const uint32_t* probes, const float* co
     // first lists) they pay only where they bound the list by its own k-th best
     // (unfiltered lists of > 2k rows); a list's own table only from kPq8ByteMinRows rows.
     const bool first = !(sink.threshold() < kInf);
-    const bool try_bytes = bytes && (ctx.shared_lut || n >= kPq8ByteMinRows) &&
-                           (!first || bounds_itself(kInf, sink.capacity(), n, bitset != nullptr));
+    const bool try_bytes =
+        bytes && (ctx.shared_lut || n >= kPq8ByteMinRows) &&
+        (!first || bounds_itself(sink.threshold(), sink.capacity(), n, bitset != nullptr));
     if (is_pq() && !ctx.shared_lut) {
       bias = list_lut(ctx, ctx.q, ctx.qterm.data(), l,
                       opt_.codec == IvfCodec::PQ4FastScan ? &ctx.qlut : nullptr,
