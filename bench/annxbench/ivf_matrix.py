@@ -37,8 +37,11 @@ from .adapters import annx as ax
 from .adapters import faiss as fx
 from .families import divisor
 
-LADDER = ((1, 20), (2, 20), (4, 40), (8, 40), (16, 50), (16, 100), (32, 100), (32, 200),
-          (64, 200), (64, 400), (128, 800), (256, 1000))  # fmt: skip
+# nprobe steps of at most 1.5x from 8 up: with 2x steps (16 -> 32 -> 64) a target between
+# two points was interpolated across a wide gap and cell ratios near it flipped between runs.
+LADDER = ((1, 20), (2, 20), (4, 40), (8, 40), (12, 60), (16, 50), (16, 100), (24, 100),
+          (32, 100), (32, 200), (48, 200), (64, 200), (64, 400), (96, 400), (128, 800),
+          (256, 1000))  # fmt: skip
 LADDER_QUICK = ((4, 40), (16, 100), (32, 200), (64, 400), (128, 800))
 TARGETS = (0.90, 0.95)
 
