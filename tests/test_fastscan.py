@@ -333,6 +333,41 @@ def test_fastscan_first_lists_bounded_by_own_kth_keep_answers(metric, kind, by_r
             np.testing.assert_array_equal(D1[0], D[i])
 
 
+@pytest.mark.parametrize("by_residual", [False, True])
+def test_fastscan_first_list_bound_falls_back_to_the_exact_kth(by_residual):
+    """The first-list bound is first estimated from a strided sample of the list's sums
+    (every 12th row of a 6,000-row list: at most 512 samples, ivf.cpp
+    select_bounded_first_list); where the rows at or below the estimate are fewer than kc,
+    the exact kc-th sum is selected instead. Here the sampled rows are exactly the 500
+    nearest (the other rows lie 2-8x as far), so every estimate holds too few rows and
+    every query takes the exact selection: the answers must still be those of a scan that
+    pushes every row (a filter admitting every id; more than kDirectFilterMax ids, so it
+    is the same scan), bit for bit, and complete."""
+    rng = np.random.default_rng(31)
+    n, d = 6000, 32
+    dirs = rng.standard_normal((n, d))
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    sampled = np.arange(n) % 12 == 0
+    radius = np.where(sampled, 1 + rng.random(n), 4 + 4 * rng.random(n))
+    x = (dirs * radius[:, None]).astype(np.float32)
+    q = (rng.standard_normal((16, d)) * 0.05).astype(np.float32)
+    index = annx.index_factory(d, "IVF1,PQ16x4fs", metric="l2", by_residual=by_residual)
+    index.train(x)
+    index.add(x)
+    everyone = np.arange(n)
+    for k in (40, 100, 200):
+        D, I = index.search(q, k, nprobe=1)
+        Df, If = index.search(q, k, nprobe=1, filter=everyone)
+        assert (I >= 0).all()
+        assert sampled[I].mean() > 0.9  # the codes rank the sampled (nearest) rows first
+        np.testing.assert_array_equal(I, If)
+        np.testing.assert_array_equal(D, Df)
+        for i in (0, 9):
+            D1, I1 = index.search(q[i : i + 1], k, nprobe=1)
+            np.testing.assert_array_equal(I1[0], I[i])
+            np.testing.assert_array_equal(D1[0], D[i])
+
+
 # ------------------------------------------------------------------------------ errors
 def test_invalid_arguments():
     bad = pytest.raises(annx.InvalidArgumentError)
