@@ -37,7 +37,7 @@ from .adapters import annx as ax
 from .adapters import faiss as fx
 from .families import divisor
 
-# nprobe steps of at most 1.5x from 8 up: with 2x steps (16 -> 32 -> 64) a target between
+# nprobe steps of at most 1.5x from 8 to 128: with 2x steps (16 -> 32 -> 64) a target between
 # two points was interpolated across a wide gap and cell ratios near it flipped between runs.
 LADDER = ((1, 20), (2, 20), (4, 40), (8, 40), (12, 60), (16, 50), (16, 100), (24, 100),
           (32, 100), (32, 200), (48, 200), (64, 200), (64, 400), (96, 400), (128, 800),
