@@ -333,14 +333,17 @@ def test_fastscan_first_lists_bounded_by_own_kth_keep_answers(metric, kind, by_r
             np.testing.assert_array_equal(D1[0], D[i])
 
 
+@pytest.mark.parametrize("metric, offset", [("l2", 0.0), ("l2", 100.0), ("ip", 0.0), ("cos", 0.0)])
 @pytest.mark.parametrize("by_residual", [False, True])
-def test_fastscan_first_list_bound_falls_back_to_the_exact_kth(by_residual):
+def test_fastscan_first_list_bound_falls_back_to_the_exact_kth(metric, offset, by_residual):
     """The first-list bound is first estimated from a strided sample of the list's sums
     (every 12th row of a 6,000-row list: at most 512 samples, ivf.cpp
     select_bounded_first_list); where the rows at or below the estimate are fewer than kc,
     the exact kc-th sum is selected instead. Here the sampled rows are exactly the 500
-    nearest (the other rows lie 2-8x as far), so every estimate holds too few rows and
-    every query takes the exact selection: the answers must still be those of a scan that
+    best for the metric (l2: 2-8x nearer, also far from the origin; ip and cos: 3-8x
+    larger projections on the query's direction, so also the smallest angles to it), so
+    every estimate holds too few rows and every query takes the exact selection (checked
+    with a temporary counter: all 4 cases). The answers must still be those of a scan that
     pushes every row (a filter admitting every id; more than kDirectFilterMax ids, so it
     is the same scan), bit for bit, and complete."""
     rng = np.random.default_rng(31)
@@ -348,10 +351,19 @@ def test_fastscan_first_list_bound_falls_back_to_the_exact_kth(by_residual):
     dirs = rng.standard_normal((n, d))
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
     sampled = np.arange(n) % 12 == 0
-    radius = np.where(sampled, 1 + rng.random(n), 4 + 4 * rng.random(n))
-    x = (dirs * radius[:, None]).astype(np.float32)
-    q = (rng.standard_normal((16, d)) * 0.05).astype(np.float32)
-    index = annx.index_factory(d, "IVF1,PQ16x4fs", metric="l2", by_residual=by_residual)
+    u = np.zeros(d)
+    u[0] = 1.0
+    if metric == "l2":
+        radius = np.where(sampled, 1 + rng.random(n), 4 + 4 * rng.random(n))
+        x = dirs * radius[:, None]
+        q = rng.standard_normal((16, d)) * 0.05
+        x, q = x + offset, q + offset
+    else:
+        along = np.where(sampled, 3 + 5 * rng.random(n), rng.random(n))
+        x = along[:, None] * u + dirs
+        q = u + 0.05 * rng.standard_normal((16, d))
+    x, q = x.astype(np.float32), q.astype(np.float32)
+    index = annx.index_factory(d, "IVF1,PQ16x4fs", metric=metric, by_residual=by_residual)
     index.train(x)
     index.add(x)
     everyone = np.arange(n)
@@ -359,7 +371,7 @@ def test_fastscan_first_list_bound_falls_back_to_the_exact_kth(by_residual):
         D, I = index.search(q, k, nprobe=1)
         Df, If = index.search(q, k, nprobe=1, filter=everyone)
         assert (I >= 0).all()
-        assert sampled[I].mean() > 0.9  # the codes rank the sampled (nearest) rows first
+        assert sampled[I].mean() > 0.9  # the codes rank the sampled (best) rows first
         np.testing.assert_array_equal(I, If)
         np.testing.assert_array_equal(D, Df)
         for i in (0, 9):
