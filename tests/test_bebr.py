@@ -307,7 +307,8 @@ def _sdc_reference(
     adc=st.booleans(),
 )
 def test_tile_kernel_bit_identical_on_every_isa(d, levels, metric, nq, n, tile, seed, offset, adc):
-    """The batched kernel equals the one-query kernel bit for bit on every ISA level, and
+    """The batched kernel equals the one-query kernel bit for bit on every ISA level (and
+    its negated form, the distances the Flat scan selects on, equals the negation), and
     both match the float64 reference of the symmetric or asymmetric score."""
     rng = np.random.default_rng(seed)
     x = (rng.standard_normal((n, d)) + offset).astype(np.float32)
@@ -323,6 +324,8 @@ def test_tile_kernel_bit_identical_on_every_isa(d, levels, metric, nq, n, tile, 
             one = annx._core.kernel_bebr_sdc(name, metric, q, x, False)
             tiled = annx._core.kernel_bebr_sdc(name, metric, q, x, True, tile=tile)
             np.testing.assert_array_equal(tiled, one, err_msg=isa)
+            negated = annx._core.kernel_bebr_sdc(name, metric, q, x, True, tile=tile, negate=True)
+            np.testing.assert_array_equal(negated, -one, err_msg=isa)
             scale = 1.0 if metric == "cosine" else np.abs(want).max() + 1e-30
             np.testing.assert_allclose(tiled, want, rtol=2e-5, atol=2e-5 * scale, err_msg=isa)
     finally:
@@ -350,8 +353,11 @@ def test_batched_search_equals_one_query_search(spec, params, metric):
     answers each query alone (the one-query scan): d not a multiple of 64, k edge cases,
     duplicated rows (ties broken by id)."""
     x = mixture(700, 97, seed=11)
-    x[100:140] = x[5]  # ties
+    x[100:140] = x[5]  # ties, in every block of 256 rows
+    x[300:340] = x[5]
+    x[600:640] = x[5]
     q = mixture(23, 97, seed=12)
+    q[0] = x[5]  # the ties are its nearest rows
     idx = annx.index_factory(97, spec, metric=metric)
     idx.add(x)
     for k in (1, 10, 800):

@@ -251,9 +251,13 @@ void test_bebr(const KernelTable& ref, const KernelTable& t) {
           // The tile kernel: the same bits as the one-query kernel of the same level.
           const float* qp[2] = {q->data(), q->data()};
           float tiled[2 * n];
-          t.bebr_sdc_tile(qp, 2, codes.data(), n, cs, d, tiled, n);
+          t.bebr_sdc_tile(qp, 2, codes.data(), n, cs, d, tiled, n, false);
           ok = true;
           for (size_t r = 0; r < n; ++r) ok = ok && tiled[r] == got[r] && tiled[n + r] == got[r];
+          CHECK(ok);
+          t.bebr_sdc_tile(qp, 2, codes.data(), n, cs, d, tiled, n, true);  // negated
+          ok = true;
+          for (size_t r = 0; r < n; ++r) ok = ok && tiled[r] == -got[r] && tiled[n + r] == -got[r];
           CHECK(ok);
         }
       }

@@ -211,6 +211,7 @@ def kernel_bebr_sdc(
     tiled: bool,
     tile: int = 32,
     repeat: int = 1,
+    negate: bool = False,
 ) -> npt.NDArray[np.float32]: ...
 def kernel_pq4_accumulate(
     blocks: npt.NDArray[np.uint8], nblocks: int, npairs: int, lut: npt.NDArray[np.uint8]

@@ -442,7 +442,7 @@ void bind_kernels(py::module_& m) {
   m.def(
       "kernel_bebr_sdc",
       [](const std::string& codec, const std::string& metric, const CArray<float>& q,
-         const CArray<float>& x, bool tiled, size_t tile, size_t repeat) {
+         const CArray<float>& x, bool tiled, size_t tile, size_t repeat, bool negate) {
         CodecKind kind = CodecKind::F32;
         for (CodecKind c : all_codec_kinds())
           if (codec == codec_name(c)) kind = c;
@@ -473,7 +473,7 @@ void bind_kernels(py::module_& m) {
           if (tiled) {
             for (size_t a = 0; a < nq; a += tile)
               K.bebr_sdc_tile(qp.data() + a, std::min(tile, nq - a), codes.data(), n, cs, D,
-                              o + a * n, n);
+                              o + a * n, n, negate);
           } else {
             for (size_t i = 0; i < nq; ++i)
               K.many[static_cast<int>(pq[i].kind)](qp[i], codes.data(), n, D, nullptr, o + i * n);
@@ -482,7 +482,7 @@ void bind_kernels(py::module_& m) {
         return out;
       },
       py::arg("codec"), py::arg("metric"), py::arg("q"), py::arg("x"), py::arg("tiled"),
-      py::arg("tile") = 32, py::arg("repeat") = 1);
+      py::arg("tile") = 32, py::arg("repeat") = 1, py::arg("negate") = false);
 }
 
 }  // namespace annx::py_glue

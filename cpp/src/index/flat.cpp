@@ -411,9 +411,9 @@ void FlatIndex::search_blocked_float(const float* q, size_t nq, size_t k, int th
   }
 }
 
-std::vector<TopK> scan_binary_tiles(const VectorCodec& codec, Metric metric, const float* q,
-                                    size_t nq, const uint8_t* codes, size_t n, size_t k,
-                                    int threads) {
+std::vector<ReservoirTopK> scan_binary_tiles(const VectorCodec& codec, Metric metric,
+                                             const float* q, size_t nq, const uint8_t* codes,
+                                             size_t n, size_t k, int threads) {
   // Each thread runs tiles of queries over blocks of kBaseBlock codes (the block is read,
   // and transposed, once per tile); the per-thread top-k lists are merged per query.
   // Scores are those of the one-query scan, bit for bit (the kernel's contract), and
@@ -427,38 +427,42 @@ std::vector<TopK> scan_binary_tiles(const VectorCodec& codec, Metric metric, con
     qp[i] = pqs[i].q.data();
   }
   const size_t XB = kBaseBlock;
+  // Binary codecs have no score offset: the tile negates similarities itself, so the
+  // rows need no finish pass.
+  const bool negate = nq > 0 && pqs[0].negate && pqs[0].offset == 0.f;
   // Chunks of about 2^22 code-query pairs keep Ctrl-C prompt for any nq.
   const size_t rows = std::clamp<size_t>((size_t{1} << 22) / (nq + 1), XB, 4 * kBlockedChunkRows);
   const size_t grain = XB * std::max<size_t>(1, rows / XB);
   const int nthreads = std::max(1, threads > 0 ? threads : get_num_threads());
-  std::vector<std::vector<TopK>> thread_tops(static_cast<size_t>(nthreads));
+  std::vector<std::vector<ReservoirTopK>> thread_tops(static_cast<size_t>(nthreads));
   parallel_for(
       n, grain,
       [&](size_t b, size_t e) {
-        std::vector<TopK>& tops = thread_tops[static_cast<size_t>(worker_index())];
-        if (tops.empty()) tops.assign(nq, TopK(k));
+        std::vector<ReservoirTopK>& tops = thread_tops[static_cast<size_t>(worker_index())];
+        if (tops.empty()) tops.assign(nq, ReservoirTopK(k));
         std::vector<float> tile(kBinaryQueryBlock * XB);
         std::vector<uint32_t> sel(XB);
         for (size_t xb = b; xb < e; xb += XB) {
           const size_t nx = std::min(XB, e - xb);
           for (size_t a0 = 0; a0 < nq; a0 += kBinaryQueryBlock) {
             const size_t mq = std::min(kBinaryQueryBlock, nq - a0);
-            K.bebr_sdc_tile(qp.data() + a0, mq, codes + xb * cs, nx, cs, d, tile.data(), XB);
+            K.bebr_sdc_tile(qp.data() + a0, mq, codes + xb * cs, nx, cs, d, tile.data(), XB,
+                            negate);
             for (size_t a = 0; a < mq; ++a) {
               float* row = tile.data() + a * XB;
-              pqs[a0 + a].finish_all(row, nx);
-              TopK& top = tops[a0 + a];
+              if (!negate) pqs[a0 + a].finish_all(row, nx);
+              ReservoirTopK& top = tops[a0 + a];
               const size_t hits = K.select_le(row, nx, top.threshold(), sel.data());
               for (size_t h = 0; h < hits; ++h) {
                 const uint32_t j = sel[h];
-                if (row[j] <= top.threshold()) top.push(row[j], static_cast<idx_t>(xb + j));
+                top.push(row[j], static_cast<idx_t>(xb + j));
               }
             }
           }
         }
       },
       threads);
-  std::vector<TopK> out(nq, TopK(k));
+  std::vector<ReservoirTopK> out(nq, ReservoirTopK(k));
   for (auto& tops : thread_tops)
     if (!tops.empty())
       for (size_t i = 0; i < nq; ++i) out[i].merge(tops[i]);
@@ -467,7 +471,7 @@ std::vector<TopK> scan_binary_tiles(const VectorCodec& codec, Metric metric, con
 
 void FlatIndex::search_blocked_binary(const float* q, size_t nq, size_t k, int threads, float* D,
                                       idx_t* I) const {
-  std::vector<TopK> tops =
+  std::vector<ReservoirTopK> tops =
       scan_binary_tiles(codec_, metric_, q, nq, codes_.data(), count(), k, threads);
   for (size_t i = 0; i < nq; ++i) tops[i].drain_sorted(D + i * k, I + i * k);
 }

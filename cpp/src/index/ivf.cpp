@@ -972,7 +972,11 @@ void IvfIndex::rerank(const float* q, ReservoirTopK& cand, size_t k, float* D, i
     }
     return;
   }
-  // The candidates in any order: the exact scores and (score, id) ties decide below.
+  // The candidates in row order, whatever order the scan left them in: the gather kernel
+  // may round a row's score differently by its position in the call (rows go 4 at a
+  // time), so a fixed order gives the same bits for the same candidates on every search
+  // path (batched or not); it also reads the rows front to back. The exact scores and
+  // (score, id) ties decide below.
   const auto& items = cand.items();
   const size_t m = items.size();
   thread_local std::vector<uint32_t> rows;
@@ -980,6 +984,7 @@ void IvfIndex::rerank(const float* q, ReservoirTopK& cand, size_t k, float* D, i
   rows.resize(m);
   cs.resize(m);
   for (size_t i = 0; i < m; ++i) rows[i] = static_cast<uint32_t>(items[i].second);
+  std::sort(rows.begin(), rows.end());
   const PreparedQuery rq = refine_->prepare(q, metric_);
   const auto& K = simd::kernels();
   K.gather[static_cast<int>(rq.kind)](rq.q.data(), refine_codes_.data(), rows.data(), m,
@@ -987,7 +992,7 @@ void IvfIndex::rerank(const float* q, ReservoirTopK& cand, size_t k, float* D, i
                                       cs.data());
   rq.finish_all(cs.data(), m);
   TopK top(k);
-  for (size_t i = 0; i < m; ++i) top.push(cs[i], items[i].second);
+  for (size_t i = 0; i < m; ++i) top.push(cs[i], static_cast<idx_t>(rows[i]));
   cand.clear();
   top.drain_sorted(D, I);
 }
@@ -1068,7 +1073,7 @@ void IvfIndex::search_impl(const float* q, size_t nq, size_t k, const SearchPara
     // Flat,<BIN|BEBR<L>>,Refine: tiles of queries per pass over the one list
     // (scan_binary_tiles, the Flat scan), then each query's candidates are re-ranked.
     const List& L = lists_[0];
-    std::vector<TopK> cand =
+    std::vector<ReservoirTopK> cand =
         scan_binary_tiles(vcodec_, metric_, q, nq, L.codes.data(), L.size(), kc, threads);
     parallel_for(
         nq, 1,

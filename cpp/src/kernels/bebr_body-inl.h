@@ -69,14 +69,13 @@ inline double sdc_dot(const uint8_t* qc, const uint8_t* xc, size_t L, size_t d) 
 }
 
 /// The float expression shared by the L = 2, 4 symmetric loops here and in the tile
-/// kernel (finish8), so that both give the same bits: dot = sum_u xa[u] * sum_t qa[t]
-/// (d - 2 pc(t, u)); then the metric.
+/// kernel (finish_block), so that both give the same bits: dot = sum_u xa[u] * sum_t qa[t]
+/// (d - 2 pc(t, u)); then the metric. The cosine multiplies by 1 / |x^| (the tile computes
+/// it once per code for all its queries) rather than dividing per query and code.
+inline float inv_norm(float xn2) { return xn2 > 0 ? 1.f / std::sqrt(xn2) : 0.f; }
 inline float float_finish(float dot, float qn2, float xn2, int metric) {
   if (metric == 1) return qn2 + xn2 - 2.f * dot;
-  if (metric == 2) {
-    const float inv_qn = qn2 > 0 ? 1.f / std::sqrt(qn2) : 0.f;
-    return xn2 > 0 ? dot * inv_qn / std::sqrt(xn2) : 0.f;
-  }
+  if (metric == 2) return xn2 > 0 ? dot * inv_norm(qn2) * inv_norm(xn2) : 0.f;
   return dot;
 }
 
@@ -301,44 +300,83 @@ inline void score_rows(const float* q, const uint8_t* base, const uint32_t* rows
 
 // ---- Batched scan: several queries per pass over the codes ---------------------------
 //
-// Rows are taken 8 at a time and transposed into plane-word-major order
-// (xt[(u * W + w) * 8 + lane]), so one SIMD register holds word w of plane u of 8 codes
-// and each query word is broadcast against it: the popcounts of all LQ x L level pairs
-// of 8 codes come out lane-wise with no horizontal sums. The transposed block is reused
-// by every query of the tile. The integer pair counts are then turned into scores by the
-// same float (or double) expressions, in the same order, as the one-query loops above,
-// so the results are bit-identical to many[] on every ISA level (-ffp-contract=off).
+// Rows are taken kLanes at a time and transposed into plane-word-major order
+// (xt[(u * WT + w) * kLanes + lane], WT words of TWord per plane), so one SIMD register
+// holds word w of plane u of kLanes codes and each query word is broadcast against it:
+// the popcounts of all LQ x L level pairs of the block come out lane-wise with no
+// horizontal sums. The transposed block is reused by every query of the tile. The
+// integer pair counts are then turned into scores by the same float (or double)
+// expressions, in the same order, as the one-query loops above, so the results are
+// bit-identical to many[] on every ISA level (-ffp-contract=off).
+//
+// AVX-512 VPOPCNTDQ takes 16 codes per block in 32-bit words: VPOPCNTD counts as many
+// bits per instruction as VPOPCNTQ, but the counts come out as 16 int32 lanes, so the
+// finish runs on full 16-lane float registers (half the instructions per code of an
+// 8-lane finish, which on this path competes with the popcounts for the same two ports).
+// Other levels take 8 codes in 64-bit words.
 
 namespace bebr {
 
+#if defined(ANNX_BEBR_SIMD) && defined(__AVX512VPOPCNTDQ__) && defined(__AVX512F__)
+#define ANNX_BEBR_LANES16 1
+constexpr size_t kLanes = 16;
+using TWord = uint32_t;
+#else
 constexpr size_t kLanes = 8;
+using TWord = uint64_t;
+#endif
+constexpr size_t kWordsPerQword = 8 / sizeof(TWord);
 
-/// pcs[(t * L + u) * 8 + lane] = popcount(q plane t XOR x plane u of row `lane`), for
-/// t < LQ query planes and u < L code planes.
+inline TWord load_word(const uint8_t* p) {
+  TWord v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+/// pcs[(t * L + u) * kLanes + lane] = popcount(q plane t XOR x plane u of row `lane`),
+/// for t < LQ query planes and u < L code planes, over WT words of each plane.
 /// SIMD translation units (simd_body-inl.h defines ANNX_BEBR_SIMD) use their popcount
 /// instructions; the scalar reference (which may be built for a baseline that has them)
 /// keeps the portable loop.
 template <size_t LQC, size_t LC>
-inline void pair_counts8(const uint64_t* qw, const uint64_t* xt, size_t LQrt, size_t Lrt, size_t W,
-                         int32_t* pcs) {
+inline void pair_counts(const TWord* qw, const TWord* xt, size_t LQrt, size_t Lrt, size_t WT,
+                        int32_t* pcs) {
   const size_t LQ = LQC ? LQC : LQrt, L = LC ? LC : Lrt;
-#if defined(ANNX_BEBR_SIMD) && defined(__AVX512VPOPCNTDQ__) && defined(__AVX512F__)
-  // VPOPCNTQ: 8 codes' words per instruction; L accumulators per query level.
+#if defined(ANNX_BEBR_LANES16)
+  // VPOPCNTD: 16 codes' words per instruction.
+  if constexpr (LQC && LC && LQC * LC <= 16) {
+    // Every level pair in one pass over the words (LQ x L accumulators stay in registers):
+    // each code word is loaded once and the loop overhead is shared by all pairs.
+    __m512i acc[LQC * LC];
+    for (size_t p = 0; p < LQC * LC; ++p) acc[p] = _mm512_setzero_si512();
+    for (size_t w = 0; w < WT; ++w) {
+      __m512i xv[LC];
+      for (size_t u = 0; u < LC; ++u) xv[u] = _mm512_loadu_si512(xt + (u * WT + w) * kLanes);
+      for (size_t t = 0; t < LQC; ++t) {
+        const __m512i qb = _mm512_set1_epi32(static_cast<int>(qw[t * WT + w]));
+        for (size_t u = 0; u < LC; ++u)
+          acc[t * LC + u] =
+              _mm512_add_epi32(_mm512_popcnt_epi32(_mm512_xor_si512(qb, xv[u])), acc[t * LC + u]);
+      }
+    }
+    for (size_t p = 0; p < LQC * LC; ++p) _mm512_storeu_si512(pcs + p * kLanes, acc[p]);
+    return;
+  }
+  // Otherwise L accumulators per query level.
   for (size_t t = 0; t < LQ; ++t) {
     __m512i acc[LC ? LC : kMaxL];
     for (size_t u = 0; u < L; ++u) acc[u] = _mm512_setzero_si512();
-    for (size_t w = 0; w < W; ++w) {
-      const __m512i qb = _mm512_set1_epi64(static_cast<long long>(qw[t * W + w]));
+    for (size_t w = 0; w < WT; ++w) {
+      const __m512i qb = _mm512_set1_epi32(static_cast<int>(qw[t * WT + w]));
       for (size_t u = 0; u < L; ++u) {
-        const __m512i xv = _mm512_loadu_si512(xt + (u * W + w) * kLanes);
-        acc[u] = _mm512_add_epi64(acc[u], _mm512_popcnt_epi64(_mm512_xor_si512(qb, xv)));
+        const __m512i xv = _mm512_loadu_si512(xt + (u * WT + w) * kLanes);
+        acc[u] = _mm512_add_epi32(acc[u], _mm512_popcnt_epi32(_mm512_xor_si512(qb, xv)));
       }
     }
-    for (size_t u = 0; u < L; ++u)
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(pcs + (t * L + u) * kLanes),
-                          _mm512_cvtepi64_epi32(acc[u]));
+    for (size_t u = 0; u < L; ++u) _mm512_storeu_si512(pcs + (t * L + u) * kLanes, acc[u]);
   }
 #elif defined(ANNX_BEBR_SIMD) && defined(__AVX2__)
+  static_assert(kLanes == 8 && sizeof(TWord) == 8, "the AVX2 loop takes 8 codes of 64-bit words");
   // Nibble-table popcount (VPSHUFB) on 4 codes per register, byte counts summed with
   // VPSADBW; bytes are flushed every 31 words (8 bits per word, 255 per byte lane).
   const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2,
@@ -347,12 +385,12 @@ inline void pair_counts8(const uint64_t* qw, const uint64_t* xt, size_t LQrt, si
   for (size_t t = 0; t < LQ; ++t)
     for (size_t u = 0; u < L; ++u) {
       __m256i s0 = zero, s1 = zero;
-      for (size_t w0 = 0; w0 < W; w0 += 31) {
+      for (size_t w0 = 0; w0 < WT; w0 += 31) {
         __m256i b0 = zero, b1 = zero;
-        const size_t we = W - w0 < 31 ? W : w0 + 31;
+        const size_t we = WT - w0 < 31 ? WT : w0 + 31;
         for (size_t w = w0; w < we; ++w) {
-          const __m256i qb = _mm256_set1_epi64x(static_cast<long long>(qw[t * W + w]));
-          const uint64_t* xv = xt + (u * W + w) * kLanes;
+          const __m256i qb = _mm256_set1_epi64x(static_cast<long long>(qw[t * WT + w]));
+          const TWord* xv = xt + (u * WT + w) * kLanes;
           const __m256i v0 =
               _mm256_xor_si256(qb, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xv)));
           const __m256i v1 =
@@ -378,16 +416,17 @@ inline void pair_counts8(const uint64_t* qw, const uint64_t* xt, size_t LQrt, si
       _mm_storeu_si128(reinterpret_cast<__m128i*>(p + 4), hi);
     }
 #elif defined(ANNX_BEBR_SIMD) && defined(__aarch64__)
+  static_assert(kLanes == 8 && sizeof(TWord) == 8, "the NEON loop takes 8 codes of 64-bit words");
   // CNT (vcntq_u8) on 2 codes per register; byte counts widened every 31 words.
   for (size_t t = 0; t < LQ; ++t)
     for (size_t u = 0; u < L; ++u) {
       uint64x2_t s[4] = {vdupq_n_u64(0), vdupq_n_u64(0), vdupq_n_u64(0), vdupq_n_u64(0)};
-      for (size_t w0 = 0; w0 < W; w0 += 31) {
+      for (size_t w0 = 0; w0 < WT; w0 += 31) {
         uint8x16_t b[4] = {vdupq_n_u8(0), vdupq_n_u8(0), vdupq_n_u8(0), vdupq_n_u8(0)};
-        const size_t we = W - w0 < 31 ? W : w0 + 31;
+        const size_t we = WT - w0 < 31 ? WT : w0 + 31;
         for (size_t w = w0; w < we; ++w) {
-          const uint64x2_t qb = vdupq_n_u64(qw[t * W + w]);
-          const uint64_t* xv = xt + (u * W + w) * kLanes;
+          const uint64x2_t qb = vdupq_n_u64(qw[t * WT + w]);
+          const TWord* xv = xt + (u * WT + w) * kLanes;
           for (int g = 0; g < 4; ++g)
             b[g] = vaddq_u8(b[g],
                             vcntq_u8(vreinterpretq_u8_u64(veorq_u64(qb, vld1q_u64(xv + 2 * g)))));
@@ -405,9 +444,9 @@ inline void pair_counts8(const uint64_t* qw, const uint64_t* xt, size_t LQrt, si
   for (size_t t = 0; t < LQ; ++t)
     for (size_t u = 0; u < L; ++u) {
       int32_t acc[kLanes] = {};
-      for (size_t w = 0; w < W; ++w) {
-        const uint64_t qv = qw[t * W + w];
-        const uint64_t* xv = xt + (u * W + w) * kLanes;
+      for (size_t w = 0; w < WT; ++w) {
+        const TWord qv = qw[t * WT + w];
+        const TWord* xv = xt + (u * WT + w) * kLanes;
         for (size_t lane = 0; lane < kLanes; ++lane)
           acc[lane] += static_cast<int32_t>(popcount64(qv ^ xv[lane]));
       }
@@ -417,105 +456,121 @@ inline void pair_counts8(const uint64_t* qw, const uint64_t* xt, size_t LQrt, si
 }
 
 /// Scores of one query against a transposed block, from its pair counts: the expressions
-/// of bin_sdc_rows (L = 1), sdc_rows (L = 2, 4) and sdc_dot + finish (other L), per lane,
-/// on 8-lane vectors (GCC vector extensions: the same element-wise IEEE operations).
-/// sx[i] = sqrt(xn2[i]) (precomputed per block for the cosine).
-typedef float v8f __attribute__((vector_size(32)));
-typedef int32_t v8i __attribute__((vector_size(32)));
-typedef double v8d __attribute__((vector_size(64)));
+/// of bin_sdc_rows (L = 1), pair_rows / float_finish (L = 2, 4), adc_score (asymmetric)
+/// and sdc_dot + finish (other L), per lane, on kLanes-wide vectors (GCC vector
+/// extensions: the same element-wise IEEE operations). isx[i] = inv_norm(xn2[i]),
+/// computed once per block for the cosine.
+typedef float vLf __attribute__((vector_size(4 * kLanes)));
+typedef int32_t vLi __attribute__((vector_size(4 * kLanes)));
+typedef double vLd __attribute__((vector_size(8 * kLanes)));
 
 // Macros, not functions: a vector argument or return value would change the ABI where
 // the baseline lacks AVX (-Wpsabi); everything here is inlined anyway.
-#define ANNX_LOAD8F(v, p) std::memcpy(&(v), (p), sizeof(v8f))
-#define ANNX_COUNTS8(v, p)                  \
+#define ANNX_LOADLF(v, p) std::memcpy(&(v), (p), sizeof(vLf))
+#define ANNX_COUNTSL(v, p)                  \
   do {                                      \
-    v8i c_;                                 \
+    vLi c_;                                 \
     std::memcpy(&c_, (p), sizeof c_);       \
-    (v) = __builtin_convertvector(c_, v8f); \
+    (v) = __builtin_convertvector(c_, vLf); \
   } while (0)
 
-template <size_t LQC, size_t LC>
-inline void finish8(const int32_t* pcs, const float* q, size_t LQrt, size_t Lrt, const float* xa,
-                    const float* xn2, const float* sx, size_t d, float* dst) {
-  const size_t LQ = LQC ? LQC : LQrt, L = LC ? LC : Lrt;
-  const int metric = static_cast<int>(q[1]);
-  const float qn2 = q[2];
+/// What the finish needs of a prepared query, read once per tile, not once per block.
+struct QueryConsts {
   float qa[kMaxL];
-  std::memcpy(qa, q + 4, 4 * LQ);
+  float qn2, inv_qn;
+  int metric;
+};
+
+inline QueryConsts query_consts(const float* q, size_t LQ) {
+  QueryConsts k{};
+  std::memcpy(k.qa, q + 4, 4 * LQ);
+  k.qn2 = q[2];
+  k.inv_qn = inv_norm(q[2]);
+  k.metric = static_cast<int>(q[1]);
+  return k;
+}
+
+template <size_t LQC, size_t LC>
+inline void finish_block(const int32_t* pcs, const QueryConsts& qk, size_t LQrt, size_t Lrt,
+                         const float* xa, const float* xn2, const float* isx, size_t d, bool negate,
+                         float* dst) {
+  const size_t LQ = LQC ? LQC : LQrt, L = LC ? LC : Lrt;
+  const int metric = qk.metric;
+  const float qn2 = qk.qn2;
+  const float* qa = qk.qa;
   const float fd = static_cast<float>(d);
   if (LQ == 1 && L == 1) {
-    v8f h;
-    ANNX_COUNTS8(h, pcs);
+    vLf h;
+    ANNX_COUNTSL(h, pcs);
     h = fd - 2.f * h;
     if (metric == 2) {
-      const v8f r = h * (1.f / fd);
+      const vLf r = h * (1.f / fd);
       std::memcpy(dst, &r, sizeof r);
     } else {
       // finish(double{qa} * xa * h, ...) of bin_sdc_rows, on double vectors.
-      v8f xv, xn;
-      ANNX_LOAD8F(xv, xa);
-      ANNX_LOAD8F(xn, xn2);
-      const v8d dot =
-          double{qa[0]} * __builtin_convertvector(xv, v8d) * __builtin_convertvector(h, v8d);
-      const v8f r = metric == 1
+      vLf xv, xn;
+      ANNX_LOADLF(xv, xa);
+      ANNX_LOADLF(xn, xn2);
+      const vLd dot =
+          double{qa[0]} * __builtin_convertvector(xv, vLd) * __builtin_convertvector(h, vLd);
+      const vLf r = metric == 1
                         ? __builtin_convertvector(
-                              double{qn2} + __builtin_convertvector(xn, v8d) - 2.0 * dot, v8f)
-                        : __builtin_convertvector(dot, v8f);
+                              double{qn2} + __builtin_convertvector(xn, vLd) - 2.0 * dot, vLf)
+                        : __builtin_convertvector(dot, vLf);
       std::memcpy(dst, &r, sizeof r);
     }
   } else if (LQ != L) {  // adc_score, lane-wise: the same exact products and roundings
     const int32_t id = static_cast<int32_t>(d);
-    v8d dot = {};
+    vLd dot = {};
     for (size_t u = 0; u < L; ++u) {
-      v8i S = {};
+      vLi S = {};
       for (size_t b = 1; b < LQ; ++b) {
-        v8i c;
+        vLi c;
         std::memcpy(&c, pcs + (b * L + u) * kLanes, sizeof c);
         S += (id - 2 * c) * (int32_t{1} << (b - 1));
       }
-      v8i c0;
+      vLi c0;
       std::memcpy(&c0, pcs + u * kLanes, sizeof c0);
-      const v8d rd = double{qa[1]} * __builtin_convertvector(S, v8d) +
-                     double{qa[0]} * __builtin_convertvector(id - 2 * c0, v8d);
-      const v8f r = __builtin_convertvector(rd, v8f);
-      v8f a;
-      ANNX_LOAD8F(a, xa + u * kLanes);
-      dot += __builtin_convertvector(a, v8d) * __builtin_convertvector(r, v8d);
+      const vLd rd = double{qa[1]} * __builtin_convertvector(S, vLd) +
+                     double{qa[0]} * __builtin_convertvector(id - 2 * c0, vLd);
+      const vLf r = __builtin_convertvector(rd, vLf);
+      vLf a;
+      ANNX_LOADLF(a, xa + u * kLanes);
+      dot += __builtin_convertvector(a, vLd) * __builtin_convertvector(r, vLd);
     }
     if (metric == 2) {
       for (size_t i = 0; i < kLanes; ++i) dst[i] = finish(dot[i], qn2, xn2[i], metric);
     } else {
-      v8f xn;
-      ANNX_LOAD8F(xn, xn2);
-      const v8f r = metric == 1
+      vLf xn;
+      ANNX_LOADLF(xn, xn2);
+      const vLf r = metric == 1
                         ? __builtin_convertvector(
-                              double{qn2} + __builtin_convertvector(xn, v8d) - 2.0 * dot, v8f)
-                        : __builtin_convertvector(dot, v8f);
+                              double{qn2} + __builtin_convertvector(xn, vLd) - 2.0 * dot, vLf)
+                        : __builtin_convertvector(dot, vLf);
       std::memcpy(dst, &r, sizeof r);
     }
   } else if (L == 2 || L == 4) {  // float_dot + float_finish, lane-wise
-    v8f dot = {};
+    vLf dot = {};
     for (size_t u = 0; u < L; ++u) {
-      v8f row = {};
+      vLf row = {};
       for (size_t t = 0; t < LQ; ++t) {
-        v8f c;
-        ANNX_COUNTS8(c, pcs + (t * L + u) * kLanes);
+        vLf c;
+        ANNX_COUNTSL(c, pcs + (t * L + u) * kLanes);
         row += qa[t] * (fd - 2.f * c);
       }
-      v8f a;
-      ANNX_LOAD8F(a, xa + u * kLanes);
+      vLf a;
+      ANNX_LOADLF(a, xa + u * kLanes);
       dot += row * a;
     }
-    v8f r, xn;
-    ANNX_LOAD8F(xn, xn2);
+    vLf r, xn;
+    ANNX_LOADLF(xn, xn2);
     if (metric == 1) {
       r = qn2 + xn - 2.f * dot;
     } else if (metric == 2) {
-      const float inv_qn = qn2 > 0 ? 1.f / std::sqrt(qn2) : 0.f;
-      v8f sv;
-      ANNX_LOAD8F(sv, sx);
-      const v8f v = dot * inv_qn / sv;
-      const v8f zero = {};
+      vLf iv;
+      ANNX_LOADLF(iv, isx);
+      const vLf v = dot * qk.inv_qn * iv;
+      const vLf zero = {};
       r = xn > 0.f ? v : zero;
     } else {
       r = dot;
@@ -531,31 +586,38 @@ inline void finish8(const int32_t* pcs, const float* q, size_t LQrt, size_t Lrt,
       dst[i] = finish(dot, qn2, xn2[i], metric);
     }
   }
+  if (negate)
+    for (size_t i = 0; i < kLanes; ++i) dst[i] = -dst[i];
 }
 
-#undef ANNX_LOAD8F
-#undef ANNX_COUNTS8
+#undef ANNX_LOADLF
+#undef ANNX_COUNTSL
 
 template <size_t LQC, size_t LC>
 void tile_l(const float* const* qs, size_t nq, const uint8_t* x, size_t n, size_t stride, size_t d,
-            size_t LQrt, size_t Lrt, float* out, size_t out_stride) {
-  const size_t LQ = LQC ? LQC : LQrt, L = LC ? LC : Lrt, W = words(d);
-  const size_t H = header_bytes(L), HQ = header_bytes(LQ), LW = L * W, QW = LQ * W;
+            size_t LQrt, size_t Lrt, float* out, size_t out_stride, bool negate) {
+  const size_t LQ = LQC ? LQC : LQrt, L = LC ? LC : Lrt, WT = words(d) * kWordsPerQword;
+  const size_t H = header_bytes(L), HQ = header_bytes(LQ), LW = L * WT, QW = LQ * WT;
   struct Buf {  // no <vector> here (see the top of the file)
-    uint64_t* p;
+    TWord* p;
     ~Buf() { delete[] p; }
-  } qw{new uint64_t[nq * QW]}, xt{new uint64_t[LW * kLanes]};
+  } qw{new TWord[nq * QW]}, xt{new TWord[LW * kLanes]};
+  struct KBuf {
+    QueryConsts* p;
+    ~KBuf() { delete[] p; }
+  } qk{new QueryConsts[nq]};
   for (size_t a = 0; a < nq; ++a) {
+    qk.p[a] = query_consts(qs[a], LQ);
     const uint8_t* qc = reinterpret_cast<const uint8_t*>(qs[a] + 4) + HQ;
-    for (size_t j = 0; j < QW; ++j) qw.p[a * QW + j] = load64(qc + 8 * j);
+    for (size_t j = 0; j < QW; ++j) qw.p[a * QW + j] = load_word(qc + sizeof(TWord) * j);
   }
   // An asymmetric query's level 0 has no bits set (VectorCodec::prepare), so its counts
   // are the codes' own popcounts: computed once per block here, not once per query.
   const bool asym = LQ != L;
   constexpr size_t LQP = LQC && LQC != LC ? LQC - 1 : LQC;  // query planes paired per query
   const size_t skip = asym ? 1 : 0;
-  int32_t pcs[kMaxL * kMaxL * kLanes];
-  float xa[kMaxL * kLanes], xn2[kLanes], sx[kLanes], dst[kLanes];
+  alignas(64) int32_t pcs[kMaxL * kMaxL * kLanes];
+  alignas(64) float xa[kMaxL * kLanes], xn2[kLanes], isx[kLanes], dst[kLanes];
   for (size_t r0 = 0; r0 < n; r0 += kLanes) {
     const size_t m = n - r0 < kLanes ? n - r0 : kLanes;
     for (size_t i = 0; i < kLanes; ++i) {
@@ -563,30 +625,41 @@ void tile_l(const float* const* qs, size_t nq, const uint8_t* x, size_t n, size_
         const uint8_t* c = x + (r0 + i) * stride;
         for (size_t u = 0; u < L; ++u) std::memcpy(xa + u * kLanes + i, c + 4 * u, 4);
         std::memcpy(xn2 + i, c + 4 * L, 4);
-        for (size_t j = 0; j < LW; ++j) xt.p[j * kLanes + i] = load64(c + H + 8 * j);
+        for (size_t j = 0; j < LW; ++j) xt.p[j * kLanes + i] = load_word(c + H + sizeof(TWord) * j);
       } else {
         for (size_t u = 0; u < L; ++u) xa[u * kLanes + i] = 0.f;
         xn2[i] = 0.f;
         for (size_t j = 0; j < LW; ++j) xt.p[j * kLanes + i] = 0;
       }
-      sx[i] = xn2[i] > 0 ? std::sqrt(xn2[i]) : 1.f;  // lanes with xn2 == 0 score 0
     }
+    // isx = inv_norm(xn2) lane by lane (lanes with xn2 == 0 score 0); IEEE square root
+    // and division round the same in a vector.
+#if defined(ANNX_BEBR_LANES16)
+    {
+      const __m512 xn = _mm512_load_ps(xn2);
+      const __mmask16 pos = _mm512_cmp_ps_mask(xn, _mm512_setzero_ps(), _CMP_GT_OQ);
+      _mm512_store_ps(isx, _mm512_maskz_div_ps(pos, _mm512_set1_ps(1.f), _mm512_sqrt_ps(xn)));
+    }
+#else
+    for (size_t i = 0; i < kLanes; ++i) isx[i] = inv_norm(xn2[i]);
+#endif
     if (asym)
       for (size_t u = 0; u < L; ++u)
         for (size_t i = 0; i < kLanes; ++i) {
           int32_t c = 0;
-          for (size_t w = 0; w < W; ++w)
-            c += static_cast<int32_t>(popcount64(xt.p[(u * W + w) * kLanes + i]));
+          for (size_t w = 0; w < WT; ++w)
+            c += static_cast<int32_t>(popcount64(xt.p[(u * WT + w) * kLanes + i]));
           pcs[u * kLanes + i] = c;
         }
     for (size_t a = 0; a < nq; ++a) {
-      pair_counts8<LQP, LC>(qw.p + a * QW + skip * W, xt.p, LQ - skip, L, W,
-                            pcs + skip * L * kLanes);
+      pair_counts<LQP, LC>(qw.p + a * QW + skip * WT, xt.p, LQ - skip, L, WT,
+                           pcs + skip * L * kLanes);
       float* o = out + a * out_stride + r0;
       if (m == kLanes) {
-        finish8<LQC, LC>(pcs, qs[a], LQ, L, xa, xn2, sx, d, o);  // straight to the output
+        finish_block<LQC, LC>(pcs, qk.p[a], LQ, L, xa, xn2, isx, d, negate,
+                              o);  // straight to the output
       } else {
-        finish8<LQC, LC>(pcs, qs[a], LQ, L, xa, xn2, sx, d, dst);
+        finish_block<LQC, LC>(pcs, qk.p[a], LQ, L, xa, xn2, isx, d, negate, dst);
         for (size_t i = 0; i < m; ++i) o[i] = dst[i];
       }
     }
@@ -596,27 +669,27 @@ void tile_l(const float* const* qs, size_t nq, const uint8_t* x, size_t n, size_
 /// The tile kernel: symmetric queries (LQ = L) and asymmetric ones (LQ = kAdcL), the
 /// common level counts unrolled.
 inline void tile(const float* const* qs, size_t nq, const void* x, size_t n, size_t stride,
-                 size_t d, float* out, size_t out_stride) {
+                 size_t d, float* out, size_t out_stride, bool negate) {
   if (nq == 0 || n == 0) return;
   const auto* xc = static_cast<const uint8_t*>(x);
   const size_t L = static_cast<size_t>(qs[0][0]), LQ = query_levels(qs[0]);
   if (LQ == L) {
     switch (L) {
-      case 1: return tile_l<1, 1>(qs, nq, xc, n, stride, d, LQ, L, out, out_stride);
-      case 2: return tile_l<2, 2>(qs, nq, xc, n, stride, d, LQ, L, out, out_stride);
-      case 3: return tile_l<3, 3>(qs, nq, xc, n, stride, d, LQ, L, out, out_stride);
-      case 4: return tile_l<4, 4>(qs, nq, xc, n, stride, d, LQ, L, out, out_stride);
+      case 1: return tile_l<1, 1>(qs, nq, xc, n, stride, d, LQ, L, out, out_stride, negate);
+      case 2: return tile_l<2, 2>(qs, nq, xc, n, stride, d, LQ, L, out, out_stride, negate);
+      case 3: return tile_l<3, 3>(qs, nq, xc, n, stride, d, LQ, L, out, out_stride, negate);
+      case 4: return tile_l<4, 4>(qs, nq, xc, n, stride, d, LQ, L, out, out_stride, negate);
       default: break;
     }
   } else if (LQ == kAdcL) {
     switch (L) {
-      case 1: return tile_l<kAdcL, 1>(qs, nq, xc, n, stride, d, LQ, L, out, out_stride);
-      case 2: return tile_l<kAdcL, 2>(qs, nq, xc, n, stride, d, LQ, L, out, out_stride);
-      case 4: return tile_l<kAdcL, 4>(qs, nq, xc, n, stride, d, LQ, L, out, out_stride);
+      case 1: return tile_l<kAdcL, 1>(qs, nq, xc, n, stride, d, LQ, L, out, out_stride, negate);
+      case 2: return tile_l<kAdcL, 2>(qs, nq, xc, n, stride, d, LQ, L, out, out_stride, negate);
+      case 4: return tile_l<kAdcL, 4>(qs, nq, xc, n, stride, d, LQ, L, out, out_stride, negate);
       default: break;
     }
   }
-  tile_l<0, 0>(qs, nq, xc, n, stride, d, LQ, L, out, out_stride);
+  tile_l<0, 0>(qs, nq, xc, n, stride, d, LQ, L, out, out_stride, negate);
 }
 
 }  // namespace bebr

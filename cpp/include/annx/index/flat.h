@@ -116,9 +116,12 @@ float decoded_max_norm2(const VectorCodec& codec, const uint8_t* codes, size_t b
 /// by Flat,<binary>,Refine (a one-list IVF): the k best (score, row) of rows 0..n-1 of
 /// `codes` (code_size apart) for each of nq queries, scores as the one-query scan computes
 /// them (negated similarities), ties to the lower row. Tiles of queries run over blocks of
-/// codes (KernelTable::bebr_sdc_tile); threads split the rows.
-std::vector<TopK> scan_binary_tiles(const VectorCodec& codec, Metric metric, const float* q,
-                                    size_t nq, const uint8_t* codes, size_t n, size_t k,
-                                    int threads);
+/// codes (KernelTable::bebr_sdc_tile); threads split the rows. Candidates go to a
+/// ReservoirTopK (appends, compacted now and then) rather than a heap: the re-rank
+/// budgets of Refine (k of 100 and more) would otherwise spend a mispredicted branch per
+/// level of the heap on each of the hundreds of rows that improve a query's list.
+std::vector<ReservoirTopK> scan_binary_tiles(const VectorCodec& codec, Metric metric,
+                                             const float* q, size_t nq, const uint8_t* codes,
+                                             size_t n, size_t k, int threads);
 
 }  // namespace annx

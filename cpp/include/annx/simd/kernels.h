@@ -181,12 +181,14 @@ struct KernelTable {
 
   // ---- Binary codes (BIN / BEBR<L>, kernels/bebr_body-inl.h) ----
   /// Scores of a tile of queries against rows 0..n-1 of x (`stride` bytes apart):
-  /// out[a * out_stride + i] = many[kind](qs[a], row i) for a < nq, bit for bit. qs[a]
-  /// are BEBR_SDC or BEBR_ADC prepared queries (VectorCodec::prepare) of one codec, kind
-  /// and metric. Rows are read once per call for all nq queries (level-pair popcounts of
-  /// 8 rows at a time; scales applied once per level pair).
+  /// out[a * out_stride + i] = many[kind](qs[a], row i) for a < nq, bit for bit, or its
+  /// negation when `negate` (a similarity turned into the distance the caller selects on,
+  /// PreparedQuery::finish_all with no offset). qs[a] are BEBR_SDC or BEBR_ADC prepared
+  /// queries (VectorCodec::prepare) of one codec, kind and metric. Rows are read once per
+  /// call for all nq queries (level-pair popcounts of 8 or 16 rows at a time; scales
+  /// applied once per level pair).
   void (*bebr_sdc_tile)(const float* const* qs, size_t nq, const void* x, size_t n, size_t stride,
-                        size_t d, float* out, size_t out_stride);
+                        size_t d, float* out, size_t out_stride, bool negate);
   /// signed_segment_sum with the signs given by order instead of values: segment j adds
   /// the rows idx[seg_end[j-1] .. seg_split[j]) and subtracts idx[seg_split[j] ..
   /// seg_end[j]) (sum of the added rows minus sum of the subtracted ones). No sign loads
