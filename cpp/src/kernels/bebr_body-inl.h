@@ -18,7 +18,8 @@
 //   both are one sum over level pairs of popcounts. The kernels rely on that structure
 //   (adc_score; the tile kernel takes level 0's counts as the codes' popcounts).
 // Value: the inner product for ip, the squared distance for l2, the cosine for cos,
-// computed from dot = <q^, x^> (SDC) or <q_B, x^> (ADC); the codec negates similarities.
+// computed from dot = <q^, x^> (SDC) or <q_B, x^> (ADC); the codec negates similarities
+// (the tile kernel does on request: its `negate` flag).
 
 namespace bebr {
 
