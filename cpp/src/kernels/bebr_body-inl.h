@@ -308,7 +308,9 @@ inline void score_rows(const float* q, const uint8_t* base, const uint32_t* rows
 // horizontal sums. The transposed block is reused by every query of the tile. The
 // integer pair counts are then turned into scores by the same float (or double)
 // expressions, in the same order, as the one-query loops above, so the results are
-// bit-identical to many[] on every ISA level (-ffp-contract=off).
+// bit-identical to many[] on every ISA level. (GCC on x86 contracts multiply-adds in the
+// float expressions of both alike; AArch64 builds with -ffp-contract=off. The tests
+// compare the two on every level.)
 //
 // AVX-512 VPOPCNTDQ takes 16 codes per block in 32-bit words: VPOPCNTD counts as many
 // bits per instruction as VPOPCNTQ, but the counts come out as 16 int32 lanes, so the
