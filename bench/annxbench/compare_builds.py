@@ -11,8 +11,8 @@ Usage (from bench/)::
     python -m annxbench.compare_builds --a /tmp/before --b ../python --rounds 7 \\
         --data-dir ../../shared/data --out results/compare.md [--cases CASES]
 
-``--cases``: ``default``, ``flat-codecs``, ``flat-refine``, ``flat-filter``, ``ivf-float``
-or ``ivf-fastscan`` (see the lists below).
+``--cases``: ``default``, ``binary``, ``flat-codecs``, ``flat-refine``, ``flat-filter``,
+``ivf-float`` or ``ivf-fastscan`` (see the lists below).
 
 ``--a`` / ``--b`` are folders holding an ``annx`` package (PYTHONPATH entries). The index
 files are built once with build B into ``--work`` (default /tmp/annx-ab).
@@ -109,8 +109,28 @@ IVF_FASTSCAN_CASES = [
         ("minilm-ood", "minilm-ood-10000-384-angular.hdf5", "cos", 256, 96, 16, 50),
     ]
 ]  # fmt: skip
+# Binary-code Flat scans (the batched tile kernel), with and without float32 re-ranking:
+# batches of 1,000 queries.
+BINARY_CASES = [
+    (
+        f"{spec.replace(',', '-').replace('(', '').replace(')', '').lower()}-{name}",
+        data,
+        spec,
+        metric,
+        1000,
+        kwargs,
+    )
+    for name, data, metric in _SETS
+    for spec, kwargs in (
+        ("Flat,BIN", {}),
+        ("Flat,BEBR2", {}),
+        ("Flat,BEBR4", {}),
+        ("Flat,BIN,Refine(F32)", {"rerank": 100}),
+    )
+]
 CASE_SETS = {
     "default": DEFAULT_CASES,
+    "binary": BINARY_CASES,
     "ivf-fastscan": IVF_FASTSCAN_CASES,
     "ivf-float": IVF_FLOAT_CASES,
     "flat-codecs": FLAT_CODEC_CASES,
